@@ -1,0 +1,191 @@
+"""Settings: one module, production differs from development only by environment variables.
+
+Defaults are the embedded single-machine setup of `make run`: SQLite and a private control Redis
+with their data under `var/`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from pathlib import Path
+
+import dj_database_url
+from cryptography.fernet import Fernet
+
+from console.env import EnvError, env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("CONSOLE_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_file(name: str, make: str) -> str:
+    """Read a generated secret from var/, creating it once with mode 0600."""
+    path = VAR_DIR / name
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(make)
+    return path.read_text().strip()
+
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY") or _secret_file("secret_key", secrets.token_urlsafe(50))
+if len(SECRET_KEY) < 50:
+    raise EnvError("SECRET_KEY must be at least 50 characters")
+# Fernet key for secrets at rest (passwords, private keys).
+ENCRYPTION_KEY = env_str("CONSOLE_ENCRYPTION_KEY") or _secret_file(
+    "encryption.key", Fernet.generate_key().decode()
+)
+
+HTTP_HOST = env_str("CONSOLE_HTTP_HOST", "127.0.0.1")
+HTTP_PORT = env_int("CONSOLE_HTTP_PORT", 8080, minimum=1, maximum=65535)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# Cluster and node identity.
+CLUSTER_NAME = env_str("CONSOLE_CLUSTER_NAME", "cluster.local")
+NODE_NAME = env_str("CONSOLE_NODE_NAME", socket.gethostname())
+NODE_ADDRESS = env_str("CONSOLE_NODE_ADDRESS", "127.0.0.1")
+DB_PORT_MIN = env_int("CONSOLE_DB_PORT_MIN", 12000, minimum=1024, maximum=65535)
+DB_PORT_MAX = env_int("CONSOLE_DB_PORT_MAX", 12999, minimum=1024, maximum=65535)
+if DB_PORT_MIN > DB_PORT_MAX:
+    raise EnvError("CONSOLE_DB_PORT_MIN must not exceed CONSOLE_DB_PORT_MAX")
+DATA_DIR = Path(env_str("CONSOLE_DATA_DIR", str(VAR_DIR / "databases"))).resolve()
+REDIS_SERVER_BIN = env_str("CONSOLE_REDIS_SERVER", "redis-server")
+
+# Control Redis: Celery broker, channel layer, sync positions and heartbeats.
+CONTROL_REDIS_PORT = env_int("CONSOLE_REDIS_PORT", 6380, minimum=1, maximum=65535)
+REDIS_URL = env_str("REDIS_URL", f"redis://127.0.0.1:{CONTROL_REDIS_PORT}/0")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "channels",
+    "console",
+    "replication",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "console.middleware.LoginRequiredMiddleware",
+]
+
+ROOT_URLCONF = "console.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "console.context_processors.console",
+            ],
+        },
+    },
+]
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "console.asgi.application"
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'console.sqlite3'}"), conn_max_age=60
+    )
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Celery workers and the web server write concurrently: wait for the lock instead of failing.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "console.User"
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "static"
+
+# Security: cookies only over HTTPS when the console is served over HTTPS.
+SECURE_HTTPS = env_bool("CONSOLE_HTTPS", False)
+SESSION_COOKIE_SECURE = SECURE_HTTPS
+CSRF_COOKIE_SECURE = SECURE_HTTPS
+SECURE_SSL_REDIRECT = SECURE_HTTPS
+SECURE_HSTS_SECONDS = env_int("CONSOLE_HSTS_SECONDS", 31536000 if SECURE_HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HTTPS
+SECURE_HSTS_PRELOAD = SECURE_HTTPS
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE_HTTPS else None
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.BasicAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["console.permissions.IsAdminOrReadOnly"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "console.exception_handlers.api_exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"login": env_str("CONSOLE_LOGIN_THROTTLE", "10/min")},
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Replica Of Console API",
+    "DESCRIPTION": "Redis Enterprise compatible REST API for databases and Replica Of.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL]},
+    }
+}
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+RECONCILE_INTERVAL_S = env_int("CONSOLE_RECONCILE_INTERVAL", 5, minimum=1)
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

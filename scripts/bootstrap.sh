@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Make this checkout runnable: Debian's redis-server when missing, a virtualenv with pinned
+# requirements. `bootstrap.sh dev` also installs what tests need. Idempotent and quiet when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want=${1:-run}
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_updated=0
+apt_install() {
+  if [ $apt_updated = 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "installing redis-server (Debian package)…"
+  apt_install redis-server
+  # The console starts its own Redis processes; the distribution's service is not needed.
+  (as_root systemctl disable --now redis-server >/dev/null 2>&1) || true
+fi
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+if [ ! -x .venv/bin/python ]; then
+  echo "creating virtualenv .venv…"
+  "$PY" -m venv .venv
+fi
+req=requirements.txt
+[ "$want" = dev ] && req=requirements-dev.txt
+stamp=.venv/.installed-$(sha256sum requirements.txt "$req" | sha256sum | cut -c1-16)-$want
+if [ ! -f "$stamp" ]; then
+  echo "installing Python requirements ($req)…"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r "$req"
+  touch "$stamp"
+fi
