@@ -147,7 +147,7 @@ X_FRAME_OPTIONS = "DENY"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.BasicAuthentication",
+        "console.auth.ThrottledBasicAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["console.permissions.IsAdminOrReadOnly"],
@@ -188,4 +188,22 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "console",
+    }
+}
+LOGIN_FAILURE_LIMIT = env_int("CONSOLE_LOGIN_FAILURE_LIMIT", 10, minimum=1)
+LOGIN_FAILURE_WINDOW_S = env_int("CONSOLE_LOGIN_FAILURE_WINDOW", 300, minimum=1)
+
+CELERY_BEAT_SCHEDULE = {
+    "reconcile": {
+        "task": "console.tasks.cluster_reconcile_task",
+        "schedule": float(RECONCILE_INTERVAL_S),
+        "options": {"queue": "control", "expires": float(RECONCILE_INTERVAL_S) * 2},
+    },
 }

@@ -1,0 +1,272 @@
+"""Database processes on this node: config files, start, ACL users, Redis Cluster, stop, cleanup.
+
+Runs inside the node's Celery worker. It knows nothing of the ORM: `console.services` turns rows
+into a `DatabaseSpec` and records the outcome. Processes are daemonized redis-servers with a
+pidfile, so they outlive the worker and the console and are adopted again at the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+START_TIMEOUT_S = 30.0
+CLUSTER_TIMEOUT_S = 60.0
+ADMIN_USER = "admin"
+
+
+class ProvisioningError(Exception):
+    """A database process could not be started or configured; the message is for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShardSpec:
+    index: int
+    port: int
+    slots: tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSpec:
+    uid: int
+    name: str
+    bind: str
+    memory_size: int
+    persistence: str
+    password: str
+    internal_password: str = field(repr=False)
+    shards: tuple[ShardSpec, ...]
+    data_dir: Path
+    redis_server: str = "redis-server"
+
+    @property
+    def sharded(self) -> bool:
+        return len(self.shards) > 1
+
+    def shard_dir(self, shard: ShardSpec) -> Path:
+        return database_dir(self.data_dir, self.uid) / f"shard-{shard.index}"
+
+
+def database_dir(data_dir: Path, uid: int) -> Path:
+    return data_dir / f"bdb-{uid}"
+
+
+def _sha256(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def acl_lines(spec: DatabaseSpec) -> list[str]:
+    """ACL users, with SHA-256 password hashes so no clear password is written to disk."""
+    default = f"#{_sha256(spec.password)}" if spec.password else "nopass"
+    return [
+        f"user default on {default} ~* &* +@all",
+        f"user {ADMIN_USER} on #{_sha256(spec.internal_password)} ~* &* +@all",
+    ]
+
+
+def config_text(spec: DatabaseSpec, shard: ShardSpec) -> str:
+    d = spec.shard_dir(shard)
+    per_shard_memory = max(spec.memory_size // len(spec.shards), 1024 * 1024)
+    lines = [
+        "# Written by the Replica Of Console; edits are overwritten.",
+        f"port {shard.port}",
+        f"bind {spec.bind}",
+        "daemonize yes",
+        f"pidfile {d / 'redis.pid'}",
+        f"logfile {d / 'redis.log'}",
+        f"dir {d}",
+        f"aclfile {d / 'users.acl'}",
+        f"maxmemory {per_shard_memory}",
+        "maxmemory-policy noeviction",
+        "enable-debug-command local",
+        "repl-diskless-sync yes",
+        "repl-diskless-sync-delay 0",
+    ]
+    if spec.persistence == "aof":
+        lines += ["appendonly yes", "appendfsync everysec", 'save ""']
+    elif spec.persistence == "snapshot":
+        lines += ["appendonly no", "save 3600 1 300 100 60 10000", "dbfilename dump.rdb"]
+    else:
+        lines += ["appendonly no", 'save ""']
+    if spec.sharded:
+        lines += [
+            "cluster-enabled yes",
+            f"cluster-config-file {d / 'nodes.conf'}",
+            "cluster-node-timeout 5000",
+            "cluster-require-full-coverage yes",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def write_files(spec: DatabaseSpec, shard: ShardSpec) -> Path:
+    d = spec.shard_dir(shard)
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _write_private(d / "users.acl", "\n".join(acl_lines(spec)) + "\n")
+    conf = d / "redis.conf"
+    _write_private(conf, config_text(spec, shard))
+    return conf
+
+
+def admin_client(spec: DatabaseSpec, shard: ShardSpec, *, timeout: float = 5.0) -> redis.Redis:
+    host = "127.0.0.1" if spec.bind in {"0.0.0.0", "*"} else spec.bind.split()[0]
+    return redis.Redis(
+        host=host,
+        port=shard.port,
+        username=ADMIN_USER,
+        password=spec.internal_password,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+    )
+
+
+def read_pid(spec: DatabaseSpec, shard: ShardSpec) -> int | None:
+    try:
+        return int((spec.shard_dir(shard) / "redis.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); it is dead for us.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return False
+
+
+def shard_answers(spec: DatabaseSpec, shard: ShardSpec) -> bool:
+    try:
+        return bool(admin_client(spec, shard, timeout=1.0).ping())
+    except redis.RedisError:
+        return False
+
+
+def log_tail(spec: DatabaseSpec, shard: ShardSpec, lines: int = 5) -> str:
+    try:
+        text = (spec.shard_dir(shard) / "redis.log").read_text(errors="replace")
+    except OSError:
+        return ""
+    tail = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
+    return " | ".join(tail)
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when nothing on this host listens on `port` (checked by binding it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def start_shard(spec: DatabaseSpec, shard: ShardSpec) -> None:
+    """Start one shard's process and wait until it answers as `admin`."""
+    conf = write_files(spec, shard)
+    if pid_alive(read_pid(spec, shard)) and shard_answers(spec, shard):
+        return  # adopted: already running
+    with contextlib.suppress(FileNotFoundError):
+        (spec.shard_dir(shard) / "redis.pid").unlink()
+    result = subprocess.run(
+        [spec.redis_server, str(conf)], capture_output=True, text=True, timeout=30, check=False
+    )
+    if result.returncode != 0:
+        reason = (result.stderr or result.stdout).strip() or log_tail(spec, shard)
+        raise ProvisioningError(f"shard {shard.index} failed to start: {reason}")
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not shard_answers(spec, shard):
+        pid = read_pid(spec, shard)
+        if (pid is not None and not pid_alive(pid)) or time.monotonic() > deadline:
+            reason = log_tail(spec, shard) or "no answer"
+            raise ProvisioningError(f"shard {shard.index} on port {shard.port} did not start: "
+                                    f"{reason}")
+        time.sleep(0.05)
+
+
+def form_cluster(spec: DatabaseSpec) -> None:
+    """Assign each shard its slot range and join them; wait for cluster_state:ok everywhere."""
+    clients = [admin_client(spec, s) for s in spec.shards]
+    for shard, client in zip(spec.shards, clients, strict=True):
+        info = client.execute_command("CLUSTER", "INFO").decode()
+        if "cluster_slots_assigned:0" in info:
+            client.execute_command("CLUSTER", "ADDSLOTSRANGE", shard.slots[0], shard.slots[1])
+    host = clients[0].connection_pool.connection_kwargs["host"]
+    for shard in spec.shards[1:]:
+        clients[0].execute_command("CLUSTER", "MEET", host, shard.port)
+    deadline = time.monotonic() + CLUSTER_TIMEOUT_S
+    n = len(spec.shards)
+    while True:
+        ok = all(b"cluster_state:ok" in c.execute_command("CLUSTER", "INFO") for c in clients)
+        if ok and all(
+            len(c.execute_command("CLUSTER", "NODES").decode().strip().splitlines()) == n
+            for c in clients
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise ProvisioningError("the shards did not form a cluster (cluster_state not ok)")
+        time.sleep(0.1)
+
+
+def apply_runtime_config(spec: DatabaseSpec) -> None:
+    """Push ACL users and maxmemory to running shards (after an edit)."""
+    for shard in spec.shards:
+        write_files(spec, shard)
+        client = admin_client(spec, shard)
+        client.execute_command("ACL", "LOAD")
+        per_shard = max(spec.memory_size // len(spec.shards), 1024 * 1024)
+        client.config_set("maxmemory", per_shard)
+
+
+def start_database(spec: DatabaseSpec) -> None:
+    for shard in spec.shards:
+        start_shard(spec, shard)
+    if spec.sharded:
+        form_cluster(spec)
+
+
+def stop_shard(spec: DatabaseSpec, shard: ShardSpec, *, sig: int = signal.SIGKILL) -> None:
+    pid = read_pid(spec, shard)
+    if pid and pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + 10
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+def remove_database(spec: DatabaseSpec) -> None:
+    """Stop every shard and delete the database's files."""
+    for shard in spec.shards:
+        stop_shard(spec, shard)
+    shutil.rmtree(database_dir(spec.data_dir, spec.uid), ignore_errors=True)
+
+
+def dead_shards(spec: DatabaseSpec) -> list[ShardSpec]:
+    return [s for s in spec.shards if not pid_alive(read_pid(spec, s))]

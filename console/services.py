@@ -1,0 +1,404 @@
+"""Writes of the cluster domain. Views, APIs and tasks call these; nothing else changes state."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import psutil
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Model, Sum
+
+from console import certificates, provisioning
+from console.errors import ApplicationError
+from console.models import (
+    AuditEntry,
+    Certificate,
+    Cluster,
+    Database,
+    DatabaseStatus,
+    Node,
+    Persistence,
+    Shard,
+    User,
+)
+
+log = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$")
+FQDN_RE = re.compile(r"^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*"
+                     r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
+MIN_MEMORY = 1024 * 1024
+MAX_SHARDS = 64
+INTERNAL_PASSWORD_CHARS = 40
+
+
+def _on_commit(fn: Callable[[], Any]) -> None:
+    transaction.on_commit(fn)
+
+
+# ---------------------------------------------------------------- audit
+
+def audit_record(
+    *,
+    actor: User | None,
+    action: str,
+    obj: Model | None = None,
+    object_type: str = "",
+    detail: str = "",
+) -> AuditEntry:
+    """Record who did what to which object. `detail` must never contain a secret."""
+    return AuditEntry.objects.create(
+        actor=actor,
+        actor_name=actor.username if actor else "system",
+        action=action,
+        object_type=object_type or (obj._meta.model_name or "" if obj is not None else ""),
+        object_id=str(obj.pk) if obj is not None else "",
+        object_name=str(obj) if obj is not None else "",
+        detail=detail,
+    )
+
+
+# ---------------------------------------------------------------- cluster bootstrap
+
+def cluster_bootstrap(
+    *,
+    name: str,
+    node_name: str,
+    node_address: str,
+    admin_username: str = "admin",
+    admin_password: str | None = None,
+) -> str | None:
+    """First run: cluster row, certificates, this node, the admin user.
+
+    Idempotent. Returns the admin password only when the admin user was created by this call.
+    """
+    if not FQDN_RE.match(name):
+        raise ApplicationError(f"{name!r} is not a valid FQDN", field="name")
+    with transaction.atomic():
+        cluster = Cluster.objects.select_for_update().first()
+        if cluster is None:
+            cluster = Cluster.objects.create(name=name)
+            audit_record(actor=None, action="cluster.create", obj=cluster)
+        for kind, client in ((Certificate.Kind.PROXY, False), (Certificate.Kind.SYNCER, True)):
+            if not Certificate.objects.filter(kind=kind).exists():
+                info = certificates.generate(
+                    common_name=f"{kind}.{cluster.name}", fqdn=cluster.name, client=client
+                )
+                Certificate.objects.create(kind=kind, **_cert_fields(info))
+        node, created = Node.objects.get_or_create(
+            name=node_name, defaults={"address": node_address}
+        )
+        if not created and node.address != node_address:
+            node.address = node_address
+            node.save(update_fields=["address"])
+        if created:
+            audit_record(actor=None, action="node.add", obj=node)
+        if User.objects.filter(username=admin_username).exists():
+            return None
+        password = admin_password or secrets.token_urlsafe(12)
+        User.objects.create_user(
+            username=admin_username, password=password, role=User.Role.ADMIN, is_staff=True
+        )
+        audit_record(actor=None, action="user.create", object_type="user",
+                     detail=f"bootstrap admin {admin_username}")
+        return password
+
+
+def _cert_fields(info: certificates.CertificateInfo) -> dict[str, Any]:
+    return {
+        "certificate_pem": info.certificate_pem,
+        "private_key_pem": info.private_key_pem,
+        "subject": info.subject,
+        "san": info.san,
+        "fingerprint_sha256": info.fingerprint_sha256,
+        "not_before": info.not_before,
+        "not_after": info.not_after,
+    }
+
+
+def certificate_replace(
+    *, actor: User, kind: str, certificate_pem: str, private_key_pem: str
+) -> Certificate:
+    if kind not in Certificate.Kind.values:
+        raise ApplicationError(f"unknown certificate {kind!r}", field="name")
+    info = certificates.validate_pair(certificate_pem, private_key_pem)
+    with transaction.atomic():
+        cert, _ = Certificate.objects.update_or_create(kind=kind, defaults=_cert_fields(info))
+        audit_record(actor=actor, action="certificate.replace", obj=cert,
+                     detail=f"new fingerprint {info.fingerprint_sha256}")
+    return cert
+
+
+# ---------------------------------------------------------------- databases: validation
+
+def _node_free_memory(node: Node, *, excluding: Database | None = None) -> int:
+    allocated = Database.objects.filter(node=node)
+    if excluding is not None:
+        allocated = allocated.exclude(pk=excluding.pk)
+    used = allocated.aggregate(total=Sum("memory_size"))["total"] or 0
+    return max(int(psutil.virtual_memory().available) - int(used), 0)
+
+
+def _validate_memory(memory_size: int, node: Node, *, excluding: Database | None = None) -> None:
+    free = _node_free_memory(node, excluding=excluding)
+    if memory_size < MIN_MEMORY:
+        raise ApplicationError("memory_size must be at least 1 MB (1048576 bytes)",
+                               field="memory_size")
+    if memory_size > free:
+        raise ApplicationError(
+            f"memory_size {memory_size} exceeds the node's free memory ({free} bytes)",
+            field="memory_size",
+        )
+
+
+def _validate_password(password: str, field: str) -> None:
+    if len(password) > 512:
+        raise ApplicationError("password must be at most 512 characters", field=field)
+    if any(ch.isspace() or not ch.isprintable() for ch in password):
+        raise ApplicationError("password must not contain spaces or control characters",
+                               field=field)
+
+
+def _port_usable(port: int, *, sharded: bool, host: str) -> bool:
+    if Shard.objects.filter(port=port).exists():
+        return False
+    if not provisioning.port_free(port, host):
+        return False
+    # Redis Cluster's bus listens on port + 10000.
+    return not sharded or (port + 10000 <= 65535 and provisioning.port_free(port + 10000, host))
+
+
+def _allocate_ports(*, shards: int, chosen: int | None, host: str) -> list[int]:
+    lo, hi = settings.DB_PORT_MIN, settings.DB_PORT_MAX
+    sharded = shards > 1
+    ports: list[int] = []
+    if chosen is not None:
+        if not lo <= chosen <= hi:
+            raise ApplicationError(f"port must be in the range {lo}-{hi}", field="port")
+        if Shard.objects.filter(port=chosen).exists():
+            raise ApplicationError(f"port {chosen} is used by another database", field="port")
+        if not _port_usable(chosen, sharded=sharded, host=host):
+            raise ApplicationError(f"port {chosen} is in use on the node", field="port")
+        ports.append(chosen)
+    for candidate in range(lo, hi + 1):
+        if len(ports) == shards:
+            break
+        if candidate in ports:
+            continue
+        if _port_usable(candidate, sharded=sharded, host=host):
+            ports.append(candidate)
+    if len(ports) < shards:
+        raise ApplicationError(f"no free port left in the range {lo}-{hi}",
+                               field="port" if chosen is None else "shards_count")
+    return ports
+
+
+def local_node() -> Node:
+    node = Node.objects.filter(name=settings.NODE_NAME).first() or Node.objects.first()
+    if node is None:
+        raise ApplicationError("the cluster has no node yet: run the bootstrap first")
+    return node
+
+
+# ---------------------------------------------------------------- databases: writes
+
+def database_create(
+    *,
+    actor: User,
+    name: str,
+    memory_size: int,
+    shards_count: int = 1,
+    port: int | None = None,
+    password: str = "",
+    persistence: str = Persistence.DISABLED,
+) -> Database:
+    """Validate, save the row with its shards, then ask the node to start the processes."""
+    if not NAME_RE.match(name or ""):
+        raise ApplicationError(
+            "name must start with a letter and contain only letters, digits and '-' "
+            "(at most 63 characters)", field="name")
+    if Database.objects.filter(name=name).exists():
+        raise ApplicationError(f"a database named {name!r} already exists", field="name")
+    if not 1 <= shards_count <= MAX_SHARDS:
+        raise ApplicationError(f"shards_count must be between 1 and {MAX_SHARDS}",
+                               field="shards_count")
+    if persistence not in Persistence.values:
+        raise ApplicationError(f"persistence must be one of {', '.join(Persistence.values)}",
+                               field="data_persistence")
+    if password:
+        _validate_password(password, "authentication_redis_pass")
+    node = local_node()
+    _validate_memory(memory_size, node)
+    ports = _allocate_ports(shards=shards_count, chosen=port, host=node.address)
+    try:
+        with transaction.atomic():
+            db = Database.objects.create(
+                name=name,
+                node=node,
+                port=ports[0],
+                memory_size=memory_size,
+                shards_count=shards_count,
+                persistence=persistence,
+                password=password,
+                internal_password=secrets.token_urlsafe(32)[:INTERNAL_PASSWORD_CHARS],
+            )
+            Shard.objects.bulk_create(
+                Shard(database=db, index=i, port=p) for i, p in enumerate(ports)
+            )
+            audit_record(actor=actor, action="database.create", obj=db,
+                         detail=f"memory_size={memory_size} shards={shards_count} "
+                                f"port={ports[0]} persistence={persistence}")
+            _enqueue_node_task("console.tasks.database_provision_task", db)
+    except IntegrityError:
+        raise ApplicationError("the name or a port was taken concurrently; try again",
+                               field="name") from None
+    return db
+
+
+def database_update(
+    *,
+    actor: User,
+    database: Database,
+    memory_size: int | None = None,
+    password: str | None = None,
+) -> Database:
+    """Change the memory limit and/or the default user's password; the node applies it live."""
+    if database.status not in {DatabaseStatus.ACTIVE, DatabaseStatus.ERROR}:
+        raise ApplicationError(f"the database is {database.status}; wait until it is active")
+    changed: list[str] = []
+    if memory_size is not None and memory_size != database.memory_size:
+        _validate_memory(memory_size, database.node, excluding=database)
+        database.memory_size = memory_size
+        changed.append(f"memory_size={memory_size}")
+    if password is not None and password != database.password:
+        if password:
+            _validate_password(password, "authentication_redis_pass")
+        database.password = password
+        changed.append("password changed" if password else "password removed")
+    if not changed:
+        return database
+    with transaction.atomic():
+        database.save(update_fields=["memory_size", "password", "updated"])
+        if database.status == DatabaseStatus.ACTIVE:
+            database_status_set(database=database, status=DatabaseStatus.CHANGE_PENDING)
+        audit_record(actor=actor, action="database.update", obj=database,
+                     detail=", ".join(changed))
+        _enqueue_node_task("console.tasks.database_apply_task", database)
+    return database
+
+
+def database_delete(*, actor: User, database: Database) -> None:
+    """Mark for deletion; the node stops the processes, removes files, then the row goes."""
+    with transaction.atomic():
+        database_status_set(database=database, status=DatabaseStatus.DELETE_PENDING)
+        audit_record(actor=actor, action="database.delete", obj=database)
+        _enqueue_node_task("console.tasks.database_remove_task", database)
+
+
+def _enqueue_node_task(task_name: str, database: Database) -> None:
+    from console.celery import app
+
+    db_id, queue = database.pk, database.node.queue
+    _on_commit(lambda: app.send_task(task_name, args=[db_id], queue=queue))
+
+
+def database_status_set(*, database: Database, status: str, reason: str = "") -> None:
+    """The one transition function of Database.status; refuses moves the machine does not allow."""
+    current = database.status
+    if status != current and status not in Database.TRANSITIONS.get(current, set()):
+        raise ApplicationError(f"cannot move database from {current} to {status}")
+    database.status = status
+    database.status_reason = reason[:2000]
+    Database.objects.filter(pk=database.pk).update(status=status, status_reason=database.status_reason)
+
+
+# ---------------------------------------------------------------- databases: node side
+
+def database_spec(database: Database) -> provisioning.DatabaseSpec:
+    shards = tuple(
+        provisioning.ShardSpec(index=s.index, port=s.port, slots=s.slot_range())
+        for s in database.shards.all()
+    )
+    return provisioning.DatabaseSpec(
+        uid=database.pk,
+        name=database.name,
+        bind=database.node.address,
+        memory_size=database.memory_size,
+        persistence=database.persistence,
+        password=database.password,
+        internal_password=database.internal_password,
+        shards=shards,
+        data_dir=settings.DATA_DIR,
+        redis_server=settings.REDIS_SERVER_BIN,
+    )
+
+
+def database_provision(*, database_id: int) -> None:
+    """Node side of create: start the processes; active on success, error with the reason."""
+    database = Database.objects.select_related("node").filter(pk=database_id).first()
+    if database is None or database.status != DatabaseStatus.PENDING:
+        return
+    spec = database_spec(database)
+    try:
+        provisioning.start_database(spec)
+    except Exception as exc:  # noqa: BLE001 - any failure is reported on the row
+        log.warning("database %s failed to start: %s", database.name, exc)
+        for shard in spec.shards:
+            provisioning.stop_shard(spec, shard)
+        database_status_set(database=database, status=DatabaseStatus.ERROR, reason=str(exc))
+        return
+    database_status_set(database=database, status=DatabaseStatus.ACTIVE)
+
+
+def database_apply(*, database_id: int) -> None:
+    database = Database.objects.select_related("node").filter(pk=database_id).first()
+    if database is None or database.status == DatabaseStatus.DELETE_PENDING:
+        return
+    spec = database_spec(database)
+    try:
+        if provisioning.dead_shards(spec):
+            provisioning.start_database(spec)
+        provisioning.apply_runtime_config(spec)
+    except Exception as exc:  # noqa: BLE001 - any failure is reported on the row
+        database_status_set(database=database, status=DatabaseStatus.ERROR, reason=str(exc))
+        return
+    database_status_set(database=database, status=DatabaseStatus.ACTIVE)
+
+
+def database_remove(*, database_id: int) -> None:
+    database = Database.objects.select_related("node").filter(pk=database_id).first()
+    if database is None:
+        return
+    provisioning.remove_database(database_spec(database))
+    database.delete()
+
+
+def node_reconcile(*, node_name: str) -> list[str]:
+    """Restart dead processes of active databases on this node; return the names restarted."""
+    restarted: list[str] = []
+    databases = Database.objects.select_related("node").filter(
+        node__name=node_name, status=DatabaseStatus.ACTIVE
+    )
+    for database in databases:
+        spec = database_spec(database)
+        dead = provisioning.dead_shards(spec)
+        if not dead:
+            continue
+        try:
+            for shard in dead:
+                provisioning.start_shard(spec, shard)
+        except Exception as exc:  # noqa: BLE001 - reported on the row and in the audit log
+            database_status_set(database=database, status=DatabaseStatus.ERROR, reason=str(exc))
+            audit_record(actor=None, action="database.restart_failed", obj=database,
+                         detail=str(exc)[:500])
+            continue
+        shards = ", ".join(str(s.index) for s in dead)
+        audit_record(actor=None, action="database.restart", obj=database,
+                     detail=f"process of shard(s) {shards} had died; restarted by reconcile")
+        restarted.append(database.name)
+    return restarted

@@ -1,0 +1,1 @@
+"""Replica Of models (sources, sync state) arrive with the control-plane issue."""
