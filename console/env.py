@@ -28,7 +28,9 @@ def env_bool(name: str, default: bool = False) -> bool:
     raise EnvError(f"{name} must be a boolean (true/false/1/0/yes/no/on/off), got {raw!r}")
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+def env_int(
+    name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default

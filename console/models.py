@@ -1,4 +1,4 @@
-"""The cluster domain: cluster, nodes, databases and their shards, certificates, users, audit log."""
+"""The cluster domain: cluster, nodes, databases, shards, certificates, users, audit log."""
 
 from __future__ import annotations
 
@@ -96,14 +96,28 @@ class Database(models.Model):
 
     # Moves of `status`; only console.services.database_status_set changes it.
     TRANSITIONS: ClassVar[dict[str, set[str]]] = {
-        DatabaseStatus.PENDING: {DatabaseStatus.ACTIVE, DatabaseStatus.ERROR,
-                                 DatabaseStatus.DELETE_PENDING},
-        DatabaseStatus.ACTIVE: {DatabaseStatus.CHANGE_PENDING, DatabaseStatus.DELETE_PENDING,
-                                DatabaseStatus.ERROR, DatabaseStatus.ACTIVE},
-        DatabaseStatus.CHANGE_PENDING: {DatabaseStatus.ACTIVE, DatabaseStatus.ERROR,
-                                        DatabaseStatus.DELETE_PENDING},
-        DatabaseStatus.ERROR: {DatabaseStatus.ACTIVE, DatabaseStatus.DELETE_PENDING,
-                               DatabaseStatus.PENDING, DatabaseStatus.ERROR},
+        DatabaseStatus.PENDING: {
+            DatabaseStatus.ACTIVE,
+            DatabaseStatus.ERROR,
+            DatabaseStatus.DELETE_PENDING,
+        },
+        DatabaseStatus.ACTIVE: {
+            DatabaseStatus.CHANGE_PENDING,
+            DatabaseStatus.DELETE_PENDING,
+            DatabaseStatus.ERROR,
+            DatabaseStatus.ACTIVE,
+        },
+        DatabaseStatus.CHANGE_PENDING: {
+            DatabaseStatus.ACTIVE,
+            DatabaseStatus.ERROR,
+            DatabaseStatus.DELETE_PENDING,
+        },
+        DatabaseStatus.ERROR: {
+            DatabaseStatus.ACTIVE,
+            DatabaseStatus.DELETE_PENDING,
+            DatabaseStatus.PENDING,
+            DatabaseStatus.ERROR,
+        },
         DatabaseStatus.DELETE_PENDING: {DatabaseStatus.ERROR},
     }
 
@@ -120,7 +134,9 @@ class Database(models.Model):
     tls_mode = models.CharField(max_length=16, choices=TlsMode.choices, default=TlsMode.DISABLED)
     enforce_client_authentication = models.BooleanField(default=False)
     status = models.CharField(
-        max_length=32, choices=DatabaseStatus.choices, default=DatabaseStatus.PENDING,
+        max_length=32,
+        choices=DatabaseStatus.choices,
+        default=DatabaseStatus.PENDING,
         editable=False,
     )
     status_reason = models.TextField(blank=True, default="", editable=False)
@@ -185,4 +201,6 @@ class AuditEntry(models.Model):
         ordering: ClassVar[list[str]] = ["-created", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.created:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.object_name}"
+        return (
+            f"{self.created:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.object_name}"
+        )

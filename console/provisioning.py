@@ -124,7 +124,7 @@ def write_files(spec: DatabaseSpec, shard: ShardSpec) -> Path:
 
 
 def admin_client(spec: DatabaseSpec, shard: ShardSpec, *, timeout: float = 5.0) -> redis.Redis:
-    host = "127.0.0.1" if spec.bind in {"0.0.0.0", "*"} else spec.bind.split()[0]
+    host = "127.0.0.1" if spec.bind in {"0.0.0.0", "*"} else spec.bind.split()[0]  # noqa: S104 - only compared, never bound
     return redis.Redis(
         host=host,
         port=shard.port,
@@ -205,8 +205,9 @@ def start_shard(spec: DatabaseSpec, shard: ShardSpec) -> None:
         pid = read_pid(spec, shard)
         if (pid is not None and not pid_alive(pid)) or time.monotonic() > deadline:
             reason = log_tail(spec, shard) or "no answer"
-            raise ProvisioningError(f"shard {shard.index} on port {shard.port} did not start: "
-                                    f"{reason}")
+            raise ProvisioningError(
+                f"shard {shard.index} on port {shard.port} did not start: {reason}"
+            )
         time.sleep(0.05)
 
 

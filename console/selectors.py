@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet, Sum
 from django.http import Http404
 
 from console.models import AuditEntry, Certificate, Cluster, Database, Node, User
@@ -25,6 +25,17 @@ def node_list() -> QuerySet[Node]:
     return Node.objects.all()
 
 
+def node_list_with_usage() -> QuerySet[Node]:
+    """Nodes with `databases_count` and `memory_allocated` (sum of their databases' limits)."""
+    return (
+        node_list()
+        .annotate(
+            databases_count=Count("databases"), memory_allocated=Sum("databases__memory_size")
+        )
+        .order_by("name")
+    )
+
+
 def cluster_get() -> Cluster | None:
     return Cluster.objects.first()
 
@@ -33,9 +44,12 @@ def certificate_list() -> QuerySet[Certificate]:
     return Certificate.objects.order_by("kind")
 
 
-def audit_list(
-    *, action: str = "", object_type: str = "", actor: str = ""
-) -> QuerySet[AuditEntry]:
+def audit_object_types() -> list[str]:
+    """The object types that occur in the audit log, for its filter."""
+    return sorted(AuditEntry.objects.order_by().values_list("object_type", flat=True).distinct())
+
+
+def audit_list(*, action: str = "", object_type: str = "", actor: str = "") -> QuerySet[AuditEntry]:
     qs = AuditEntry.objects.all()
     if action:
         qs = qs.filter(action__icontains=action)

@@ -30,8 +30,10 @@ from console.models import (
 log = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$")
-FQDN_RE = re.compile(r"^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*"
-                     r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
+FQDN_RE = re.compile(
+    r"^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*"
+    r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$"
+)
 MIN_MEMORY = 1024 * 1024
 MAX_SHARDS = 64
 INTERNAL_PASSWORD_CHARS = 40
@@ -42,6 +44,7 @@ def _on_commit(fn: Callable[[], Any]) -> None:
 
 
 # ---------------------------------------------------------------- audit
+
 
 def audit_record(
     *,
@@ -64,6 +67,7 @@ def audit_record(
 
 
 # ---------------------------------------------------------------- cluster bootstrap
+
 
 def cluster_bootstrap(
     *,
@@ -104,8 +108,12 @@ def cluster_bootstrap(
         User.objects.create_user(
             username=admin_username, password=password, role=User.Role.ADMIN, is_staff=True
         )
-        audit_record(actor=None, action="user.create", object_type="user",
-                     detail=f"bootstrap admin {admin_username}")
+        audit_record(
+            actor=None,
+            action="user.create",
+            object_type="user",
+            detail=f"bootstrap admin {admin_username}",
+        )
         return password
 
 
@@ -129,12 +137,17 @@ def certificate_replace(
     info = certificates.validate_pair(certificate_pem, private_key_pem)
     with transaction.atomic():
         cert, _ = Certificate.objects.update_or_create(kind=kind, defaults=_cert_fields(info))
-        audit_record(actor=actor, action="certificate.replace", obj=cert,
-                     detail=f"new fingerprint {info.fingerprint_sha256}")
+        audit_record(
+            actor=actor,
+            action="certificate.replace",
+            obj=cert,
+            detail=f"new fingerprint {info.fingerprint_sha256}",
+        )
     return cert
 
 
 # ---------------------------------------------------------------- databases: validation
+
 
 def _node_free_memory(node: Node, *, excluding: Database | None = None) -> int:
     allocated = Database.objects.filter(node=node)
@@ -147,8 +160,9 @@ def _node_free_memory(node: Node, *, excluding: Database | None = None) -> int:
 def _validate_memory(memory_size: int, node: Node, *, excluding: Database | None = None) -> None:
     free = _node_free_memory(node, excluding=excluding)
     if memory_size < MIN_MEMORY:
-        raise ApplicationError("memory_size must be at least 1 MB (1048576 bytes)",
-                               field="memory_size")
+        raise ApplicationError(
+            "memory_size must be at least 1 MB (1048576 bytes)", field="memory_size"
+        )
     if memory_size > free:
         raise ApplicationError(
             f"memory_size {memory_size} exceeds the node's free memory ({free} bytes)",
@@ -160,8 +174,9 @@ def _validate_password(password: str, field: str) -> None:
     if len(password) > 512:
         raise ApplicationError("password must be at most 512 characters", field=field)
     if any(ch.isspace() or not ch.isprintable() for ch in password):
-        raise ApplicationError("password must not contain spaces or control characters",
-                               field=field)
+        raise ApplicationError(
+            "password must not contain spaces or control characters", field=field
+        )
 
 
 def _port_usable(port: int, *, sharded: bool, host: str) -> bool:
@@ -193,8 +208,10 @@ def _allocate_ports(*, shards: int, chosen: int | None, host: str) -> list[int]:
         if _port_usable(candidate, sharded=sharded, host=host):
             ports.append(candidate)
     if len(ports) < shards:
-        raise ApplicationError(f"no free port left in the range {lo}-{hi}",
-                               field="port" if chosen is None else "shards_count")
+        raise ApplicationError(
+            f"no free port left in the range {lo}-{hi}",
+            field="port" if chosen is None else "shards_count",
+        )
     return ports
 
 
@@ -206,6 +223,7 @@ def local_node() -> Node:
 
 
 # ---------------------------------------------------------------- databases: writes
+
 
 def database_create(
     *,
@@ -221,15 +239,19 @@ def database_create(
     if not NAME_RE.match(name or ""):
         raise ApplicationError(
             "name must start with a letter and contain only letters, digits and '-' "
-            "(at most 63 characters)", field="name")
+            "(at most 63 characters)",
+            field="name",
+        )
     if Database.objects.filter(name=name).exists():
         raise ApplicationError(f"a database named {name!r} already exists", field="name")
     if not 1 <= shards_count <= MAX_SHARDS:
-        raise ApplicationError(f"shards_count must be between 1 and {MAX_SHARDS}",
-                               field="shards_count")
+        raise ApplicationError(
+            f"shards_count must be between 1 and {MAX_SHARDS}", field="shards_count"
+        )
     if persistence not in Persistence.values:
-        raise ApplicationError(f"persistence must be one of {', '.join(Persistence.values)}",
-                               field="data_persistence")
+        raise ApplicationError(
+            f"persistence must be one of {', '.join(Persistence.values)}", field="data_persistence"
+        )
     if password:
         _validate_password(password, "authentication_redis_pass")
     node = local_node()
@@ -250,13 +272,18 @@ def database_create(
             Shard.objects.bulk_create(
                 Shard(database=db, index=i, port=p) for i, p in enumerate(ports)
             )
-            audit_record(actor=actor, action="database.create", obj=db,
-                         detail=f"memory_size={memory_size} shards={shards_count} "
-                                f"port={ports[0]} persistence={persistence}")
+            audit_record(
+                actor=actor,
+                action="database.create",
+                obj=db,
+                detail=f"memory_size={memory_size} shards={shards_count} "
+                f"port={ports[0]} persistence={persistence}",
+            )
             _enqueue_node_task("console.tasks.database_provision_task", db)
     except IntegrityError:
-        raise ApplicationError("the name or a port was taken concurrently; try again",
-                               field="name") from None
+        raise ApplicationError(
+            "the name or a port was taken concurrently; try again", field="name"
+        ) from None
     return db
 
 
@@ -286,8 +313,7 @@ def database_update(
         database.save(update_fields=["memory_size", "password", "updated"])
         if database.status == DatabaseStatus.ACTIVE:
             database_status_set(database=database, status=DatabaseStatus.CHANGE_PENDING)
-        audit_record(actor=actor, action="database.update", obj=database,
-                     detail=", ".join(changed))
+        audit_record(actor=actor, action="database.update", obj=database, detail=", ".join(changed))
         _enqueue_node_task("console.tasks.database_apply_task", database)
     return database
 
@@ -314,10 +340,13 @@ def database_status_set(*, database: Database, status: str, reason: str = "") ->
         raise ApplicationError(f"cannot move database from {current} to {status}")
     database.status = status
     database.status_reason = reason[:2000]
-    Database.objects.filter(pk=database.pk).update(status=status, status_reason=database.status_reason)
+    Database.objects.filter(pk=database.pk).update(
+        status=status, status_reason=database.status_reason
+    )
 
 
 # ---------------------------------------------------------------- databases: node side
+
 
 def database_spec(database: Database) -> provisioning.DatabaseSpec:
     shards = tuple(
@@ -346,7 +375,7 @@ def database_provision(*, database_id: int) -> None:
     spec = database_spec(database)
     try:
         provisioning.start_database(spec)
-    except Exception as exc:  # noqa: BLE001 - any failure is reported on the row
+    except Exception as exc:
         log.warning("database %s failed to start: %s", database.name, exc)
         for shard in spec.shards:
             provisioning.stop_shard(spec, shard)
@@ -364,7 +393,7 @@ def database_apply(*, database_id: int) -> None:
         if provisioning.dead_shards(spec):
             provisioning.start_database(spec)
         provisioning.apply_runtime_config(spec)
-    except Exception as exc:  # noqa: BLE001 - any failure is reported on the row
+    except Exception as exc:
         database_status_set(database=database, status=DatabaseStatus.ERROR, reason=str(exc))
         return
     database_status_set(database=database, status=DatabaseStatus.ACTIVE)
@@ -392,13 +421,18 @@ def node_reconcile(*, node_name: str) -> list[str]:
         try:
             for shard in dead:
                 provisioning.start_shard(spec, shard)
-        except Exception as exc:  # noqa: BLE001 - reported on the row and in the audit log
+        except Exception as exc:
             database_status_set(database=database, status=DatabaseStatus.ERROR, reason=str(exc))
-            audit_record(actor=None, action="database.restart_failed", obj=database,
-                         detail=str(exc)[:500])
+            audit_record(
+                actor=None, action="database.restart_failed", obj=database, detail=str(exc)[:500]
+            )
             continue
         shards = ", ".join(str(s.index) for s in dead)
-        audit_record(actor=None, action="database.restart", obj=database,
-                     detail=f"process of shard(s) {shards} had died; restarted by reconcile")
+        audit_record(
+            actor=None,
+            action="database.restart",
+            obj=database,
+            detail=f"process of shard(s) {shards} had died; restarted by reconcile",
+        )
         restarted.append(database.name)
     return restarted

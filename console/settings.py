@@ -114,6 +114,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Celery workers and the web server write concurrently: wait for the lock instead of failing.
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # A file, not memory, so that test Celery workers (other processes) share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "console.User"
 LOGIN_URL = "/login/"

@@ -32,4 +32,4 @@ def node_reconcile_task(node_name: str) -> list[str]:
 def cluster_reconcile_task() -> None:
     """Beat's entry point: fan out to every node's own queue."""
     for node in Node.objects.all():
-        node_reconcile_task.apply_async(args=[node.name], queue=node.queue, expires=30)
+        node_reconcile_task.apply_async(args=(node.name,), queue=node.queue, expires=30)

@@ -74,14 +74,22 @@ class RedisServer:
     def argv(self) -> list[str]:
         argv = [
             self.binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.dir),
-            "--logfile", str(self.logfile),
-            "--save", "",
-            "--appendonly", "no",
-            "--daemonize", "no",
-            "--protected-mode", "no",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--logfile",
+            str(self.logfile),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "no",
         ]
         # DEBUG DIGEST / DEBUG RELOAD are how tests compare and reshape datasets (Redis >= 7).
         argv += ["--enable-debug-command", "yes"]
@@ -108,7 +116,11 @@ class RedisServer:
             time.sleep(0.02)
 
     def client(self, **kwargs: object) -> redis.Redis:
-        opts: dict[str, object] = {"host": "127.0.0.1", "port": self.port, "password": self.password}
+        opts: dict[str, object] = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "password": self.password,
+        }
         opts.update(kwargs)
         return redis.Redis(**opts)  # type: ignore[arg-type]
 
@@ -145,7 +157,9 @@ class RedisServer:
 class RedisClusterServers:
     """N primaries forming a Redis Cluster with the 16384 slots split evenly."""
 
-    def __init__(self, shards: int, *, binary: str = REDIS_SERVER, args: Sequence[str] = ()) -> None:
+    def __init__(
+        self, shards: int, *, binary: str = REDIS_SERVER, args: Sequence[str] = ()
+    ) -> None:
         self.nodes = [
             RedisServer(
                 binary=binary,
