@@ -1,5 +1,19 @@
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from console import views
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("", views.home, name="home"),
+    path("databases/", views.database_list, name="database-list"),
+    path("databases/new/", views.database_create, name="database-create"),
+    path("databases/<int:uid>/", views.database_detail, name="database-detail"),
+    path("databases/<int:uid>/edit/", views.database_edit, name="database-edit"),
+    path("databases/<int:uid>/delete/", views.database_delete, name="database-delete"),
+    path("nodes/", views.node_list, name="node-list"),
+    path("cluster/", views.cluster_detail, name="cluster"),
+    path("audit/", views.audit_log, name="audit-log"),
+]

@@ -1,0 +1,146 @@
+"""Page forms: they check the shape of the input only; the services decide what is allowed."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django import forms
+from django.conf import settings
+
+from console.errors import ApplicationError
+from console.models import Persistence
+
+MB = 1024 * 1024
+
+
+class ServiceErrorForm(forms.Form):
+    """A form that shows an ApplicationError from a service next to the field that caused it."""
+
+    # service field name -> form field name
+    service_fields: ClassVar[dict[str, str]] = {}
+
+    def add_service_error(self, exc: ApplicationError) -> None:
+        # Unknown or missing field: the error belongs to the whole form.
+        self.add_error(self.service_fields.get(exc.field or ""), exc.message)
+
+
+def _password_field(label: str, help_text: str) -> forms.CharField:
+    # Never rendered back into the page (PasswordInput drops the value); spaces are significant.
+    return forms.CharField(
+        label=label,
+        required=False,
+        strip=False,
+        help_text=help_text,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+
+class DatabaseCreateForm(ServiceErrorForm):
+    service_fields: ClassVar[dict[str, str]] = {
+        "name": "name",
+        "memory_size": "memory_mb",
+        "shards_count": "shards_count",
+        "port": "port",
+        "authentication_redis_pass": "password",
+        "data_persistence": "persistence",
+    }
+
+    name = forms.CharField(
+        max_length=63,
+        help_text="Starts with a letter; letters, digits and '-'.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    memory_mb = forms.IntegerField(
+        label="Memory limit (MB)",
+        initial=100,
+        help_text="Between 1 MB and the node's free memory.",
+        widget=forms.NumberInput(attrs={"min": 1}),
+    )
+    shards_count = forms.IntegerField(
+        label="Shards",
+        initial=1,
+        help_text="1 runs one redis-server; more form a Redis Cluster (up to 64).",
+        widget=forms.NumberInput(attrs={"min": 1, "max": 64}),
+    )
+    port = forms.IntegerField(
+        required=False,
+        help_text="Leave empty to pick a free port.",
+        widget=forms.NumberInput(attrs={"min": settings.DB_PORT_MIN, "max": settings.DB_PORT_MAX}),
+    )
+    password = _password_field("Password of the default user", "Leave empty for no password.")
+    persistence = forms.ChoiceField(
+        choices=Persistence.choices, initial=Persistence.DISABLED, widget=forms.RadioSelect
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields[
+            "port"
+        ].help_text = (
+            f"Leave empty to pick a free port ({settings.DB_PORT_MIN}-{settings.DB_PORT_MAX})."
+        )
+
+    def service_kwargs(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            "name": data["name"],
+            "memory_size": data["memory_mb"] * MB,
+            "shards_count": data["shards_count"],
+            "port": data["port"],
+            "password": data["password"],
+            "persistence": data["persistence"],
+        }
+
+
+class DatabaseEditForm(ServiceErrorForm):
+    service_fields: ClassVar[dict[str, str]] = {
+        "memory_size": "memory_mb",
+        "authentication_redis_pass": "password",
+    }
+
+    memory_mb = forms.IntegerField(
+        label="Memory limit (MB)", widget=forms.NumberInput(attrs={"min": 1})
+    )
+    password = _password_field(
+        "New password of the default user", "Leave empty to keep the current password."
+    )
+    remove_password = forms.BooleanField(
+        label="Remove the password (anyone who can reach the port may connect)", required=False
+    )
+
+    def clean(self) -> dict[str, Any] | None:
+        data = super().clean()
+        if data and data.get("password") and data.get("remove_password"):
+            self.add_error("remove_password", "Either set a new password or remove it, not both.")
+        return data
+
+    def service_kwargs(self) -> dict[str, Any]:
+        """Only what the operator changed: None leaves a setting as it is."""
+        data = self.cleaned_data
+        # A memory size that is not a whole number of MB shows rounded; unchanged means untouched.
+        memory = data["memory_mb"] * MB if "memory_mb" in self.changed_data else None
+        password: str | None = None
+        if data["remove_password"]:
+            password = ""
+        elif data["password"]:
+            password = data["password"]
+        return {"memory_size": memory, "password": password}
+
+
+class AuditFilterForm(forms.Form):
+    action = forms.CharField(
+        required=False, label="Action contains", widget=forms.TextInput(attrs={"type": "search"})
+    )
+    object_type = forms.ChoiceField(required=False, label="Object type")
+    actor = forms.CharField(required=False, label="Actor")
+
+    def __init__(self, *args: Any, object_types: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["object_type"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [("", "Any"), *((t, t) for t in object_types)]
+
+    def filters(self) -> dict[str, str]:
+        if not self.is_valid():
+            return {"action": "", "object_type": "", "actor": ""}
+        return {key: self.cleaned_data[key].strip() for key in ("action", "object_type", "actor")}

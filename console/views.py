@@ -1,0 +1,196 @@
+"""Pages of the cluster domain. Each view validates shape, fetches with a selector, calls one
+service and renders; refused operations come back from the services as ApplicationError."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from console import selectors, services
+from console.auth import login_failed, login_succeeded, login_throttled
+from console.errors import ApplicationError
+from console.forms import AuditFilterForm, DatabaseCreateForm, DatabaseEditForm
+from console.models import Database, DatabaseStatus, User
+from console.permissions import is_admin
+
+# While a database is in one of these, its page reloads itself until the node is done.
+PENDING_STATUSES = frozenset(
+    {DatabaseStatus.PENDING, DatabaseStatus.CHANGE_PENDING, DatabaseStatus.DELETE_PENDING}
+)
+AUDIT_PAGE_SIZE = 50
+THROTTLED_MESSAGE = "Too many failed sign-ins from your address. Wait a few minutes and try again."
+
+View = Callable[..., HttpResponse]
+
+
+def admin_required(view: View) -> View:
+    """Mutating pages are for admins: everyone else gets 403, whatever the method."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not is_admin(request.user):
+            raise PermissionDenied("this action needs the admin role")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _user(request: HttpRequest) -> User:
+    # The login middleware lets only signed-in users reach these views.
+    assert isinstance(request.user, User)
+    return request.user
+
+
+# ---------------------------------------------------------------- sign in / out
+
+
+class LoginView(auth_views.LoginView):
+    """Django's sign-in page, refusing further attempts from an address that failed too often."""
+
+    template_name = "registration/login.html"
+    redirect_authenticated_user = True
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if login_throttled(request):
+            # Refused before the password is even checked, so guessing on gains nothing.
+            form = AuthenticationForm(request, initial={"username": request.POST.get("username")})
+            context = self.get_context_data(form=form, throttled_message=THROTTLED_MESSAGE)
+            return self.render_to_response(context, status=429)
+        return super().post(request, *args, **kwargs)
+
+    def form_valid(self, form: AuthenticationForm) -> HttpResponse:
+        login_succeeded(self.request)
+        return super().form_valid(form)
+
+    def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
+        login_failed(self.request)
+        return super().form_invalid(form)
+
+
+class LogoutView(auth_views.LogoutView):
+    """Sign out (POST only, as Django requires)."""
+
+
+# ---------------------------------------------------------------- databases
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponseRedirect:
+    return redirect("database-list")
+
+
+@require_GET
+def database_list(request: HttpRequest) -> HttpResponse:
+    databases = selectors.database_list(user=_user(request))
+    return render(request, "console/database_list.html", {"databases": databases})
+
+
+@require_http_methods(["GET", "POST"])
+@admin_required
+def database_create(request: HttpRequest) -> HttpResponse:
+    form = DatabaseCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            database = services.database_create(actor=_user(request), **form.service_kwargs())
+        except ApplicationError as exc:
+            form.add_service_error(exc)
+        else:
+            messages.success(request, f"Database {database.name} is being created.")
+            return redirect("database-detail", uid=database.pk)
+    return render(request, "console/database_create.html", {"form": form})
+
+
+def _database_context(database: Database, tab: str) -> dict[str, Any]:
+    return {
+        "database": database,
+        "shards": list(database.shards.all()),
+        "tab": tab,
+        "pending": database.status in PENDING_STATUSES,
+    }
+
+
+@require_GET
+def database_detail(request: HttpRequest, uid: int) -> HttpResponse:
+    database = selectors.database_get_for_user(user=_user(request), uid=uid)
+    context = _database_context(database, "configuration")
+    # Only whether a password is set reaches the template, never the password.
+    context["has_password"] = bool(database.password)
+    return render(request, "console/database_configuration.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@admin_required
+def database_edit(request: HttpRequest, uid: int) -> HttpResponse:
+    database = selectors.database_get_for_user(user=_user(request), uid=uid)
+    initial = {"memory_mb": max(database.memory_size // (1024 * 1024), 1)}
+    form = DatabaseEditForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.database_update(
+                actor=_user(request), database=database, **form.service_kwargs()
+            )
+        except ApplicationError as exc:
+            form.add_service_error(exc)
+        else:
+            messages.success(request, f"Changes to {database.name} saved.")
+            return redirect("database-detail", uid=database.pk)
+    context = _database_context(database, "configuration")
+    context.update(form=form, has_password=bool(database.password))
+    return render(request, "console/database_edit.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@admin_required
+def database_delete(request: HttpRequest, uid: int) -> HttpResponse:
+    database = selectors.database_get_for_user(user=_user(request), uid=uid)
+    error = ""
+    if request.method == "POST":
+        try:
+            services.database_delete(actor=_user(request), database=database)
+        except ApplicationError as exc:
+            error = exc.message
+        else:
+            messages.success(request, f"Database {database.name} is being deleted.")
+            return redirect("database-list")
+    context = _database_context(database, "configuration")
+    context["error"] = error
+    return render(request, "console/database_delete.html", context, status=400 if error else 200)
+
+
+# ---------------------------------------------------------------- nodes, cluster, audit log
+
+
+@require_GET
+def node_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "console/node_list.html", {"nodes": selectors.node_list_with_usage()})
+
+
+@require_GET
+def cluster_detail(request: HttpRequest) -> HttpResponse:
+    # Private keys never leave the database for a page: not even into the template context.
+    certificates = selectors.certificate_list().defer("private_key_pem", "certificate_pem")
+    return render(request, "console/cluster.html", {"certificates": certificates})
+
+
+@require_GET
+def audit_log(request: HttpRequest) -> HttpResponse:
+    form = AuditFilterForm(request.GET, object_types=selectors.audit_object_types())
+    entries = selectors.audit_list(**form.filters())
+    page = Paginator(entries, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "console/audit_log.html",
+        {"form": form, "page": page, "query": query.urlencode()},
+    )

@@ -1,0 +1,524 @@
+"""Pages: sign-in, roles, the database forms and the read-only pages (Django test client).
+
+Creating a database through a page enqueues its Celery task on commit; with the default
+(non-transactional) `django_db` that never runs, so rows stay `pending` and no process starts.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from django.test import Client
+from django.urls import reverse
+
+from console import services
+from console.models import AuditEntry, Database, DatabaseStatus, User
+
+MB = 1024 * 1024
+ADMIN_PASSWORD = "page-admin-password-1"
+VIEWER_PASSWORD = "page-viewer-password-1"
+DEFAULT_PASSWORD = "default-user-secret-7f3a"
+
+
+@pytest.fixture
+def page_cluster(db: None) -> None:
+    services.cluster_bootstrap(
+        name="cluster.local",
+        node_name=settings.NODE_NAME,
+        node_address="127.0.0.1",
+        admin_username="page-admin",
+        admin_password=ADMIN_PASSWORD,
+    )
+
+
+@pytest.fixture
+def page_admin(page_cluster: None) -> User:
+    return User.objects.get(username="page-admin")
+
+
+@pytest.fixture
+def page_viewer(page_cluster: None) -> User:
+    return User.objects.create_user(
+        username="page-viewer", password=VIEWER_PASSWORD, role=User.Role.VIEWER
+    )
+
+
+@pytest.fixture
+def admin_client(page_admin: User) -> Client:
+    client = Client()
+    client.force_login(page_admin)
+    return client
+
+
+@pytest.fixture
+def viewer_client(page_viewer: User) -> Client:
+    client = Client()
+    client.force_login(page_viewer)
+    return client
+
+
+@pytest.fixture
+def remote_addr() -> Iterator[str]:
+    """A client address of its own, so that sign-in failures of one test never throttle another."""
+    addr = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
+    yield addr
+    cache.delete(f"login-failures:{addr}")
+
+
+@pytest.fixture
+def database(page_admin: User) -> Database:
+    return services.database_create(
+        actor=page_admin, name="db1", memory_size=100 * MB, password=DEFAULT_PASSWORD
+    )
+
+
+def _activate(database: Database) -> Database:
+    # What the node worker does when the processes answer.
+    services.database_status_set(database=database, status=DatabaseStatus.ACTIVE)
+    return database
+
+
+def _create_data(**overrides: object) -> dict[str, object]:
+    data: dict[str, object] = {
+        "name": "cache-1",
+        "memory_mb": 64,
+        "shards_count": 1,
+        "port": "",
+        "password": "",
+        "persistence": "disabled",
+    }
+    data.update(overrides)
+    return data
+
+
+def _occupied_port() -> socket.socket:
+    """A listening socket on a port inside the database range (the test closes it)."""
+    for port in range(settings.DB_PORT_MAX, settings.DB_PORT_MIN - 1, -1):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            sock.close()
+            continue
+        sock.listen(1)
+        return sock
+    raise RuntimeError("no free port in the database range")
+
+
+# ---------------------------------------------------------------- sign in
+
+
+@pytest.mark.parametrize(
+    "url", ["/", "/databases/", "/databases/new/", "/nodes/", "/cluster/", "/audit/"]
+)
+def test_anonymous_is_sent_to_sign_in(page_cluster: None, url: str) -> None:
+    response = Client().get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/?next=")
+
+
+def test_sign_in_and_out(page_admin: User, remote_addr: str) -> None:
+    client = Client(REMOTE_ADDR=remote_addr)
+    page = client.get("/login/")
+    assert page.status_code == 200
+    assert b'name="csrfmiddlewaretoken"' in page.content or b"csrf" in page.content.lower()
+    response = client.post(
+        "/login/", {"username": "page-admin", "password": ADMIN_PASSWORD, "next": "/nodes/"}
+    )
+    assert response.status_code == 302
+    assert response["Location"] == "/nodes/"
+    home = client.get("/databases/")
+    assert home.status_code == 200
+    assert b"page-admin" in home.content
+    assert b"cluster.local" in home.content
+
+    assert client.get(reverse("logout")).status_code == 405  # sign out is POST only
+    response = client.post(reverse("logout"))
+    assert response.status_code == 302
+    assert client.get("/databases/").status_code == 302
+
+
+def test_sign_in_with_a_wrong_password_is_refused(page_admin: User, remote_addr: str) -> None:
+    client = Client(REMOTE_ADDR=remote_addr)
+    response = client.post("/login/", {"username": "page-admin", "password": "nope"})
+    assert response.status_code == 200
+    assert b"correct username and password" in response.content
+    assert client.get("/databases/").status_code == 302
+
+
+def test_sign_in_is_throttled_after_repeated_failures(page_admin: User, remote_addr: str) -> None:
+    client = Client(REMOTE_ADDR=remote_addr)
+    for _ in range(settings.LOGIN_FAILURE_LIMIT):
+        assert (
+            client.post("/login/", {"username": "page-admin", "password": "x"}).status_code == 200
+        )
+    # Even the right password is refused now, before it is checked.
+    response = client.post("/login/", {"username": "page-admin", "password": ADMIN_PASSWORD})
+    assert response.status_code == 429
+    assert b"Too many failed sign-ins" in response.content
+    assert client.get("/databases/").status_code == 302
+    # Another address is not affected.
+    other = Client(REMOTE_ADDR=remote_addr + "1")
+    try:
+        response = other.post("/login/", {"username": "page-admin", "password": ADMIN_PASSWORD})
+        assert response.status_code == 302
+    finally:
+        cache.delete(f"login-failures:{remote_addr}1")
+
+
+def test_successful_sign_in_resets_the_failure_count(page_admin: User, remote_addr: str) -> None:
+    client = Client(REMOTE_ADDR=remote_addr)
+    for _ in range(settings.LOGIN_FAILURE_LIMIT - 1):
+        client.post("/login/", {"username": "page-admin", "password": "x"})
+    assert (
+        client.post("/login/", {"username": "page-admin", "password": ADMIN_PASSWORD}).status_code
+        == 302
+    )
+    client.post(reverse("logout"))
+    client.post("/login/", {"username": "page-admin", "password": "x"})
+    assert (
+        client.post("/login/", {"username": "page-admin", "password": ADMIN_PASSWORD}).status_code
+        == 302
+    )
+
+
+def test_forms_require_csrf(page_admin: User) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(page_admin)
+    response = client.post(reverse("database-create"), _create_data())
+    assert response.status_code == 403
+    assert not Database.objects.exists()
+
+
+# ---------------------------------------------------------------- roles
+
+
+def test_admin_sees_the_create_button(admin_client: Client) -> None:
+    response = admin_client.get(reverse("database-list"))
+    assert response.status_code == 200
+    assert b"Create database" in response.content
+    assert reverse("database-create").encode() in response.content
+
+
+def test_viewer_sees_no_mutating_buttons(viewer_client: Client, database: Database) -> None:
+    listing = viewer_client.get(reverse("database-list"))
+    assert listing.status_code == 200
+    assert b"db1" in listing.content
+    assert b"Create database" not in listing.content
+    page = viewer_client.get(reverse("database-detail", kwargs={"uid": database.pk}))
+    assert page.status_code == 200
+    assert reverse("database-edit", kwargs={"uid": database.pk}).encode() not in page.content
+    assert reverse("database-delete", kwargs={"uid": database.pk}).encode() not in page.content
+    assert b"Viewer" in page.content
+
+
+def test_viewer_cannot_mutate(viewer_client: Client, database: Database) -> None:
+    _activate(database)
+    uid = database.pk
+    assert viewer_client.get(reverse("database-create")).status_code == 403
+    assert viewer_client.post(reverse("database-create"), _create_data()).status_code == 403
+    edit = reverse("database-edit", kwargs={"uid": uid})
+    assert viewer_client.get(edit).status_code == 403
+    assert viewer_client.post(edit, {"memory_mb": 200, "password": "x"}).status_code == 403
+    delete = reverse("database-delete", kwargs={"uid": uid})
+    assert viewer_client.post(delete).status_code == 403
+    database.refresh_from_db()
+    assert database.status == DatabaseStatus.ACTIVE
+    assert database.memory_size == 100 * MB
+    assert Database.objects.count() == 1
+
+
+# ---------------------------------------------------------------- create
+
+
+def test_create_form_renders_with_labels(admin_client: Client) -> None:
+    response = admin_client.get(reverse("database-create"))
+    assert response.status_code == 200
+    body = response.content.decode()
+    for field in ("name", "memory_mb", "shards_count", "port", "password"):
+        assert f'<label for="id_{field}"' in body
+    assert "Append-only file (every second)" in body
+    assert "csrfmiddlewaretoken" in body
+
+
+def test_create_makes_a_pending_database(admin_client: Client) -> None:
+    response = admin_client.post(
+        reverse("database-create"),
+        _create_data(shards_count=2, password=DEFAULT_PASSWORD, persistence="aof"),
+    )
+    database = Database.objects.get(name="cache-1")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("database-detail", kwargs={"uid": database.pk})
+    assert database.status == DatabaseStatus.PENDING
+    assert database.memory_size == 64 * MB
+    assert database.shards_count == 2
+    assert database.persistence == "aof"
+    assert database.password == DEFAULT_PASSWORD
+    assert database.shards.count() == 2
+    assert AuditEntry.objects.filter(action="database.create", object_name="cache-1").exists()
+
+    page = admin_client.get(response["Location"])
+    assert b"being created" in page.content
+    assert b'http-equiv="refresh"' in page.content
+
+
+def test_create_with_a_chosen_free_port(admin_client: Client) -> None:
+    sock = _occupied_port()
+    port = sock.getsockname()[1]
+    sock.close()
+    response = admin_client.post(reverse("database-create"), _create_data(port=port))
+    assert response.status_code == 302
+    assert Database.objects.get(name="cache-1").port == port
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "message"),
+    [
+        ({"name": "1-starts-with-digit"}, "name", "must start with a letter"),
+        ({"name": "has space"}, "name", "must start with a letter"),
+        ({"name": ""}, "name", "This field is required"),
+        ({"memory_mb": 0}, "memory_mb", "at least 1 MB"),
+        ({"memory_mb": -5}, "memory_mb", "at least 1 MB"),
+        ({"memory_mb": 10**9}, "memory_mb", "exceeds the node"),
+        ({"memory_mb": "lots"}, "memory_mb", "Enter a whole number"),
+        ({"shards_count": 0}, "shards_count", "between 1 and 64"),
+        ({"shards_count": 65}, "shards_count", "between 1 and 64"),
+        ({"port": 80}, "port", "must be in the range"),
+        ({"port": 70000}, "port", "must be in the range"),
+        ({"password": "has space"}, "password", "must not contain spaces"),
+        ({"persistence": "always"}, "persistence", "Select a valid choice"),
+    ],
+)
+def test_create_refuses_bad_input(
+    admin_client: Client, overrides: dict[str, object], field: str, message: str
+) -> None:
+    response = admin_client.post(reverse("database-create"), _create_data(**overrides))
+    assert response.status_code == 200
+    form = response.context["form"]
+    assert field in form.errors, form.errors
+    assert any(message in error for error in form.errors[field]), form.errors
+    assert message.encode() in response.content
+    assert not Database.objects.exists()
+
+
+def test_create_refuses_a_duplicate_name(admin_client: Client, database: Database) -> None:
+    response = admin_client.post(reverse("database-create"), _create_data(name="db1"))
+    assert response.status_code == 200
+    assert "already exists" in response.context["form"].errors["name"][0]
+    assert Database.objects.count() == 1
+
+
+def test_create_refuses_a_port_in_use_on_the_host(admin_client: Client) -> None:
+    sock = _occupied_port()
+    try:
+        port = sock.getsockname()[1]
+        response = admin_client.post(reverse("database-create"), _create_data(port=port))
+    finally:
+        sock.close()
+    assert response.status_code == 200
+    assert "in use" in response.context["form"].errors["port"][0]
+    assert not Database.objects.exists()
+
+
+def test_create_refuses_a_port_of_another_database(
+    admin_client: Client, database: Database
+) -> None:
+    response = admin_client.post(reverse("database-create"), _create_data(port=database.port))
+    assert response.status_code == 200
+    assert "used by another database" in response.context["form"].errors["port"][0]
+    assert Database.objects.count() == 1
+
+
+# ---------------------------------------------------------------- database page, edit, delete
+
+
+def test_database_page_shows_configuration_and_no_secrets(
+    admin_client: Client, viewer_client: Client, page_admin: User
+) -> None:
+    database = services.database_create(
+        actor=page_admin,
+        name="sharded",
+        memory_size=256 * MB,
+        shards_count=4,
+        password=DEFAULT_PASSWORD,
+        persistence="snapshot",
+    )
+    _activate(database)
+    url = reverse("database-detail", kwargs={"uid": database.pk})
+    for client in (admin_client, viewer_client):
+        response = client.get(url)
+        assert response.status_code == 200
+        body = response.content.decode()
+        assert DEFAULT_PASSWORD not in body
+        assert database.internal_password not in body
+        assert f"127.0.0.1:{database.port}" in body
+        assert "256.0\xa0MB" in body
+        assert "Snapshot" in body
+        assert (
+            f"redis-cli -c -h 127.0.0.1 -p {database.port} --user default --pass &lt;password&gt;"
+            in body
+        )
+        assert "0\u20134095" in body and "12288\u201316383" in body
+        assert 'http-equiv="refresh"' not in body
+    edit = admin_client.get(reverse("database-edit", kwargs={"uid": database.pk}))
+    assert DEFAULT_PASSWORD not in edit.content.decode()
+    assert database.internal_password not in edit.content.decode()
+
+
+def test_database_page_shows_the_error_reason(admin_client: Client, database: Database) -> None:
+    services.database_status_set(
+        database=database, status=DatabaseStatus.ERROR, reason="port 12000 bind: in use"
+    )
+    response = admin_client.get(reverse("database-detail", kwargs={"uid": database.pk}))
+    assert b"port 12000 bind: in use" in response.content
+    assert b"status-error" in response.content
+
+
+def test_unknown_database_is_404(admin_client: Client) -> None:
+    assert admin_client.get("/databases/999999/").status_code == 404
+
+
+def test_edit_memory_and_password(admin_client: Client, database: Database) -> None:
+    _activate(database)
+    url = reverse("database-edit", kwargs={"uid": database.pk})
+    page = admin_client.get(url)
+    assert page.status_code == 200
+    assert b'value="100"' in page.content
+    response = admin_client.post(url, {"memory_mb": 200, "password": "new-secret-pw"})
+    assert response.status_code == 302
+    database.refresh_from_db()
+    assert database.memory_size == 200 * MB
+    assert database.password == "new-secret-pw"
+    assert database.status == DatabaseStatus.CHANGE_PENDING
+    assert AuditEntry.objects.filter(action="database.update").exists()
+
+
+def test_edit_with_empty_password_keeps_it(admin_client: Client, database: Database) -> None:
+    _activate(database)
+    url = reverse("database-edit", kwargs={"uid": database.pk})
+    response = admin_client.post(url, {"memory_mb": 150, "password": ""})
+    assert response.status_code == 302
+    database.refresh_from_db()
+    assert database.password == DEFAULT_PASSWORD
+    assert database.memory_size == 150 * MB
+
+
+def test_edit_removes_the_password(admin_client: Client, database: Database) -> None:
+    _activate(database)
+    url = reverse("database-edit", kwargs={"uid": database.pk})
+    response = admin_client.post(url, {"memory_mb": 100, "remove_password": "on"})
+    assert response.status_code == 302
+    database.refresh_from_db()
+    assert database.password == ""
+    assert database.memory_size == 100 * MB
+
+
+def test_edit_refuses_bad_input(admin_client: Client, database: Database) -> None:
+    _activate(database)
+    url = reverse("database-edit", kwargs={"uid": database.pk})
+    response = admin_client.post(url, {"memory_mb": 0})
+    assert response.status_code == 200
+    assert "at least 1 MB" in response.context["form"].errors["memory_mb"][0]
+    response = admin_client.post(url, {"memory_mb": 100, "password": "a b"})
+    assert "must not contain spaces" in response.context["form"].errors["password"][0]
+    response = admin_client.post(url, {"memory_mb": 100, "password": "x", "remove_password": "on"})
+    assert "remove_password" in response.context["form"].errors
+    database.refresh_from_db()
+    assert database.memory_size == 100 * MB
+    assert database.password == DEFAULT_PASSWORD
+    assert database.status == DatabaseStatus.ACTIVE
+
+
+def test_edit_while_pending_is_refused_on_the_form(
+    admin_client: Client, database: Database
+) -> None:
+    url = reverse("database-edit", kwargs={"uid": database.pk})
+    response = admin_client.post(url, {"memory_mb": 200})
+    assert response.status_code == 200
+    assert "wait until it is active" in response.content.decode()
+    database.refresh_from_db()
+    assert database.memory_size == 100 * MB
+
+
+def test_delete_asks_for_confirmation_then_deletes(
+    admin_client: Client, database: Database
+) -> None:
+    _activate(database)
+    url = reverse("database-delete", kwargs={"uid": database.pk})
+    confirm = admin_client.get(url)
+    assert confirm.status_code == 200
+    assert b"Delete db1?" in confirm.content
+    database.refresh_from_db()
+    assert database.status == DatabaseStatus.ACTIVE  # GET changes nothing
+    response = admin_client.post(url)
+    assert response.status_code == 302
+    assert response["Location"] == reverse("database-list")
+    database.refresh_from_db()
+    assert database.status == DatabaseStatus.DELETE_PENDING
+    page = admin_client.get(reverse("database-detail", kwargs={"uid": database.pk}))
+    assert b"being deleted" in page.content
+    # A second delete (another tab, a double click) is harmless.
+    assert admin_client.post(url).status_code == 302
+    database.refresh_from_db()
+    assert database.status == DatabaseStatus.DELETE_PENDING
+
+
+# ---------------------------------------------------------------- nodes, cluster, audit log
+
+
+def test_nodes_page(viewer_client: Client, database: Database) -> None:
+    response = viewer_client.get(reverse("node-list"))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert settings.NODE_NAME in body
+    assert "127.0.0.1" in body
+    assert "100.0\xa0MB" in body
+
+
+def test_cluster_page_lists_certificates_without_private_keys(viewer_client: Client) -> None:
+    from console.models import Certificate
+
+    response = viewer_client.get(reverse("cluster"))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "cluster.local" in body
+    for cert in Certificate.objects.all():
+        assert cert.fingerprint_sha256 in body
+        assert cert.private_key_pem.strip().splitlines()[1] not in body
+    assert "PRIVATE KEY" not in body
+    assert "Proxy certificate" in body and "Syncer certificate" in body
+
+
+def test_audit_log_lists_and_filters_entries(viewer_client: Client, database: Database) -> None:
+    response = viewer_client.get(reverse("audit-log"))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "database.create" in body
+    assert "cluster.create" in body
+    # newest first
+    assert body.index("database.create") < body.index("cluster.create")
+
+    filtered = viewer_client.get(reverse("audit-log"), {"action": "database"}).content.decode()
+    assert "database.create" in filtered and "cluster.create" not in filtered
+    by_type = viewer_client.get(reverse("audit-log"), {"object_type": "node"}).content.decode()
+    assert "node.add" in by_type and "database.create" not in by_type
+    by_actor = viewer_client.get(reverse("audit-log"), {"actor": "page-admin"}).content.decode()
+    assert "database.create" in by_actor and "node.add" not in by_actor
+
+
+def test_audit_log_is_paginated(viewer_client: Client, page_admin: User) -> None:
+    for i in range(120):
+        services.audit_record(actor=page_admin, action=f"test.event{i:03d}", object_type="test")
+    first = viewer_client.get(reverse("audit-log"), {"object_type": "test"}).content.decode()
+    assert "test.event119" in first and "test.event069" not in first
+    assert "Page 1 of 3" in first
+    query: dict[str, str | int] = {"object_type": "test", "page": 3}
+    third = viewer_client.get(reverse("audit-log"), query).content.decode()
+    assert "test.event000" in third and "test.event119" not in third
+    # Bad page numbers fall back to a real page instead of failing.
+    assert viewer_client.get(reverse("audit-log"), {"page": "zzz"}).status_code == 200
