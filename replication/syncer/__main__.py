@@ -1,0 +1,148 @@
+"""Command line: `python -m replication.syncer SOURCE_URL [SOURCE_URL ...] --to DEST_URL`.
+
+A progress bar while full-syncing, a status line while streaming; Ctrl-C (or SIGTERM) stops
+cleanly; exit status 1 with the error on a fatal error, 3 when a full sync is needed and
+`--no-auto-full-sync` was given, 2 on bad arguments.
+
+Restarting the same command continues from the checkpoint saved in the destination (partial
+sync); if that is impossible the destination is flushed and everything is loaded again (unless
+`--no-auto-full-sync`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from typing import TextIO
+
+from .engine import DestinationConfig, SourceConfig, SyncEngine
+from .errors import FullSyncRequired, SyncError
+from .resp import TlsOptions
+from .status import Phase, SourceStatus
+from .urls import UrlError, parse_redis_url
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m replication.syncer",
+        description="Replicate one or more Redis/Valkey sources into a destination (Replica Of).",
+    )
+    p.add_argument("sources", nargs="+", metavar="SOURCE_URL", help="redis:// or rediss:// URL")
+    p.add_argument("--to", required=True, metavar="DEST_URL", help="the destination URL")
+    p.add_argument("--flush", action="store_true", help="flush the destination and full-sync")
+    p.add_argument(
+        "--no-auto-full-sync",
+        action="store_true",
+        help="exit with status 3 instead of flushing when a full sync is needed",
+    )
+    p.add_argument("--tls-cert", help="client certificate (PEM) presented to TLS sources")
+    p.add_argument("--tls-key", help="private key of --tls-cert")
+    p.add_argument("--tls-ca", help="CA bundle or server certificate to trust")
+    p.add_argument("--tls-sni", help="server name to send with TLS (SNI)")
+    p.add_argument("--name", action="append", default=[], help="stable name per source (repeat)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def _bar(pct: float | None, width: int = 30) -> str:
+    if pct is None:
+        return "[" + "?" * width + "]"
+    filled = int(width * pct / 100)
+    return "[" + "#" * filled + "-" * (width - filled) + f"] {pct:5.1f}%"
+
+
+def _line(statuses: list[SourceStatus], rate: float) -> str:
+    parts = []
+    for st in statuses:
+        d = st.as_dict()
+        phase = st.phase
+        if phase is Phase.SYNCING:
+            size = d["rdb_size"]
+            mb = f"{d['rdb_transferred'] / 1e6:.1f}" + (f"/{size / 1e6:.1f}" if size else "")
+            parts.append(f"{st.source} syncing {_bar(st.progress)} {d['keys_loaded']} keys {mb} MB")
+        elif phase is Phase.IN_SYNC:
+            lag = "?" if d["lag"] is None else f"{d['lag']:.0f}"
+            parts.append(
+                f"{st.source} in-sync lag {lag} ms, {d['commands_applied']} commands ({rate:.0f}/s)"
+            )
+        else:
+            err = f" ({d['last_error']})" if d["last_error"] else ""
+            parts.append(f"{st.source} {phase}{err}")
+    return " | ".join(parts)
+
+
+class _Printer:
+    def __init__(self, out: TextIO, quiet: bool) -> None:
+        self.out = out
+        self.quiet = quiet
+        self.tty = out.isatty()
+        self.last_print = 0.0
+        self.last_cmds = 0
+        self.last_t = time.monotonic()
+        self.rate = 0.0
+
+    def __call__(self, statuses: list[SourceStatus]) -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        cmds = sum(int(s.as_dict()["commands_applied"]) for s in statuses)
+        if now - self.last_t >= 1.0:
+            self.rate = (cmds - self.last_cmds) / (now - self.last_t)
+            self.last_cmds, self.last_t = cmds, now
+        if not self.tty and now - self.last_print < 5.0:
+            return
+        self.last_print = now
+        line = _line(statuses, self.rate)
+        if self.tty:
+            self.out.write("\r\x1b[2K" + line[:200])
+        else:
+            self.out.write(line + "\n")
+        self.out.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        for u in [*args.sources, args.to]:
+            parse_redis_url(u)
+    except UrlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    tls = None
+    if args.tls_cert or args.tls_key or args.tls_ca or args.tls_sni:
+        tls = TlsOptions(cert=args.tls_cert, key=args.tls_key, ca=args.tls_ca, sni=args.tls_sni)
+    names = args.name + [None] * (len(args.sources) - len(args.name))
+    printer = _Printer(sys.stderr, args.quiet)
+    engine = SyncEngine(
+        [SourceConfig(u, tls, n) for u, n in zip(args.sources, names, strict=False)],
+        DestinationConfig(args.to, tls),
+        flush=args.flush,
+        auto_full_sync=not args.no_auto_full_sync,
+        on_status=printer,
+    )
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, engine.stop)
+        await engine.run()
+
+    try:
+        asyncio.run(run())
+    except FullSyncRequired as exc:
+        print(f"\nfull sync required: {exc}", file=sys.stderr)
+        return 3
+    except SyncError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 1
+    if printer.tty and not args.quiet:
+        sys.stderr.write("\n")
+    print("stopped", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

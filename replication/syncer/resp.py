@@ -1,0 +1,269 @@
+"""RESP on asyncio streams: connections (plain or TLS), replies via hiredis, and the framer that
+cuts a master's replication stream into commands with their exact byte lengths.
+
+Commands always leave as length-prefixed multibulk built by `hiredis.pack_command`; nothing here
+joins strings into a command line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import hiredis
+
+from .errors import AuthError, ProtocolError, RetryableError, classify_reply_error
+from .urls import RedisUrl
+
+__all__ = [
+    "Arg",
+    "CommandStreamParser",
+    "RespConnection",
+    "TlsOptions",
+    "pack",
+    "ssl_context",
+]
+
+Arg = bytes | bytearray | memoryview | str | int | float
+_READ_SIZE = 1 << 18
+
+
+# hiredis's stub types the argument as a 1-tuple; it takes a tuple of any length.
+pack_command: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command
+
+
+def pack(*args: Arg) -> bytes:
+    """One command as RESP multibulk."""
+    return pack_command(
+        tuple(bytes(a) if isinstance(a, bytearray | memoryview) else a for a in args)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TlsOptions:
+    """Client side TLS: our certificate and key, what to trust, and the SNI name to send.
+
+    `ca` is a CA bundle or the server's own (self-signed) certificate; without it the system trust
+    store is used. `verify_hostname` is off by default because Redis certificates rarely name the
+    host the operator typed; the certificate chain is always verified.
+    """
+
+    cert: str | None = None
+    key: str | None = None
+    ca: str | None = None
+    sni: str | None = None
+    verify_hostname: bool = False
+
+
+def ssl_context(tls: TlsOptions) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca)
+    ctx.check_hostname = tls.verify_hostname
+    if tls.cert:
+        ctx.load_cert_chain(tls.cert, tls.key)
+    return ctx
+
+
+async def open_stream(
+    url: RedisUrl, tls: TlsOptions | None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """TCP (or TLS when the URL is rediss://) connection with a timeout; errors are retryable."""
+    ctx: ssl.SSLContext | None = None
+    server_hostname: str | None = None
+    if url.tls:
+        opts = tls or TlsOptions()
+        ctx = ssl_context(opts)
+        server_hostname = url.sni or opts.sni or url.host
+    try:
+        return await asyncio.wait_for(
+            asyncio.open_connection(
+                url.host, url.port, ssl=ctx, server_hostname=server_hostname, limit=_READ_SIZE * 4
+            ),
+            timeout=url.connect_timeout,
+        )
+    except ssl.SSLError as exc:
+        raise RetryableError(f"{url.address}: TLS handshake failed: {exc}") from exc
+    except (OSError, TimeoutError) as exc:
+        raise RetryableError(f"{url.address}: cannot connect: {exc or type(exc).__name__}") from exc
+
+
+def auth_args(url: RedisUrl) -> tuple[bytes, ...] | None:
+    if url.password is None:
+        return None
+    if url.username:
+        return (b"AUTH", url.username.encode(), url.password.encode())
+    return (b"AUTH", url.password.encode())
+
+
+class RespConnection:
+    """A client connection that sends packed commands and reads replies with hiredis.
+
+    Error replies come back as `hiredis.ReplyError` instances from `read_reply()`; `call()` raises
+    them, classified.
+    """
+
+    def __init__(
+        self, url: RedisUrl, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.url = url
+        self.reader = reader
+        self.writer = writer
+        self.parser = hiredis.Reader()
+        self.bytes_in = 0
+
+    @classmethod
+    async def open(
+        cls, url: RedisUrl, tls: TlsOptions | None = None, *, select_db: bool = True
+    ) -> RespConnection:
+        reader, writer = await open_stream(url, tls)
+        conn = cls(url, reader, writer)
+        try:
+            args = auth_args(url)
+            if args is not None:
+                reply = await conn.call_raw(*args)
+                if isinstance(reply, hiredis.ReplyError):
+                    raise AuthError(f"{url.redacted()}: authentication failed: {reply}")
+            if select_db and url.db:
+                await conn.call(b"SELECT", url.db)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def send(self, data: bytes | bytearray | memoryview) -> None:
+        self.writer.write(data)
+
+    async def drain(self) -> None:
+        try:
+            await self.writer.drain()
+        except OSError as exc:
+            raise RetryableError(f"{self.url.address}: connection lost: {exc}") from exc
+
+    async def read_reply(self) -> Any:
+        while True:
+            reply = self.parser.gets()
+            if reply is not False:
+                return reply
+            await self._fill()
+
+    async def _fill(self) -> None:
+        try:
+            data = await self.reader.read(_READ_SIZE)
+        except OSError as exc:
+            raise RetryableError(f"{self.url.address}: connection lost: {exc}") from exc
+        if not data:
+            raise RetryableError(f"{self.url.address}: connection closed by peer")
+        self.bytes_in += len(data)
+        try:
+            self.parser.feed(data)
+        except hiredis.ProtocolError as exc:
+            raise ProtocolError(f"{self.url.address}: {exc}") from exc
+
+    def replies_ready(self) -> list[Any]:
+        """Every reply already parsed, without waiting."""
+        out = []
+        while (reply := self.parser.gets()) is not False:
+            out.append(reply)
+        return out
+
+    async def read_some_replies(self) -> list[Any]:
+        """At least one reply: all that the next read completes."""
+        out = self.replies_ready()
+        while not out:
+            await self._fill()
+            out = self.replies_ready()
+        return out
+
+    async def call_raw(self, *args: Arg) -> Any:
+        self.send(pack(*args))
+        await self.drain()
+        return await self.read_reply()
+
+    async def call(self, *args: Arg) -> Any:
+        reply = await self.call_raw(*args)
+        if isinstance(reply, hiredis.ReplyError):
+            raise classify_reply_error(str(reply), where=self.url.redacted(), command=_name(args))
+        return reply
+
+    def close(self) -> None:
+        if not self.writer.is_closing():
+            self.writer.close()
+
+    async def aclose(self) -> None:
+        self.close()
+        with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
+            await asyncio.wait_for(self.writer.wait_closed(), 2)
+
+
+def _name(args: Sequence[Arg]) -> bytes | None:
+    if not args:
+        return None
+    a = args[0]
+    return (
+        a.encode()
+        if isinstance(a, str)
+        else bytes(a)
+        if isinstance(a, bytes | bytearray | memoryview)
+        else None
+    )
+
+
+class CommandStreamParser:
+    """Frames a master's replication stream into commands and their exact byte lengths.
+
+    `feed(data)` returns `(raw, cmds)`: `raw` holds exactly the bytes of the complete commands
+    found so far (a partial command at the end stays buffered), and `cmds` is a list of
+    `(args, end)` where `end` is the position in `raw` just after that command. The replication
+    offset advances by `len(raw)`; a slice of `raw` is what we forward to a standalone destination.
+
+    Parsing is hiredis (C); the length of each command is that of its canonical multibulk encoding,
+    which is what masters emit (checked: every command must start with `*` and end with CRLF
+    where we think it does, otherwise `ProtocolError`).
+    """
+
+    def __init__(self) -> None:
+        self._reader = hiredis.Reader()
+        self._pending = bytearray()
+        self._broken = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet part of a complete command."""
+        return len(self._pending)
+
+    def feed(
+        self, data: bytes | bytearray | memoryview
+    ) -> tuple[bytes, list[tuple[list[bytes], int]]]:
+        if self._broken:
+            raise ProtocolError("replication stream parser used after a protocol error")
+        pending = self._pending
+        pending += data
+        cmds: list[tuple[list[bytes], int]] = []
+        pos = 0
+        try:
+            self._reader.feed(bytes(data) if not isinstance(data, bytes) else data)
+            gets = self._reader.gets
+            packcmd = pack_command
+            while (cmd := gets()) is not False:
+                if type(cmd) is not list or not cmd or type(cmd[0]) is not bytes:
+                    raise ProtocolError(
+                        f"replication stream: expected a command array, got {cmd!r:.60}"
+                    )
+                if pending[pos] != 42:  # '*'
+                    raise ProtocolError("replication stream: command does not start with '*'")
+                pos += len(packcmd(tuple(cmd)))
+                cmds.append((cmd, pos))
+            if pos and pending[pos - 2 : pos] != b"\r\n":
+                raise ProtocolError("replication stream: command framing mismatch")
+        except (hiredis.ProtocolError, TypeError, IndexError, ValueError) as exc:
+            self._broken = True
+            raise ProtocolError(f"replication stream: {exc}") from exc
+        except ProtocolError:
+            self._broken = True
+            raise
+        raw = bytes(pending[:pos])
+        del pending[:pos]
+        return raw, cmds

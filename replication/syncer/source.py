@@ -1,0 +1,264 @@
+"""The replica side of the replication protocol: one link to one primary of a source.
+
+Handshake, as `syncWithMaster()` in Redis's replication.c does it:
+
+1. connect (TCP or TLS), `AUTH [user] password`;
+2. `REPLCONF listening-port <port>`, `REPLCONF capa eof capa psync2`;
+3. `PSYNC <replid> <offset+1>` to continue, or `PSYNC ? -1` for a full sync;
+4. `+FULLRESYNC <replid> <offset>` then the RDB: `$<length>` + bytes, or `$EOF:<40 bytes>` +
+   bytes + the same 40 bytes (diskless); newlines before the `$` are keepalives;
+   `+CONTINUE [<new replid>]` instead goes straight to the command stream.
+
+After that the link carries the command stream; we answer `REPLCONF GETACK` and send
+`REPLCONF ACK <offset>` every second (the caller does, with the offset applied on the destination).
+
+`discover_primaries()` turns a Redis Cluster URL into one URL per primary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .errors import AuthError, FatalSyncError, ProtocolError, RetryableError, classify_reply_error
+from .resp import RespConnection, TlsOptions, auth_args, open_stream, pack
+from .urls import RedisUrl
+
+__all__ = ["PsyncReply", "SourceLink", "discover_primaries"]
+
+_CHUNK = 1 << 18
+_EOF_MARK_LEN = 40
+# A healthy master sends at least a PING every repl-ping-replica-period (10 s) and newlines while
+# it prepares the RDB; silence for this long means the link is dead (Redis's repl-timeout is 60).
+READ_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class PsyncReply:
+    full: bool
+    replid: str
+    offset: int  # FULLRESYNC: the snapshot's offset. CONTINUE: the offset we continue after.
+
+
+class SourceLink:
+    """One replication connection to one primary."""
+
+    def __init__(
+        self, url: RedisUrl, tls: TlsOptions | None = None, *, read_timeout: float = READ_TIMEOUT_S
+    ) -> None:
+        self.url = url
+        self.tls = tls
+        self.read_timeout = read_timeout
+        self.bytes_in = 0
+        self.rdb_size: int | None = None
+        self.rdb_transferred = 0
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    @property
+    def where(self) -> str:
+        return self.url.redacted()
+
+    async def connect(self) -> None:
+        self._reader, self._writer = await open_stream(self.url, self.tls)
+        args = auth_args(self.url)
+        if args is not None:
+            reply = await self._simple(*args)
+            if reply.startswith("-"):
+                raise AuthError(f"{self.where}: authentication failed: {reply[1:]}")
+        sock_port = self._writer.get_extra_info("sockname")
+        port = sock_port[1] if isinstance(sock_port, tuple) else 0
+        await self._expect_ok(b"REPLCONF", b"listening-port", port)
+        await self._expect_ok(b"REPLCONF", b"capa", b"eof", b"capa", b"psync2")
+
+    async def psync(self, replid: str | None, offset: int) -> PsyncReply:
+        """Ask to continue after `offset` of history `replid` (or for a full sync when None)."""
+        if replid is None:
+            reply = await self._simple(b"PSYNC", b"?", b"-1")
+        else:
+            reply = await self._simple(b"PSYNC", replid, offset + 1)
+        if reply.startswith("+FULLRESYNC"):
+            parts = reply.split()
+            if len(parts) != 3 or len(parts[1]) != 40 or not parts[2].lstrip("-").isdigit():
+                raise ProtocolError(f"{self.where}: malformed {reply!r}")
+            return PsyncReply(True, parts[1], int(parts[2]))
+        if reply.startswith("+CONTINUE"):
+            parts = reply.split()
+            new_id = parts[1] if len(parts) > 1 else replid
+            if new_id is None or len(new_id) != 40:
+                raise ProtocolError(f"{self.where}: malformed {reply!r}")
+            return PsyncReply(False, new_id, offset)
+        if reply.startswith("-"):
+            err = classify_reply_error(reply[1:], where=self.where, command=b"PSYNC")
+            if isinstance(err, FatalSyncError) and not isinstance(err, AuthError):
+                # e.g. "-ERR Can't SYNC while not connected with my master": transient on the source
+                raise RetryableError(str(err))
+            raise err
+        raise ProtocolError(f"{self.where}: unexpected reply to PSYNC: {reply[:80]!r}")
+
+    async def rdb_chunks(self) -> AsyncIterator[bytes]:
+        """The snapshot's bytes as they arrive (bounded memory), for either transfer format."""
+        header = await self._line()
+        if not header.startswith("$"):
+            raise ProtocolError(f"{self.where}: expected the RDB bulk header, got {header[:80]!r}")
+        if header.startswith("$EOF:"):
+            mark = header[5:].encode()
+            if len(mark) != _EOF_MARK_LEN:
+                raise ProtocolError(f"{self.where}: bad EOF mark in {header!r}")
+            self.rdb_size = None
+            async for chunk in self._until_mark(mark):
+                yield chunk
+            return
+        try:
+            remaining = int(header[1:])
+        except ValueError:
+            raise ProtocolError(f"{self.where}: bad RDB length in {header!r}") from None
+        self.rdb_size = remaining
+        while remaining > 0:
+            data = await self._read(min(remaining, _CHUNK))
+            remaining -= len(data)
+            self.rdb_transferred += len(data)
+            yield data
+
+    async def _until_mark(self, mark: bytes) -> AsyncIterator[bytes]:
+        # Like readSyncBulkPayload(): the transfer ends when the last 40 bytes read are the mark.
+        tail = b""
+        while True:
+            data = tail + await self._read(_CHUNK)
+            if len(data) >= _EOF_MARK_LEN and data[-_EOF_MARK_LEN:] == mark:
+                body = data[:-_EOF_MARK_LEN]
+                self.rdb_transferred += len(body)
+                if body:
+                    yield body
+                return
+            cut = max(0, len(data) - _EOF_MARK_LEN)
+            body, tail = data[:cut], data[cut:]
+            self.rdb_transferred += len(body)
+            if body:
+                yield body
+
+    async def read(self) -> bytes:
+        """The next bytes of the command stream (raises RetryableError when the link ends)."""
+        return await self._read(_CHUNK)
+
+    def send(self, *args: bytes | int | str) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(pack(*args))
+
+    def send_ack(self, offset: int) -> None:
+        self.send(b"REPLCONF", b"ACK", offset)
+
+    def close(self) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.close()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    async def _read(self, n: int) -> bytes:
+        assert self._reader is not None
+        try:
+            data = await asyncio.wait_for(self._reader.read(n), self.read_timeout)
+        except TimeoutError:
+            raise RetryableError(
+                f"{self.where}: no data for {self.read_timeout:.0f} s, link considered dead"
+            ) from None
+        except OSError as exc:
+            raise RetryableError(f"{self.where}: connection lost: {exc}") from exc
+        if not data:
+            raise RetryableError(f"{self.where}: the source closed the replication link")
+        self.bytes_in += len(data)
+        return data
+
+    async def _line(self) -> str:
+        """One reply line, skipping the bare newlines a master sends as keepalive."""
+        assert self._reader is not None
+        while True:
+            try:
+                raw = await asyncio.wait_for(self._reader.readuntil(b"\n"), self.read_timeout)
+            except TimeoutError:
+                raise RetryableError(
+                    f"{self.where}: no reply for {self.read_timeout:.0f} s"
+                ) from None
+            except asyncio.IncompleteReadError:
+                raise RetryableError(f"{self.where}: the source closed the connection") from None
+            except asyncio.LimitOverrunError as exc:
+                raise ProtocolError(f"{self.where}: reply line too long") from exc
+            except OSError as exc:
+                raise RetryableError(f"{self.where}: connection lost: {exc}") from exc
+            self.bytes_in += len(raw)
+            line = raw.rstrip(b"\r\n")
+            if line:
+                return line.decode(errors="replace")
+
+    async def _simple(self, *args: bytes | int | str) -> str:
+        assert self._writer is not None
+        self._writer.write(pack(*args))
+        try:
+            await self._writer.drain()
+        except OSError as exc:
+            raise RetryableError(f"{self.where}: connection lost: {exc}") from exc
+        return await self._line()
+
+    async def _expect_ok(self, *args: bytes | int | str) -> None:
+        reply = await self._simple(*args)
+        if reply.startswith("-"):
+            raise classify_reply_error(reply[1:], where=self.where, command=b"REPLCONF")
+        if not reply.startswith("+"):
+            raise ProtocolError(f"{self.where}: unexpected reply {reply[:80]!r}")
+
+
+def _pairs(flat: Any) -> dict[bytes, Any]:
+    if isinstance(flat, dict):
+        return {k if isinstance(k, bytes) else str(k).encode(): v for k, v in flat.items()}
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat) - 1, 2)}
+
+
+async def discover_primaries(url: RedisUrl, tls: TlsOptions | None = None) -> list[RedisUrl]:
+    """One URL per primary when `url` is a Redis Cluster node, else `[url]`.
+
+    Uses `CLUSTER SHARDS` (Redis >= 7.0) and falls back to `CLUSTER NODES`.
+    """
+    if url.cluster is False:
+        return [url]
+    conn = await RespConnection.open(url, tls, select_db=False)
+    try:
+        info = await conn.call(b"INFO", b"cluster")
+        if b"cluster_enabled:1" not in info:
+            if url.cluster:
+                raise FatalSyncError(
+                    f"{url.redacted()}: cluster=yes but the server is not a cluster node"
+                )
+            return [url]
+        addresses: list[tuple[str, int]] = []
+        try:
+            shards = await conn.call(b"CLUSTER", b"SHARDS")
+            for shard in shards:
+                for node in _pairs(shard)[b"nodes"]:
+                    n = _pairs(node)
+                    if n.get(b"role") != b"master" or n.get(b"health") == b"fail":
+                        continue
+                    host = (n.get(b"endpoint") or n.get(b"ip") or b"").decode()
+                    port = n.get(b"tls-port") if url.tls and n.get(b"tls-port") else n.get(b"port")
+                    if port is None:
+                        continue
+                    if host in ("", "?"):
+                        host = url.host
+                    addresses.append((host, int(port)))
+        except FatalSyncError:
+            nodes = (await conn.call(b"CLUSTER", b"NODES")).decode()
+            for line in nodes.splitlines():
+                fields = line.split()
+                if len(fields) < 8 or "master" not in fields[2].split(",") or "fail" in fields[2]:
+                    continue
+                if len(fields) < 9:
+                    continue  # a primary without slots holds no data
+                hostport = fields[1].split("@")[0]
+                host, _, port = hostport.rpartition(":")
+                addresses.append((host or url.host, int(port)))
+    finally:
+        await conn.aclose()
+    if not addresses:
+        raise RetryableError(f"{url.redacted()}: the cluster reports no primaries")
+    return [replace(url, host=h, port=p, cluster=False) for h, p in sorted(set(addresses))]

@@ -1,0 +1,168 @@
+"""What the syncer reports: a plain object per source (and per shard of a sharded source).
+
+The control plane polls `SyncEngine.statuses()` (or receives them through `on_status`) and
+serialises `SourceStatus.as_dict()`; nothing here knows about Django.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = ["LagMeter", "LinkStatus", "Phase", "SourceStatus"]
+
+
+class Phase(StrEnum):
+    CONNECTING = "connecting"
+    SYNCING = "syncing"  # full sync: loading the snapshot
+    IN_SYNC = "in-sync"  # streaming commands
+    OUT_OF_SYNC = "out-of-sync"  # link down, being retried ("Reconnecting")
+    STOPPED = "stopped"  # fatal error or stopped by the operator
+
+
+# Worst first: the aggregate of several links (or sources) is the worst of them.
+_SEVERITY = {
+    Phase.STOPPED: 0,
+    Phase.OUT_OF_SYNC: 1,
+    Phase.CONNECTING: 2,
+    Phase.SYNCING: 3,
+    Phase.IN_SYNC: 4,
+}
+
+
+def worst_phase(phases: list[Phase]) -> Phase:
+    return min(phases, key=_SEVERITY.__getitem__) if phases else Phase.CONNECTING
+
+
+@dataclass(slots=True)
+class LinkStatus:
+    """One replication link (one primary of the source)."""
+
+    address: str
+    phase: Phase = Phase.CONNECTING
+    rdb_size: int | None = None  # None while unknown (diskless transfer)
+    rdb_transferred: int = 0
+    keys_loaded: int = 0
+    keys_expected: int | None = None  # from the source's INFO keyspace, for diskless progress
+    commands_applied: int = 0
+    lag_ms: float | None = None
+    last_update: float | None = None  # wall time of the last applied source command
+    ingress_bytes: int = 0
+    last_error: str | None = None
+    replid: str | None = None
+    offset: int = -1  # replication offset applied (and checkpointed) on the destination
+    full_syncs: int = 0
+    partial_syncs: int = 0
+    restore_mode: str | None = None  # "restore" (DUMP payloads) or "decode" (plain commands)
+
+    @property
+    def progress(self) -> float | None:
+        """Full-sync progress in percent (100 once streaming)."""
+        if self.phase is Phase.IN_SYNC:
+            return 100.0
+        if self.rdb_size:
+            return min(100.0, 100.0 * self.rdb_transferred / self.rdb_size)
+        if self.keys_expected:
+            return min(99.9, 100.0 * self.keys_loaded / self.keys_expected)
+        return None
+
+
+@dataclass(slots=True)
+class SourceStatus:
+    """One source as the operator sees it: a standalone link, or all shards of a sharded source."""
+
+    source: str  # redacted URL
+    links: list[LinkStatus] = field(default_factory=list)
+    stopped_error: str | None = None
+
+    @property
+    def phase(self) -> Phase:
+        if self.stopped_error is not None:
+            return Phase.STOPPED
+        return worst_phase([ln.phase for ln in self.links])
+
+    def _sum(self, name: str) -> int:
+        return sum(int(getattr(ln, name) or 0) for ln in self.links)
+
+    @property
+    def rdb_size(self) -> int | None:
+        sizes = [ln.rdb_size for ln in self.links]
+        return None if not sizes or None in sizes else sum(s or 0 for s in sizes)
+
+    @property
+    def progress(self) -> float | None:
+        values = [ln.progress for ln in self.links]
+        if not values or None in values:
+            return None
+        return sum(v or 0.0 for v in values) / len(values)
+
+    @property
+    def lag_ms(self) -> float | None:
+        lags = [ln.lag_ms for ln in self.links if ln.lag_ms is not None]
+        return max(lags) if lags else None
+
+    @property
+    def last_update(self) -> float | None:
+        times = [ln.last_update for ln in self.links if ln.last_update is not None]
+        return max(times) if times else None
+
+    @property
+    def last_error(self) -> str | None:
+        if self.stopped_error:
+            return self.stopped_error
+        errors = [ln.last_error for ln in self.links if ln.last_error]
+        return errors[-1] if errors else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready snapshot (field names follow the REST API where they overlap)."""
+        return {
+            "source": self.source,
+            "status": str(self.phase),
+            "progress": self.progress,
+            "rdb_size": self.rdb_size,
+            "rdb_transferred": self._sum("rdb_transferred"),
+            "keys_loaded": self._sum("keys_loaded"),
+            "commands_applied": self._sum("commands_applied"),
+            "lag": self.lag_ms,
+            "last_update": self.last_update,
+            "ingress_bytes": self._sum("ingress_bytes"),
+            "last_error": self.last_error,
+            "full_syncs": self._sum("full_syncs"),
+            "partial_syncs": self._sum("partial_syncs"),
+            "links": [
+                {**asdict(ln), "phase": str(ln.phase), "progress": ln.progress} for ln in self.links
+            ],
+        }
+
+
+class LagMeter:
+    """Lag = how long ago the source first reached an offset we have not applied yet.
+
+    Samples `(monotonic time, master_repl_offset)` come from a side connection (≥10 per second);
+    `lag_ms(applied)` is 0 when we applied everything sampled so far.
+    """
+
+    def __init__(self, horizon: int = 4096) -> None:
+        self._samples: deque[tuple[float, int]] = deque(maxlen=horizon)
+
+    def sample(self, offset: int, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if self._samples and self._samples[-1][1] >= offset:
+            return  # the offset did not move: the first time it was reached is what matters
+        self._samples.append((now, offset))
+
+    @property
+    def latest(self) -> int | None:
+        return self._samples[-1][1] if self._samples else None
+
+    def lag_ms(self, applied: int, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        samples = self._samples
+        while len(samples) > 1 and samples[0][1] <= applied:
+            samples.popleft()
+        if not samples or samples[0][1] <= applied:
+            return 0.0
+        return max(0.0, (now - samples[0][0]) * 1000.0)

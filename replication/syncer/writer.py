@@ -1,0 +1,295 @@
+"""Writing the destination: a pipelined connection that reads every reply and stops on any error.
+
+`Pipeline` is the mechanism (one connection, commands in flight up to a byte budget, replies
+matched to batches in order, errors classified); `StandaloneWriter` applies a source's snapshot and
+stream to a standalone destination. Each replication link gets its own writer (its own
+connection), so several sources never serialise on a lock and each keeps its own order.
+
+Stream batches are applied as `MULTI … EXEC` together with the checkpoint (see checkpoint.py), so
+a crash at any moment leaves the destination with whole batches and a position that matches them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import hiredis
+
+from .checkpoint import CHECKPOINT_KEY, Checkpoint
+from .errors import FatalSyncError, SyncError, classify_reply_error
+from .resp import RespConnection, TlsOptions, pack, pack_command
+from .urls import RedisUrl
+
+__all__ = ["Pipeline", "StandaloneWriter", "Writer"]
+
+_MAX_IN_FLIGHT = 8 << 20
+_MULTI = pack(b"MULTI")
+_EXEC = pack(b"EXEC")
+_SELECT0 = pack(b"SELECT", 0)
+ReplyError = hiredis.ReplyError
+
+
+@dataclass(slots=True)
+class _Batch:
+    replies: int  # how many replies this batch produces
+    nbytes: int
+    on_done: Callable[[], None] | None = None
+    future: asyncio.Future[list[Any]] | None = None  # set: collect replies and do not raise
+    exec_at: int = -1  # index of the EXEC reply whose array must be checked too
+    seen: int = 0
+    collected: list[Any] = field(default_factory=list)
+
+
+class Pipeline:
+    """Commands in flight on one connection; a reader task checks every reply in order."""
+
+    def __init__(self, conn: RespConnection, *, max_in_flight: int = _MAX_IN_FLIGHT) -> None:
+        self.conn = conn
+        self.where = conn.url.redacted()
+        self.max_in_flight = max_in_flight
+        self._batches: deque[_Batch] = deque()
+        self._in_flight = 0
+        self._room = asyncio.Event()
+        self._room.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.error: SyncError | None = None
+        self._task = asyncio.create_task(self._read_replies(), name=f"replies {self.where}")
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    async def send(
+        self,
+        data: bytes | Sequence[bytes | memoryview],
+        replies: int,
+        *,
+        on_done: Callable[[], None] | None = None,
+        exec_at: int = -1,
+    ) -> None:
+        """Queue `data` (packed commands) that produce `replies` replies; waits for room."""
+        self._check()
+        if isinstance(data, bytes):
+            nbytes = len(data)
+            self.conn.writer.write(data)
+        else:
+            nbytes = sum(len(d) for d in data)
+            self.conn.writer.writelines(data)
+        self._batches.append(_Batch(replies, nbytes, on_done, exec_at=exec_at))
+        self._in_flight += nbytes
+        self._idle.clear()
+        if self._in_flight >= self.max_in_flight:
+            self._room.clear()
+        await self.conn.drain()
+        while not self._room.is_set():
+            await self._wait(self._room)
+
+    async def call(self, data: bytes, replies: int = 1) -> list[Any]:
+        """Send and return the replies themselves (errors included, not raised)."""
+        self._check()
+        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self.conn.writer.write(data)
+        self._batches.append(_Batch(replies, len(data), future=fut))
+        self._in_flight += len(data)
+        self._idle.clear()
+        await self.conn.drain()
+        await self._wait(fut)
+        return fut.result()
+
+    async def wait_idle(self) -> None:
+        """Every command sent so far has been answered without error."""
+        while not self._idle.is_set():
+            await self._wait(self._idle)
+        self._check()
+
+    async def _wait(self, waitable: asyncio.Event | asyncio.Future[Any]) -> None:
+        waiter = asyncio.ensure_future(
+            waitable.wait() if isinstance(waitable, asyncio.Event) else waitable
+        )
+        done, _ = await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if waiter not in done:
+            waiter.cancel()
+        self._check()
+
+    async def _read_replies(self) -> None:
+        try:
+            batches = self._batches
+            while True:
+                for reply in await self.conn.read_some_replies():
+                    if not batches:
+                        raise FatalSyncError(f"{self.where}: unexpected reply {reply!r:.80}")
+                    b = batches[0]
+                    if b.future is not None:
+                        b.collected.append(reply)
+                    elif type(reply) is ReplyError:
+                        raise classify_reply_error(str(reply), where=self.where)
+                    elif b.seen == b.exec_at:
+                        self._check_exec(reply)
+                    b.seen += 1
+                    if b.seen == b.replies:
+                        batches.popleft()
+                        self._in_flight -= b.nbytes
+                        if b.on_done is not None:
+                            b.on_done()
+                        if b.future is not None and not b.future.done():
+                            b.future.set_result(b.collected)
+                        if self._in_flight < self.max_in_flight // 2:
+                            self._room.set()
+                        if not batches:
+                            self._idle.set()
+        except SyncError as exc:
+            self.error = exc
+        except Exception as exc:
+            self.error = FatalSyncError(f"{self.where}: reply reader failed: {exc!r}")
+        finally:
+            if self.error is None:
+                self.error = FatalSyncError(f"{self.where}: reply reader stopped")
+            for b in self._batches:
+                if b.future is not None and not b.future.done():
+                    b.future.set_exception(self.error)
+
+    def _check_exec(self, reply: Any) -> None:
+        if reply is None:
+            raise FatalSyncError(f"{self.where}: transaction aborted (EXEC returned nil)")
+        if type(reply) is list and ReplyError in map(type, reply):
+            first = next(r for r in reply if type(r) is ReplyError)
+            raise classify_reply_error(str(first), where=self.where)
+
+    async def aclose(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self.conn.aclose()
+
+
+class Writer(Protocol):
+    """What a replication link needs from its destination (standalone or cluster)."""
+
+    needs_args: bool  # True: stream batches need parsed commands (routing); False: raw bytes do
+
+    async def open(self) -> None: ...
+    async def aclose(self) -> None: ...
+    async def read_checkpoints(self) -> dict[str, Checkpoint]: ...
+    async def flushall(self) -> None: ...
+    async def probe(self, cmd: Sequence[bytes]) -> Any: ...
+    async def load(self, cmds: list[list[bytes]], on_done: Callable[[], None] | None) -> None: ...
+    async def select(self, db: int) -> None: ...
+    async def commit_load(self, link_id: str, ckpt: Checkpoint) -> None: ...
+    async def apply_stream(
+        self,
+        raw: Sequence[bytes | memoryview],
+        cmds: list[list[bytes]],
+        ncmds: int,
+        link_id: str,
+        ckpt: Checkpoint,
+        on_done: Callable[[], None],
+    ) -> None: ...
+    async def wait_idle(self) -> None: ...
+
+
+async def read_checkpoint_hash(conn_call: Callable[..., Any]) -> dict[str, Checkpoint]:
+    raw = await conn_call(b"HGETALL", CHECKPOINT_KEY)
+    pairs = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True)
+    out: dict[str, Checkpoint] = {}
+    for k, v in pairs:
+        ckpt = Checkpoint.decode(v)
+        if ckpt is not None:
+            out[k.decode()] = ckpt
+    return out
+
+
+class StandaloneWriter:
+    """Standalone destination: one pipelined connection, SELECT tracked, stream bytes forwarded."""
+
+    needs_args = False
+
+    def __init__(self, url: RedisUrl, tls: TlsOptions | None = None) -> None:
+        self.url = url
+        self.tls = tls
+        self.db = 0
+        self._pipe: Pipeline | None = None
+
+    @property
+    def pipe(self) -> Pipeline:
+        assert self._pipe is not None, "writer not open"
+        return self._pipe
+
+    async def open(self) -> None:
+        conn = await RespConnection.open(self.url, self.tls, select_db=False)
+        self._pipe = Pipeline(conn)
+        self.db = 0
+
+    async def aclose(self) -> None:
+        if self._pipe is not None:
+            await self._pipe.aclose()
+            self._pipe = None
+
+    async def _call(self, *args: bytes | int) -> Any:
+        (reply,) = await self.pipe.call(pack(*args))
+        if type(reply) is ReplyError:
+            raise classify_reply_error(
+                str(reply),
+                where=self.pipe.where,
+                command=bytes(args[0]) if isinstance(args[0], bytes) else None,
+            )
+        return reply
+
+    async def read_checkpoints(self) -> dict[str, Checkpoint]:
+        await self.select(0)
+        return await read_checkpoint_hash(self._call)
+
+    async def flushall(self) -> None:
+        await self._call(b"FLUSHALL")
+
+    async def probe(self, cmd: Sequence[bytes]) -> Any:
+        await self.pipe.wait_idle()
+        (reply,) = await self.pipe.call(pack(*cmd))
+        return reply
+
+    async def select(self, db: int) -> None:
+        if db != self.db:
+            await self.pipe.send(pack(b"SELECT", db), 1)
+            self.db = db
+
+    async def load(self, cmds: list[list[bytes]], on_done: Callable[[], None] | None) -> None:
+        packcmd = pack_command
+        await self.pipe.send([packcmd(tuple(c)) for c in cmds], len(cmds), on_done=on_done)
+
+    async def commit_load(self, link_id: str, ckpt: Checkpoint) -> None:
+        """Record a checkpoint after everything before it was acknowledged."""
+        await self.pipe.wait_idle()
+        await self.select(0)
+        await self.pipe.send(pack(b"HSET", CHECKPOINT_KEY, link_id, ckpt.encode()), 1)
+        await self.select(ckpt.db)
+        await self.pipe.wait_idle()
+
+    async def apply_stream(
+        self,
+        raw: Sequence[bytes | memoryview],
+        cmds: list[list[bytes]],
+        ncmds: int,
+        link_id: str,
+        ckpt: Checkpoint,
+        on_done: Callable[[], None],
+    ) -> None:
+        # The forwarded bytes may contain SELECTs; ckpt.db is where the stream is at the end.
+        parts: list[bytes | memoryview] = [_MULTI, *raw]
+        replies = 1 + ncmds
+        tail = pack(b"HSET", CHECKPOINT_KEY, link_id, ckpt.encode())
+        if ckpt.db != 0:
+            parts += [_SELECT0, tail, pack(b"SELECT", ckpt.db)]
+            replies += 3
+        else:
+            parts.append(tail)
+            replies += 1
+        parts.append(_EXEC)
+        replies += 1
+        self.db = ckpt.db
+        await self.pipe.send(parts, replies, on_done=on_done, exec_at=replies - 1)
+
+    async def wait_idle(self) -> None:
+        await self.pipe.wait_idle()
