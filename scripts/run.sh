@@ -18,6 +18,7 @@ stop_all() {
   echo; echo "stopping the console (database processes keep running)…"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  exit 0
 }
 trap stop_all INT TERM EXIT
 
@@ -51,4 +52,5 @@ pids+=($!)
 
 echo "Replica Of Console: http://${CONSOLE_HTTP_HOST:-127.0.0.1}:$CONSOLE_HTTP_PORT/  (logs in $log, Ctrl-C to stop)"
 wait -n "${pids[@]}" || true
-echo "a console process exited; see $log"
+echo "a console process exited unexpectedly; see $log"
+exit 1
