@@ -19,6 +19,7 @@ from console.serializers import (
     BdbUpdateSerializer,
     CertificateReplaceSerializer,
     CertificateSerializer,
+    ClusterSerializer,
     NodeSerializer,
 )
 
@@ -70,6 +71,7 @@ class BdbDetailApi(APIView):
         )
         return Response(BdbSerializer(db).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request: Request, uid: int) -> Response:
         db = selectors.database_get_for_user(user=request.user, uid=uid)  # type: ignore[arg-type]
         services.database_delete(actor=request.user, database=db)  # type: ignore[arg-type]
@@ -77,6 +79,7 @@ class BdbDetailApi(APIView):
 
 
 class ClusterApi(APIView):
+    @extend_schema(responses=ClusterSerializer)
     def get(self, request: Request) -> Response:
         cluster = selectors.cluster_get()
         if cluster is None:

@@ -148,3 +148,11 @@ class CertificateReplaceSerializer(serializers.Serializer[Any]):
     name = serializers.ChoiceField(choices=["proxy", "syncer", "proxy_cert", "syncer_cert"])
     certificate = serializers.CharField(trim_whitespace=False)
     key = serializers.CharField(trim_whitespace=False, write_only=True)
+
+
+class ClusterSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField()
+    created_time = serializers.DateTimeField()
+    nodes_count = serializers.IntegerField()
+    databases_count = serializers.IntegerField()
+    db_port_range = serializers.ListField(child=serializers.IntegerField())
