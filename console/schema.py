@@ -7,7 +7,7 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 
-class ThrottledBasicScheme(OpenApiAuthenticationExtension):  # type: ignore[misc]
+class ThrottledBasicScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
     target_class = "console.auth.ThrottledBasicAuthentication"
     name = "basicAuth"
 
