@@ -102,7 +102,7 @@ class DatabaseEditForm(ServiceErrorForm):
         label="Memory limit (MB)", widget=forms.NumberInput(attrs={"min": 1})
     )
     password = _password_field(
-        "New password of the default user", "Leave empty to keep the current password."
+        "New password", "For the default user. Leave empty to keep the current one."
     )
     remove_password = forms.BooleanField(
         label="Remove the password (anyone who can reach the port may connect)", required=False

@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from console import selectors, services
@@ -27,6 +28,7 @@ from console.permissions import is_admin
 PENDING_STATUSES = frozenset(
     {DatabaseStatus.PENDING, DatabaseStatus.CHANGE_PENDING, DatabaseStatus.DELETE_PENDING}
 )
+EDITABLE_STATUSES = frozenset({DatabaseStatus.ACTIVE, DatabaseStatus.ERROR})
 AUDIT_PAGE_SIZE = 50
 THROTTLED_MESSAGE = "Too many failed sign-ins from your address. Wait a few minutes and try again."
 
@@ -116,6 +118,8 @@ def _database_context(database: Database, tab: str) -> dict[str, Any]:
         "shards": list(database.shards.all()),
         "tab": tab,
         "pending": database.status in PENDING_STATUSES,
+        # database_update refuses other states; the Edit button is hidden until then.
+        "editable": database.status in EDITABLE_STATUSES,
     }
 
 
@@ -179,7 +183,9 @@ def node_list(request: HttpRequest) -> HttpResponse:
 def cluster_detail(request: HttpRequest) -> HttpResponse:
     # Private keys never leave the database for a page: not even into the template context.
     certificates = selectors.certificate_list().defer("private_key_pem", "certificate_pem")
-    return render(request, "console/cluster.html", {"certificates": certificates})
+    return render(
+        request, "console/cluster.html", {"certificates": certificates, "now": timezone.now()}
+    )
 
 
 @require_GET

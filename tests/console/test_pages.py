@@ -143,6 +143,16 @@ def test_sign_in_and_out(page_admin: User, remote_addr: str) -> None:
     assert client.get("/databases/").status_code == 302
 
 
+def test_sign_in_never_redirects_off_site(page_admin: User, remote_addr: str) -> None:
+    client = Client(REMOTE_ADDR=remote_addr)
+    response = client.post(
+        "/login/",
+        {"username": "page-admin", "password": ADMIN_PASSWORD, "next": "https://evil.example/"},
+    )
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+
+
 def test_sign_in_with_a_wrong_password_is_refused(page_admin: User, remote_addr: str) -> None:
     client = Client(REMOTE_ADDR=remote_addr)
     response = client.post("/login/", {"username": "page-admin", "password": "nope"})
@@ -265,6 +275,9 @@ def test_create_makes_a_pending_database(admin_client: Client) -> None:
     page = admin_client.get(response["Location"])
     assert b"being created" in page.content
     assert b'http-equiv="refresh"' in page.content
+    # The node has not answered yet: no Edit (the service would refuse it), Delete is possible.
+    assert reverse("database-edit", kwargs={"uid": database.pk}).encode() not in page.content
+    assert reverse("database-delete", kwargs={"uid": database.pk}).encode() in page.content
 
 
 def test_create_with_a_chosen_free_port(admin_client: Client) -> None:
