@@ -18,47 +18,23 @@ from django.urls import reverse
 
 from console import services
 from console.models import AuditEntry, Database, DatabaseStatus, User
+from tests.conftest import ADMIN_PASSWORD
 
 MB = 1024 * 1024
-ADMIN_PASSWORD = "page-admin-password-1"
-VIEWER_PASSWORD = "page-viewer-password-1"
 DEFAULT_PASSWORD = "default-user-secret-7f3a"
 
 
 @pytest.fixture
-def page_cluster(db: None) -> None:
-    services.cluster_bootstrap(
-        name="cluster.local",
-        node_name=settings.NODE_NAME,
-        node_address="127.0.0.1",
-        admin_username="page-admin",
-        admin_password=ADMIN_PASSWORD,
-    )
-
-
-@pytest.fixture
-def page_admin(page_cluster: None) -> User:
-    return User.objects.get(username="page-admin")
-
-
-@pytest.fixture
-def page_viewer(page_cluster: None) -> User:
-    return User.objects.create_user(
-        username="page-viewer", password=VIEWER_PASSWORD, role=User.Role.VIEWER
-    )
-
-
-@pytest.fixture
-def admin_client(page_admin: User) -> Client:
+def admin_client(admin_user: User) -> Client:
     client = Client()
-    client.force_login(page_admin)
+    client.force_login(admin_user)
     return client
 
 
 @pytest.fixture
-def viewer_client(page_viewer: User) -> Client:
+def viewer_client(viewer_user: User) -> Client:
     client = Client()
-    client.force_login(page_viewer)
+    client.force_login(viewer_user)
     return client
 
 
@@ -71,9 +47,9 @@ def remote_addr() -> Iterator[str]:
 
 
 @pytest.fixture
-def database(page_admin: User) -> Database:
+def database(admin_user: User) -> Database:
     return services.database_create(
-        actor=page_admin, name="db1", memory_size=100 * MB, password=DEFAULT_PASSWORD
+        actor=admin_user, name="db1", memory_size=100 * MB, password=DEFAULT_PASSWORD
     )
 
 
@@ -116,25 +92,25 @@ def _occupied_port() -> socket.socket:
 @pytest.mark.parametrize(
     "url", ["/", "/databases/", "/databases/new/", "/nodes/", "/cluster/", "/audit/"]
 )
-def test_anonymous_is_sent_to_sign_in(page_cluster: None, url: str) -> None:
+def test_anonymous_is_sent_to_sign_in(bootstrapped: None, url: str) -> None:
     response = Client().get(url)
     assert response.status_code == 302
     assert response["Location"].startswith("/login/?next=")
 
 
-def test_sign_in_and_out(page_admin: User, remote_addr: str) -> None:
+def test_sign_in_and_out(admin_user: User, remote_addr: str) -> None:
     client = Client(REMOTE_ADDR=remote_addr)
     page = client.get("/login/")
     assert page.status_code == 200
     assert b'name="csrfmiddlewaretoken"' in page.content or b"csrf" in page.content.lower()
     response = client.post(
-        "/login/", {"username": "page-admin", "password": ADMIN_PASSWORD, "next": "/nodes/"}
+        "/login/", {"username": "admin", "password": ADMIN_PASSWORD, "next": "/nodes/"}
     )
     assert response.status_code == 302
     assert response["Location"] == "/nodes/"
     home = client.get("/databases/")
     assert home.status_code == 200
-    assert b"page-admin" in home.content
+    assert b'<span class="user-name">admin</span>' in home.content
     assert b"cluster.local" in home.content
 
     assert client.get(reverse("logout")).status_code == 405  # sign out is POST only
@@ -143,63 +119,59 @@ def test_sign_in_and_out(page_admin: User, remote_addr: str) -> None:
     assert client.get("/databases/").status_code == 302
 
 
-def test_sign_in_never_redirects_off_site(page_admin: User, remote_addr: str) -> None:
+def test_sign_in_never_redirects_off_site(admin_user: User, remote_addr: str) -> None:
     client = Client(REMOTE_ADDR=remote_addr)
     response = client.post(
         "/login/",
-        {"username": "page-admin", "password": ADMIN_PASSWORD, "next": "https://evil.example/"},
+        {"username": "admin", "password": ADMIN_PASSWORD, "next": "https://evil.example/"},
     )
     assert response.status_code == 302
     assert response["Location"] == "/"
 
 
-def test_sign_in_with_a_wrong_password_is_refused(page_admin: User, remote_addr: str) -> None:
+def test_sign_in_with_a_wrong_password_is_refused(admin_user: User, remote_addr: str) -> None:
     client = Client(REMOTE_ADDR=remote_addr)
-    response = client.post("/login/", {"username": "page-admin", "password": "nope"})
+    response = client.post("/login/", {"username": "admin", "password": "nope"})
     assert response.status_code == 200
     assert b"correct username and password" in response.content
     assert client.get("/databases/").status_code == 302
 
 
-def test_sign_in_is_throttled_after_repeated_failures(page_admin: User, remote_addr: str) -> None:
+def test_sign_in_is_throttled_after_repeated_failures(admin_user: User, remote_addr: str) -> None:
     client = Client(REMOTE_ADDR=remote_addr)
     for _ in range(settings.LOGIN_FAILURE_LIMIT):
-        assert (
-            client.post("/login/", {"username": "page-admin", "password": "x"}).status_code == 200
-        )
+        assert client.post("/login/", {"username": "admin", "password": "x"}).status_code == 200
     # Even the right password is refused now, before it is checked.
-    response = client.post("/login/", {"username": "page-admin", "password": ADMIN_PASSWORD})
+    response = client.post("/login/", {"username": "admin", "password": ADMIN_PASSWORD})
     assert response.status_code == 429
     assert b"Too many failed sign-ins" in response.content
     assert client.get("/databases/").status_code == 302
     # Another address is not affected.
     other = Client(REMOTE_ADDR=remote_addr + "1")
     try:
-        response = other.post("/login/", {"username": "page-admin", "password": ADMIN_PASSWORD})
+        response = other.post("/login/", {"username": "admin", "password": ADMIN_PASSWORD})
         assert response.status_code == 302
     finally:
         cache.delete(f"login-failures:{remote_addr}1")
 
 
-def test_successful_sign_in_resets_the_failure_count(page_admin: User, remote_addr: str) -> None:
+def test_successful_sign_in_resets_the_failure_count(admin_user: User, remote_addr: str) -> None:
     client = Client(REMOTE_ADDR=remote_addr)
     for _ in range(settings.LOGIN_FAILURE_LIMIT - 1):
-        client.post("/login/", {"username": "page-admin", "password": "x"})
+        client.post("/login/", {"username": "admin", "password": "x"})
     assert (
-        client.post("/login/", {"username": "page-admin", "password": ADMIN_PASSWORD}).status_code
-        == 302
+        client.post("/login/", {"username": "admin", "password": ADMIN_PASSWORD}).status_code == 302
     )
     client.post(reverse("logout"))
-    client.post("/login/", {"username": "page-admin", "password": "x"})
+    client.post("/login/", {"username": "admin", "password": "x"})
     assert (
-        client.post("/login/", {"username": "page-admin", "password": ADMIN_PASSWORD}).status_code
-        == 302
+        client.post("/login/", {"username": "admin", "password": ADMIN_PASSWORD}).status_code == 302
     )
 
 
-def test_forms_require_csrf(page_admin: User) -> None:
+def test_forms_require_csrf(admin_user: User) -> None:
     client = Client(enforce_csrf_checks=True)
-    client.force_login(page_admin)
+    client.force_login(admin_user)
     response = client.post(reverse("database-create"), _create_data())
     assert response.status_code == 403
     assert not Database.objects.exists()
@@ -351,10 +323,10 @@ def test_create_refuses_a_port_of_another_database(
 
 
 def test_database_page_shows_configuration_and_no_secrets(
-    admin_client: Client, viewer_client: Client, page_admin: User
+    admin_client: Client, viewer_client: Client, admin_user: User
 ) -> None:
     database = services.database_create(
-        actor=page_admin,
+        actor=admin_user,
         name="sharded",
         memory_size=256 * MB,
         shards_count=4,
@@ -520,13 +492,13 @@ def test_audit_log_lists_and_filters_entries(viewer_client: Client, database: Da
     assert "database.create" in filtered and "cluster.create" not in filtered
     by_type = viewer_client.get(reverse("audit-log"), {"object_type": "node"}).content.decode()
     assert "node.add" in by_type and "database.create" not in by_type
-    by_actor = viewer_client.get(reverse("audit-log"), {"actor": "page-admin"}).content.decode()
+    by_actor = viewer_client.get(reverse("audit-log"), {"actor": "admin"}).content.decode()
     assert "database.create" in by_actor and "node.add" not in by_actor
 
 
-def test_audit_log_is_paginated(viewer_client: Client, page_admin: User) -> None:
+def test_audit_log_is_paginated(viewer_client: Client, admin_user: User) -> None:
     for i in range(120):
-        services.audit_record(actor=page_admin, action=f"test.event{i:03d}", object_type="test")
+        services.audit_record(actor=admin_user, action=f"test.event{i:03d}", object_type="test")
     first = viewer_client.get(reverse("audit-log"), {"object_type": "test"}).content.decode()
     assert "test.event119" in first and "test.event069" not in first
     assert "Page 1 of 3" in first
