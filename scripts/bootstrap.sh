@@ -30,7 +30,8 @@ req=requirements.txt
 stamp=.venv/.installed-$(sha256sum requirements.txt "$req" | sha256sum | cut -c1-16)-$want
 if [ ! -f "$stamp" ]; then
   echo "installing Python requirements ($req)…"
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -r "$req"
+  .venv/bin/pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/pip install -q -r "$req" 2>&1 | grep -v "^WARNING: Location" || true
+  [ "${PIPESTATUS[0]}" = 0 ] || { echo "pip install failed"; exit 1; }
   touch "$stamp"
 fi
