@@ -320,6 +320,8 @@ def database_update(
 
 def database_delete(*, actor: User, database: Database) -> None:
     """Mark for deletion; the node stops the processes, removes files, then the row goes."""
+    if database.status == DatabaseStatus.DELETE_PENDING:
+        raise ApplicationError("the database is already being deleted")
     with transaction.atomic():
         database_status_set(database=database, status=DatabaseStatus.DELETE_PENDING)
         audit_record(actor=actor, action="database.delete", obj=database)

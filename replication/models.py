@@ -1,1 +1,91 @@
-"""Replica Of models (sources, sync state) arrive with the control-plane issue."""
+"""Replica Of: a destination's sync state and its sources."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.db import models
+
+from console.crypto import EncryptedTextField
+from console.models import Database
+
+
+class ReplicaSync(models.TextChoices):
+    DISABLED = "disabled", "Disabled"
+    ENABLED = "enabled", "Enabled"
+    PAUSED = "paused", "Paused"
+    STOPPED = "stopped", "Stopped"
+
+
+class SourceStatus(models.TextChoices):
+    SYNCING = "syncing", "Syncing"
+    IN_SYNC = "in-sync", "Synced"
+    OUT_OF_SYNC = "out-of-sync", "Reconnecting"
+
+
+class ReplicaOf(models.Model):
+    """The Replica Of state of one destination database (one row per destination)."""
+
+    # Moves of `replica_sync` that Redis Enterprise allows; replication.services checks them.
+    TRANSITIONS: ClassVar[dict[str, set[str]]] = {
+        ReplicaSync.DISABLED: {ReplicaSync.ENABLED},
+        ReplicaSync.ENABLED: {ReplicaSync.PAUSED, ReplicaSync.STOPPED, ReplicaSync.DISABLED},
+        ReplicaSync.PAUSED: {ReplicaSync.ENABLED, ReplicaSync.STOPPED, ReplicaSync.DISABLED},
+        ReplicaSync.STOPPED: {ReplicaSync.ENABLED, ReplicaSync.DISABLED},
+    }
+
+    destination = models.OneToOneField(
+        Database, on_delete=models.CASCADE, related_name="replica_of"
+    )
+    replica_sync = models.CharField(
+        max_length=16, choices=ReplicaSync.choices, default=ReplicaSync.DISABLED, editable=False
+    )
+    # Bumped on restart and on every change of the source set: a job of an older generation exits.
+    generation = models.PositiveIntegerField(default=0, editable=False)
+    last_error = models.TextField(blank=True, default="", editable=False)
+    updated = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Replica Of of {self.destination.name}"
+
+
+class ReplicaSource(models.Model):
+    """One place a destination copies from: a database of this cluster or an external URL."""
+
+    destination = models.ForeignKey(
+        Database, on_delete=models.CASCADE, related_name="replica_sources"
+    )
+    uid = models.PositiveSmallIntegerField(help_text="1-based, unique within the destination")
+    source_database = models.ForeignKey(
+        Database,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="replica_destinations",
+        help_text="set for a database of this cluster; its URL is built at use time",
+    )
+    external_uri = EncryptedTextField(blank=True, default="", help_text="external source URL")
+    compression = models.PositiveSmallIntegerField(default=0)
+    encryption = models.BooleanField(default=False)
+    server_cert = models.TextField(blank=True, default="")
+    client_cert = models.TextField(blank=True, default="")
+    replication_tls_sni = models.CharField(max_length=253, blank=True, default="")
+
+    # Live status, written by the sync job (about once a second).
+    status = models.CharField(
+        max_length=16, choices=SourceStatus.choices, default=SourceStatus.SYNCING, editable=False
+    )
+    lag = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
+    last_update = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, default="", editable=False)
+    rdb_size = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
+    rdb_transferred = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["destination_id", "uid"]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["destination", "uid"], name="source_unique_uid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"source {self.uid} of {self.destination.name}"
