@@ -322,6 +322,14 @@ def database_delete(*, actor: User, database: Database) -> None:
     """Mark for deletion; the node stops the processes, removes files, then the row goes."""
     if database.status == DatabaseStatus.DELETE_PENDING:
         raise ApplicationError("the database is already being deleted")
+    from replication.models import ReplicaSource  # the replication app builds on this one
+
+    used_by = ReplicaSource.objects.filter(source_database=database).select_related("destination")
+    if used_by.exists():
+        names = ", ".join(sorted({s.destination.name for s in used_by}))
+        raise ApplicationError(
+            f"the database is a Replica Of source of {names}; remove it from there first"
+        )
     with transaction.atomic():
         database_status_set(database=database, status=DatabaseStatus.DELETE_PENDING)
         audit_record(actor=actor, action="database.delete", obj=database)

@@ -182,3 +182,13 @@ def test_internal_source_url_carries_the_internal_password(admin_user, dbs):
     url = internal_source_url(a)
     assert url == f"redis://admin:{a.internal_password}@127.0.0.1:{a.port}"
     assert a.internal_password not in internal_source_url(a, redact=True)
+
+
+def test_a_database_used_as_a_source_cannot_be_deleted(admin_user, dbs):
+    a, b = dbs("a", "b")
+    _set(admin_user, b, a)
+    with pytest.raises(ApplicationError) as err:
+        console_services.database_delete(actor=admin_user, database=a)
+    assert "source of b" in err.value.message
+    a.refresh_from_db()
+    assert a.status == "pending"
