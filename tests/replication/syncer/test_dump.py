@@ -1,0 +1,135 @@
+"""The RESTORE fast path: payloads byte-equal to DUMP, accepted where the version allows."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import redis
+
+from replication.syncer.dump import dump_payload, restore_command
+from replication.syncer.rdb import RdbKey
+from tests.replication.syncer.rdb_fixtures import (
+    VALKEY_SERVER,
+    assert_applies_like_a_server_load,
+    assert_same_keyspace,
+    digest,
+    functions,
+    keys_of,
+    keyspace,
+    old_files,
+    parse,
+    populate,
+    rdb_version,
+    reset_servers,
+    restore_all,
+    server_fixture,
+    snapshot,
+)
+from tests.support.servers import RedisServer
+
+redis_a = server_fixture()
+redis_b = server_fixture()
+valkey_a = server_fixture(VALKEY_SERVER)
+valkey_b = server_fixture(VALKEY_SERVER)
+
+
+@pytest.fixture(autouse=True)
+def _empty() -> None:
+    reset_servers()
+
+
+def test_dump_payload_format() -> None:
+    payload = dump_payload(0, b"\x01v", 10)
+    assert payload[:3] == b"\x00\x01v" and payload[3:5] == b"\x0a\x00" and len(payload) == 13
+    with pytest.raises(ValueError):
+        dump_payload(0, b"\x01v", 0)
+
+
+def test_restore_command_ttl() -> None:
+    item = RdbKey(0, b"k", 0, b"\x01v", -1)
+    cmd = restore_command(b"renamed", item, 10)
+    assert cmd[:3] == [b"RESTORE", b"renamed", b"0"] and cmd[4:] == [b"REPLACE", b"ABSTTL"]
+    assert cmd[3] == dump_payload(0, b"\x01v", 10)
+    assert (
+        restore_command(b"k", RdbKey(0, b"k", 0, b"\x01v", 1700000000123), 10)[2]
+        == b"1700000000123"
+    )
+    # 0 would mean "no expiry" to RESTORE: an expiry at the epoch must stay an expiry.
+    assert restore_command(b"k", RdbKey(0, b"k", 0, b"\x01v", 0), 10)[2] == b"1"
+
+
+@pytest.mark.parametrize("source", ["redis_a", "valkey_a"])
+def test_payloads_equal_dump_for_every_encoding(
+    source: str, request: pytest.FixtureRequest
+) -> None:
+    server: RedisServer = request.getfixturevalue(source)
+    populate(server, valkey=source.startswith("valkey"))
+    data = snapshot(server)
+    keys = keys_of(parse(data, rng=random.Random(1)))
+    assert len(keys) > 30
+    for item in keys:
+        c = server.client(db=item.db)
+        assert c.dump(item.key) == dump_payload(item.type, item.payload, rdb_version(data)), (
+            item.key
+        )
+
+
+@pytest.mark.parametrize(
+    ("source", "destination"), [("redis_a", "redis_b"), ("valkey_a", "valkey_b")]
+)
+def test_restore_round_trip(source: str, destination: str, request: pytest.FixtureRequest) -> None:
+    src: RedisServer = request.getfixturevalue(source)
+    dst: RedisServer = request.getfixturevalue(destination)
+    populate(src, valkey=source.startswith("valkey"))
+    data = snapshot(src)
+    restore_all(dst.client(), parse(data, chunk=4096), rdb_version(data))
+    assert digest(dst) == digest(src)
+    assert_same_keyspace(keyspace(src), keyspace(dst))
+    assert functions(dst) == functions(src)
+
+
+def test_redis_70_payloads_restore_into_valkey_81(
+    redis_a: RedisServer, valkey_b: RedisServer
+) -> None:
+    populate(redis_a)
+    data = snapshot(redis_a)
+    restore_all(valkey_b.client(), parse(data), rdb_version(data))
+    assert_same_keyspace(keyspace(redis_a), keyspace(valkey_b))
+
+
+def test_valkey_81_payloads_are_refused_by_redis_70(
+    valkey_a: RedisServer, redis_b: RedisServer
+) -> None:
+    populate(valkey_a, valkey=True)
+    data = snapshot(valkey_a)
+    assert data.startswith(b"REDIS0011")
+    c = redis_b.client()
+    for item in keys_of(parse(data)):
+        with pytest.raises(redis.ResponseError, match="DUMP payload version or checksum are wrong"):
+            c.execute_command(*restore_command(item.key, item, rdb_version(data)))
+    assert c.dbsize() == 0
+
+
+@old_files()
+def test_old_encodings_restore_like_the_server_loads_them(
+    data: bytes, redis_b: RedisServer, tmp_path: Path
+) -> None:
+    assert_applies_like_a_server_load(data, redis_b, tmp_path, fallback=False)
+
+
+@pytest.mark.slow
+def test_million_element_list_and_50mb_string(redis_a: RedisServer, redis_b: RedisServer) -> None:
+    c = redis_a.client()
+    for start in range(0, 1_000_000, 50_000):
+        c.rpush("biglist", *range(start, start + 50_000))
+    c.set("bigstring", random.Random(5).randbytes(50 * 1024 * 1024))
+    c.set("after", "x")
+    data = snapshot(redis_a)
+    keys = keys_of(parse(data, chunk=65536))
+    assert [k.key for k in keys if k.key != b"after"] != []
+    restore_all(redis_b.client(), keys, rdb_version(data))
+    assert redis_b.client().llen("biglist") == 1_000_000
+    assert redis_b.client().strlen("bigstring") == 50 * 1024 * 1024
+    assert digest(redis_b) == digest(redis_a)
