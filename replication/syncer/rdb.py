@@ -200,10 +200,14 @@ def string_end(buf: Buf, p: int) -> int:
             return p + 3
         if b == 0xC2:
             return p + 5
-        if b == 0xC3:
-            clen, q = read_length(buf, p + 1)
-            q = read_length(buf, q)[1]
-            return q + clen
+        if b == 0xC3:  # LZF: compressed length, original length, data
+            clen = buf[p + 1]
+            if clen < 0x40:
+                q = p + 2
+            else:
+                clen, q = read_length(buf, p + 1)
+            u = buf[q]
+            return q + clen + (1 if u < 0x40 else 2 if u < 0x80 else read_length(buf, q)[1] - q)
         raise RdbError(f"invalid string encoding 0x{b:02x}")
     n, q = read_length(buf, p)
     return q + n
@@ -465,9 +469,22 @@ class RdbParser:
         self._need = 9  # the header
         self._resume: _Resume | None = None
         self._at = 0
+        self._error: str | None = None
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[RdbItem]:
-        """Append bytes; return every item completed by them (may be empty). Raises RdbError."""
+        """Append bytes; return every item completed by them (may be empty). Raises RdbError.
+
+        After an RdbError the parser is broken for good: every later call raises it again.
+        """
+        if self._error is not None:
+            raise RdbError(self._error)
+        try:
+            return self._feed(data)
+        except RdbError as exc:
+            self._error = str(exc)
+            raise
+
+    def _feed(self, data: bytes | bytearray | memoryview) -> list[RdbItem]:
         items: list[RdbItem] = []
         if self.done:
             self.tail += bytes(data)
@@ -506,6 +523,8 @@ class RdbParser:
 
     def close(self) -> None:
         """Declare the input finished: raises RdbError if the end marker was not reached."""
+        if self._error is not None:
+            raise RdbError(self._error)
         if not self.done:
             raise RdbError(f"truncated RDB: input ended after {self.bytes_consumed} bytes")
 
@@ -579,7 +598,16 @@ class RdbParser:
                         p += 1 + b
                     else:
                         key, p = read_string(buf, p)
-                    end = skip(buf, p)
+                    if t == RDB_TYPE_STRING:  # most keys: skip string_end's call
+                        b = buf[p]
+                        if b < 0x40:
+                            end = p + 1 + b
+                        elif b < 0x80:
+                            end = p + 2 + (((b & 0x3F) << 8) | buf[p + 1])
+                        else:
+                            end = string_end(buf, p)
+                    else:
+                        end = skip(buf, p)
                     if end > n:
                         raise _Short(end)
                     append(RdbKey(db, key, t, buf[p:end], expire, valkey))

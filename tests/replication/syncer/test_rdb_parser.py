@@ -226,6 +226,16 @@ def test_malformed_input_raises_a_clean_error(data: bytes, message: str) -> None
         parse(data)
 
 
+def test_an_error_is_final() -> None:
+    parser = RdbParser()
+    with pytest.raises(RdbError, match="unsupported value type 8"):
+        parser.feed(rdb_file(b"\xfe\x00\x08\x01k\x01v"))
+    with pytest.raises(RdbError, match="unsupported value type 8"):
+        parser.feed(b"\x00\x01k\x01v")
+    with pytest.raises(RdbError, match="unsupported value type 8"):
+        parser.close()
+
+
 def test_truncated_input_is_reported_by_close() -> None:
     data = crafted_file()
     parser = RdbParser()
