@@ -21,17 +21,23 @@ How one run goes (state machine of the engine):
 5. A fatal error stops everything: statuses say `stopped` with the error, `run()` raises it.
 
 The expiry gap (a key whose TTL the source renews while our full sync is running): a Redis replica
-never expires keys itself, our destination is a master and does. So during a full sync:
+never expires keys itself; our destination is a master and does, both for keys loaded from the
+snapshot and for the `PEXPIREAT`/`SET … PXAT` renewals buffered for us during the load, which
+are in the past by the time we apply them (a past PEXPIREAT deletes the key; the next renewal
+then finds nothing). So, after a full sync:
 - keys already expired when the snapshot was taken (aux `ctime`) are skipped;
-- keys that would expire before the load is expected to end (plus a margin) are restored with a
-  *grace* expiry (a fixed time 24 h ahead, the same for the whole load) and remembered;
-- once the stream has caught up with the offset the source had when the load ended, each
-  remembered key gets its real expiry back with a script that only acts if the key still has our
-  grace expiry — so a renewal (SET … PXAT, PEXPIREAT), PERSIST or DEL that arrived through the
-  stream wins. Keys whose real expiry has passed meanwhile are deleted by that PEXPIREAT, as on
-  the source (which also sends their DEL through the stream).
-If the syncer dies between the load and that fix-up, those keys keep the grace expiry (at most
-24 h) unless the source's stream touches them.
+- keys that may expire before the load ends (estimate ×2 + 60 s) are restored with a *grace*
+  expiry (one fixed time 24 h ahead) and remembered with their real expiry;
+- while the stream catches up (until we applied the offset the source had when the load ended),
+  absolute expiries in `PEXPIREAT` and `SET … PXAT` that fall before that horizon are rewritten
+  to the grace expiry and remembered the same way (latest value wins);
+- once caught up, one script per remembered key sets the real expiry (at least now + 10 s, so a
+  renewal still in flight can land) only if the key still has the grace expiry: a later PERSIST,
+  SET without TTL or DEL from the stream wins. Keys that really expired on the source are deleted
+  by the DEL the source propagates when it expires them.
+If the syncer dies between the load and that fix-up, those keys keep the grace expiry (≤ 24 h)
+unless the stream touches them. Outages during streaming longer than a key's TTL still let the
+destination expire it on its own (as with any master-side copy).
 """
 
 from __future__ import annotations
@@ -68,10 +74,13 @@ __all__ = ["DestinationConfig", "SourceConfig", "SyncEngine"]
 
 _SPECIAL = frozenset({b"PING", b"REPLCONF", b"SELECT", b"MULTI", b"EXEC"})
 _GRACE_MS = 24 * 3600 * 1000
+# ARGV: grace expiry, real expiry, earliest expiry we set now (so a renewal still in flight in the
+# stream gets a chance to arrive before the key goes).
 _FIXUP_SCRIPT = (
-    b"if redis.call('PEXPIRETIME', KEYS[1]) == tonumber(ARGV[1]) then "
-    b"return redis.call('PEXPIREAT', KEYS[1], ARGV[2]) end return 0"
+    b"if redis.call('PEXPIRETIME', KEYS[1]) ~= tonumber(ARGV[1]) then return 0 end "
+    b"return redis.call('PEXPIREAT', KEYS[1], math.max(tonumber(ARGV[2]), tonumber(ARGV[3])))"
 )
+_FIXUP_MARGIN_MS = 10_000
 _LOAD_BATCH = 512  # keys per pipelined load batch
 _DROPS_BEFORE_FATAL = 3
 _SAMPLE_PERIOD_S = 0.05  # lag sampling: 20 per second
@@ -380,14 +389,18 @@ class _Link:
         self.meter = LagMeter()
         self.loaded_any = False
         self.restore_mode: str | None = None
-        self.pending_ttl: list[tuple[int, bytes, int]] = []
+        # expiry gap (module doc): (db, key) -> real expiry of keys given the grace expiry
+        self.pending_ttl: dict[tuple[int, bytes], int] = {}
+        self.catching_up = False
         self.fixup_target: int | None = None
         self.grace_ms = 0
+        self.grace_below = 0  # expiries before this (wall ms) get the grace while catching up
 
     def reset(self, ckpt: Checkpoint | None) -> None:
         self.ckpt = ckpt
         self.loaded_any = False
-        self.pending_ttl = []
+        self.pending_ttl = {}
+        self.catching_up = False
         self.fixup_target = None
         self._update(
             phase=Phase.CONNECTING,
@@ -492,7 +505,7 @@ class _Link:
         start = time.monotonic()
         snapshot_ms = start_ms
         self.grace_ms = start_ms + _GRACE_MS
-        self.pending_ttl = []
+        self.pending_ttl = {}
         db = 0
         batch: list[list[bytes]] = []
         nkeys = 0
@@ -529,7 +542,7 @@ class _Link:
                         if exp <= snapshot_ms:
                             continue  # expired already when the snapshot was taken
                         if exp < horizon:
-                            self.pending_ttl.append((db, item.key, exp))
+                            self.pending_ttl[db, item.key] = exp
                             item = dataclasses.replace(item, expire_ms=self.grace_ms)
                     self.loaded_any = True
                     if self.restore_mode is None:
@@ -574,6 +587,9 @@ class _Link:
         self.ckpt = ckpt
         self.applied = reply.offset
         self.fixup_target = self.meter.latest
+        self.catching_up = True
+        load_s = time.monotonic() - start
+        self.grace_below = int(time.time() * 1000 + (60 + 3 * load_s) * 1000)
         link.send_ack(reply.offset)  # diskless: the master puts us online on the first ACK
         self.engine._drops.pop(self.link_id, None)
 
@@ -669,6 +685,14 @@ class _Link:
                             ):
                                 getack = True
                     else:
+                        if self.catching_up and (name == b"PEXPIREAT" or name == b"SET"):
+                            graced = self._graced(args, name, db)
+                            if graced is not None:
+                                if prev > start:
+                                    runs.append(mv[start:prev])
+                                runs.append(pack(*graced))
+                                start = end
+                                args = graced
                         ncmds += 1
                         if needs_args:
                             cmds.append(args)
@@ -683,7 +707,7 @@ class _Link:
                     runs, cmds, ncmds, self.link_id, new, self._committed(link, new, ncmds, getack)
                 )
                 runs, cmds, ncmds, getack = [], [], 0, False
-                if self.pending_ttl:
+                if self.catching_up:
                     await self._fixup_ttls(writer, new)
         finally:
             acker.cancel()
@@ -706,23 +730,51 @@ class _Link:
 
         return done
 
+    def _graced(self, args: list[bytes], name: bytes, db: int) -> list[bytes] | None:
+        """While catching up after a full sync, an absolute expiry that may pass before we have
+        caught up is replaced by the grace expiry and remembered (module doc, expiry gap)."""
+        try:
+            if name == b"PEXPIREAT":
+                at, real = 2, int(args[2])
+            else:
+                upper = [a.upper() for a in args[3:]]
+                if b"PXAT" not in upper:
+                    return None
+                at = 3 + upper.index(b"PXAT") + 1
+                real = int(args[at])
+        except (IndexError, ValueError):
+            return None
+        if real >= self.grace_below:
+            return None
+        self.pending_ttl[db, args[1]] = real
+        new = list(args)
+        new[at] = b"%d" % self.grace_ms
+        return new
+
     async def _fixup_ttls(self, writer: Writer, ckpt: Checkpoint) -> None:
-        """After catching up: give keys loaded with a grace expiry their real one (module doc)."""
+        """Once caught up after a full sync: give keys that got the grace expiry their real one
+        (unless the stream changed it since), and stop rewriting expiries."""
         if self.fixup_target is None:
             self.fixup_target = self.meter.latest
             return
         if ckpt.offset < self.fixup_target:
             return
+        self.catching_up = False
+        self.fixup_target = None
+        if not self.pending_ttl:
+            return
         cmds: list[list[bytes]] = []
         cur = ckpt.db
-        for kdb, key, real in self.pending_ttl:
+        floor = b"%d" % (time.time() * 1000 + _FIXUP_MARGIN_MS)
+        grace = b"%d" % self.grace_ms
+        for (kdb, key), real in sorted(self.pending_ttl.items()):
             if kdb != cur:
                 cmds.append([b"SELECT", b"%d" % kdb])
                 cur = kdb
-            cmds.append([b"EVAL", _FIXUP_SCRIPT, b"1", key, b"%d" % self.grace_ms, b"%d" % real])
+            cmds.append([b"EVAL", _FIXUP_SCRIPT, b"1", key, grace, b"%d" % real, floor])
         if cur != ckpt.db:
             cmds.append([b"SELECT", b"%d" % ckpt.db])
-        self.pending_ttl = []
+        self.pending_ttl = {}
         raw = [pack(*c) for c in cmds]
         await writer.apply_stream(raw, cmds, len(cmds), self.link_id, ckpt, lambda: None)
 
