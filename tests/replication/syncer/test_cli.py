@@ -1,0 +1,110 @@
+"""The command line, killed with -9 at the worst moments: exactly once, no orphans."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from replication.syncer.checkpoint import CHECKPOINT_KEY, Checkpoint, CheckpointState
+from tests.support.compare import assert_same_data
+from tests.support.proxy import TcpProxy
+from tests.support.servers import RedisServer
+from tests.support.wait import wait_for
+
+from .conftest import Cli, source_offset
+from .test_engine import populate
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def checkpoint(dst: RedisServer) -> Checkpoint | None:
+    raw = dst.client().hgetall(CHECKPOINT_KEY)
+    values = [Checkpoint.decode(v) for v in raw.values()]
+    return values[0] if values else None
+
+
+def caught_up(dst: RedisServer, src: RedisServer) -> bool:
+    c = checkpoint(dst)
+    return c is not None and c.state is CheckpointState.STREAMING and c.offset >= source_offset(src)
+
+
+class Load:
+    """INCR a counter and RPUSH its new value to a log, one command at a time, until stopped."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            n = self.client.incr("counter")
+            self.client.rpush("log", n)
+
+    def __enter__(self) -> Load:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def test_kill9_during_streaming_applies_every_command_once(
+    servers: Callable[..., RedisServer], cli: Callable[..., Cli]
+) -> None:
+    src, dst = servers(), servers()
+    populate(src.client(), 1000)
+    args = (src.url, "--to", dst.url, "--quiet")
+    proc = cli(*args)
+    wait_for(lambda: caught_up(dst, src), what="first sync", timeout=60)
+    with Load(src.client()):
+        for _ in range(3):
+            wait_for(lambda: dst.client().get("counter") is not None, what="load arriving")
+            time.sleep(0.7)
+            proc.kill9()
+            before = checkpoint(dst)
+            assert before is not None
+            time.sleep(0.3)  # the source keeps writing while no syncer runs
+            proc = cli(*args)
+            wait_for(
+                lambda b=before.offset: (c := checkpoint(dst)) is not None and c.offset > b,
+                what="the restarted syncer applying again",
+            )
+    wait_for(lambda: caught_up(dst, src), what="catch up after the load", timeout=60)
+    s, d = src.client(), dst.client()
+    n = int(s.get("counter") or 0)
+    assert n > 100
+    assert int(d.get("counter") or 0) == n
+    log = d.lrange("log", 0, -1)
+    assert log == s.lrange("log", 0, -1)
+    assert [int(x) for x in log] == list(range(1, n + 1))  # no duplicate, no gap
+    assert_same_data([s], [d])
+    assert "full sync" not in proc.output()
+    assert proc.stop() == 0
+
+
+def test_kill9_during_full_sync_reloads_clean(
+    servers: Callable[..., RedisServer], cli: Callable[..., Cli]
+) -> None:
+    src, dst = servers(), servers()
+    populate(src.client(), 20000)
+    with TcpProxy(src.port) as proxy:
+        proxy.throttle(400_000)
+        args = (f"redis://127.0.0.1:{proxy.port}", "--to", dst.url, "--quiet")
+        proc = cli(*args)
+        wait_for(lambda: dst.client().dbsize() > 2000, what="part of the snapshot loaded")
+        proc.kill9()
+        c = checkpoint(dst)
+        assert c is not None and c.state is CheckpointState.LOADING
+        # deleted after being loaded: a resumed load would leave them behind as orphans
+        src.client().delete(*[f"k:{i}" for i in range(0, 20000, 3)])
+        proxy.throttle(None)
+        proc = cli(*args)
+        wait_for(lambda: caught_up(dst, src), what="reload", timeout=120)
+    assert_same_data([src.client()], [dst.client()])
+    assert proc.stop() == 0
