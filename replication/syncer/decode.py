@@ -60,18 +60,23 @@ class DecodeError(RdbError):
     """The value cannot be turned into commands (a module value) or its encoding is corrupt."""
 
 
-def value_commands(key: bytes, item: RdbKey, *, batch: int = 512) -> Iterator[list[bytes]]:
+def value_commands(
+    key: bytes, item: RdbKey, *, batch: int = 512, legacy_streams: bool = False
+) -> Iterator[list[bytes]]:
     """Plain commands that recreate the value of `item` under `key`.
 
     The first command replaces whatever the destination holds under `key` (SET, or DEL before the
     writes); no command carries more than `batch` arguments after the key, except a single stream
     entry (XADD) which cannot be split. Hash fields with expiry get HPEXPIREAT (Redis 7.4+ and
     Valkey 9+ destinations), the key's expiry is PEXPIREAT at the end.
+
+    Streams are restored with their Redis 7.0 metadata (XSETID ENTRIESADDED/MAXDELETEDID, XGROUP
+    CREATE ENTRIESREAD); `legacy_streams=True` leaves it out for destinations older than 7.0.
     """
     if batch < 2:
         raise ValueError("batch must be at least 2")
     try:
-        yield from _value_commands(key, item, batch)
+        yield from _value_commands(key, item, batch, legacy_streams)
     except DecodeError:
         raise
     except (RdbError, IndexError, ValueError, struct.error) as exc:
@@ -80,7 +85,9 @@ def value_commands(key: bytes, item: RdbKey, *, batch: int = 512) -> Iterator[li
         yield [b"PEXPIREAT", key, str(max(item.expire_ms, 1)).encode()]
 
 
-def _value_commands(key: bytes, item: RdbKey, batch: int) -> Iterator[list[bytes]]:
+def _value_commands(
+    key: bytes, item: RdbKey, batch: int, legacy_streams: bool
+) -> Iterator[list[bytes]]:
     t = item.type
     payload = item.payload
     if t == RDB_TYPE_STRING:
@@ -100,7 +107,7 @@ def _value_commands(key: bytes, item: RdbKey, batch: int) -> Iterator[list[bytes
     elif item.valkey_types and t == RDB_TYPE_VALKEY_HASH_2:
         yield from _hash_commands(key, valkey_hash2_fields(payload), batch)
     elif t in _STREAM_TYPES:
-        yield from _stream_commands(key, decode_stream(t, payload), batch)
+        yield from _stream_commands(key, decode_stream(t, payload), batch, legacy_streams)
     else:
         raise DecodeError(f"unsupported value type {t} for key {key!r}")
 
@@ -594,37 +601,27 @@ def _estimate_entries_read(s: StreamValue, gid: tuple[int, int]) -> int:
     return -1
 
 
-def _stream_commands(key: bytes, s: StreamValue, batch: int) -> Iterator[list[bytes]]:
+def _stream_commands(key: bytes, s: StreamValue, batch: int, legacy: bool) -> Iterator[list[bytes]]:
     for sid, fv in s.entries:
         yield [b"XADD", key, _id_text(sid), *fv]
     if not s.entries:
         # An empty stream exists only with metadata; MKSTREAM creates it.
         yield [b"XGROUP", b"CREATE", key, b"replicaof-tmp", b"0", b"MKSTREAM"]
         yield [b"XGROUP", b"DESTROY", key, b"replicaof-tmp"]
-    added = s.length if s.entries_added is None else s.entries_added
-    yield [
-        b"XSETID",
-        key,
-        _id_text(s.last_id),
-        b"ENTRIESADDED",
-        str(added).encode(),
-        b"MAXDELETEDID",
-        _id_text(s.max_deleted_id),
-    ]
+    setid = [b"XSETID", key, _id_text(s.last_id)]
+    if not legacy:
+        added = s.length if s.entries_added is None else s.entries_added
+        setid += [b"ENTRIESADDED", str(added).encode(), b"MAXDELETEDID", _id_text(s.max_deleted_id)]
+    yield setid
     existing = {sid for sid, _ in s.entries}
     for g in s.groups:
-        entries_read = g.entries_read
-        if entries_read is None:
-            entries_read = _estimate_entries_read(s, g.last_id)
-        yield [
-            b"XGROUP",
-            b"CREATE",
-            key,
-            g.name,
-            _id_text(g.last_id),
-            b"ENTRIESREAD",
-            str(entries_read).encode(),
-        ]
+        create = [b"XGROUP", b"CREATE", key, g.name, _id_text(g.last_id)]
+        if not legacy:
+            entries_read = g.entries_read
+            if entries_read is None:
+                entries_read = _estimate_entries_read(s, g.last_id)
+            create += [b"ENTRIESREAD", str(entries_read).encode()]
+        yield create
         for cname, owned in g.consumers:
             yield [b"XGROUP", b"CREATECONSUMER", key, g.name, cname]
             # XCLAIM sets delivery time and count per command: group IDs that share both.

@@ -80,13 +80,15 @@ def _apply(
     client: redis.Redis,
     items: Iterable[RdbItem],
     key_commands: Callable[[RdbKey], Iterable[list[bytes]]],
+    *,
+    functions: bool = True,
 ) -> None:
     """Send the commands for `items` through one pipelined connection (SELECT included)."""
     pipe = client.pipeline(transaction=False)
     for it in items:
         if isinstance(it, RdbSelectDb):
             pipe.execute_command(b"SELECT", it.db)
-        elif isinstance(it, RdbFunction):
+        elif isinstance(it, RdbFunction) and functions:
             pipe.execute_command(b"FUNCTION", b"LOAD", b"REPLACE", it.code)
         elif isinstance(it, RdbKey):
             for cmd in key_commands(it):
@@ -101,9 +103,16 @@ def restore_all(client: redis.Redis, items: Iterable[RdbItem], version: int) -> 
     _apply(client, items, lambda it: [restore_command(it.key, it, version)])
 
 
-def decode_all(client: redis.Redis, items: Iterable[RdbItem], batch: int = 512) -> None:
-    """Apply a parsed RDB with plain commands (the fallback)."""
-    _apply(client, items, lambda it: value_commands(it.key, it, batch=batch))
+def decode_all(
+    client: redis.Redis, items: Iterable[RdbItem], batch: int = 512, *, legacy: bool = False
+) -> None:
+    """Apply a parsed RDB with plain commands (the fallback); `legacy`: a Redis 6.2 destination."""
+    _apply(
+        client,
+        items,
+        lambda it: value_commands(it.key, it, batch=batch, legacy_streams=legacy),
+        functions=not legacy,
+    )
 
 
 def digest(server: RedisServer) -> bytes:
@@ -137,7 +146,8 @@ def _stream_state(c: redis.Redis, key: bytes) -> dict[str, Any]:
         "last-generated-id": info[b"last-generated-id"],
         "max-deleted-entry-id": info.get(b"max-deleted-entry-id"),
         "entries-added": info.get(b"entries-added"),
-        "first-entry-id": info.get(b"recorded-first-entry-id"),
+        # Meaningless for an empty stream (Redis 7.0 loading an old empty stream records max-max).
+        "first-entry-id": info.get(b"recorded-first-entry-id") if info[b"length"] else None,
         "groups": sorted(groups),
     }
 
@@ -164,6 +174,21 @@ def keyspace(server: RedisServer, dbs: Sequence[int] = range(16)) -> dict[tuple[
             else:
                 raise AssertionError(f"unexpected type {kind!r}")
             out[(db, key)] = (kind, value, c.pttl(key))
+    return out
+
+
+def without_v7_stream_metadata(
+    space: dict[tuple[int, bytes], Any],
+) -> dict[tuple[int, bytes], Any]:
+    """The keyspace as a Redis 6.2 shows it: streams without 7.0's counters and deleted IDs."""
+    out = {}
+    for k, (kind, value, pttl) in space.items():
+        if kind == b"stream":
+            value = dict(value)
+            for name in ("max-deleted-entry-id", "entries-added", "first-entry-id"):
+                value[name] = None
+            value["groups"] = [(g[0], g[1], None, *g[3:]) for g in value["groups"]]
+        out[k] = (kind, value, pttl)
     return out
 
 
@@ -649,23 +674,28 @@ FUNCTION_CODE = (
 FAR_FUTURE_MS = 4102444800000  # 2100-01-01
 
 
-def populate(server: RedisServer, *, valkey: bool = False) -> None:
-    """Fill `server` with small values in compact encodings and large ones in plain encodings."""
+def populate(server: RedisServer, *, valkey: bool = False, legacy: bool = False) -> None:
+    """Fill `server` with small values in compact encodings and large ones in plain encodings.
+
+    `legacy`: a Redis 6.2 server (ziplist settings, no functions, no plain quicklist nodes).
+    """
     c = server.client()
+    pack = "ziplist" if legacy else "listpack"
     for name, value in (
-        ("list-max-listpack-size", 4),
+        (f"list-max-{pack}-size", 4),
         ("list-compress-depth", 1),
         ("set-max-intset-entries", 16),
-        ("hash-max-listpack-entries", 8),
-        ("hash-max-listpack-value", 32),
-        ("zset-max-listpack-entries", 8),
+        (f"hash-max-{pack}-entries", 8),
+        (f"hash-max-{pack}-value", 32),
+        (f"zset-max-{pack}-entries", 8),
         ("stream-node-max-entries", 50),
     ):
         c.config_set(name, value)
     if valkey:
         c.config_set("set-max-listpack-entries", 8)
-    # Elements over 1000 bytes go to plain quicklist nodes.
-    c.execute_command("DEBUG", "QUICKLIST-PACKED-THRESHOLD", 1000)
+    if not legacy:
+        # Elements over 1000 bytes go to plain quicklist nodes.
+        c.execute_command("DEBUG", "QUICKLIST-PACKED-THRESHOLD", 1000)
     rng = random.Random(1)
 
     c.set("str:int", 12345)
@@ -712,7 +742,8 @@ def populate(server: RedisServer, *, valkey: bool = False) -> None:
     c.xadd("stream:trimmed", {"f": "v"}, id="5-1")
     c.xdel("stream:trimmed", "5-1")
 
-    c.function_load(FUNCTION_CODE.decode())
+    if not legacy:
+        c.function_load(FUNCTION_CODE.decode())
     for db in (1, 5):
         cdb = server.client(db=db)
         cdb.set(f"db{db}:str", "v")

@@ -67,7 +67,9 @@ def test_payloads_equal_dump_for_every_encoding(
     server: RedisServer = request.getfixturevalue(source)
     populate(server, valkey=source.startswith("valkey"))
     data = snapshot(server)
-    keys = keys_of(parse(data, rng=random.Random(1)))
+    items = parse(data, rng=random.Random(1))
+    assert parse(data, chunk=1) == items == parse(data)
+    keys = keys_of(items)
     assert len(keys) > 30
     for item in keys:
         c = server.client(db=item.db)
