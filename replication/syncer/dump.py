@@ -12,15 +12,26 @@ from __future__ import annotations
 from replication.syncer.crc64 import crc64
 from replication.syncer.rdb import RdbKey
 
+_TYPE_BYTES = tuple(bytes((t,)) for t in range(256))
+_VERSION_BYTES: dict[int, bytes] = {}
+_JOIN_ABOVE = 1 << 16  # larger payloads: checksum in pieces, copy once
+
 
 def dump_payload(rdb_type: int, payload: bytes, rdb_version: int) -> bytes:
     """The DUMP/RESTORE serialization of a value taken from an RDB of version `rdb_version`."""
-    if not 0 <= rdb_type <= 255 or not 0 < rdb_version <= 0xFFFF:
-        raise ValueError(f"bad RDB type {rdb_type} or version {rdb_version}")
-    head = bytes((rdb_type,))
-    version = rdb_version.to_bytes(2, "little")
-    crc = crc64(version, crc64(payload, crc64(head)))
-    return b"".join((head, payload, version, crc.to_bytes(8, "little")))
+    version = _VERSION_BYTES.get(rdb_version)
+    if version is None:
+        if not 0 < rdb_version <= 0xFFFF:
+            raise ValueError(f"bad RDB version {rdb_version}")
+        version = _VERSION_BYTES[rdb_version] = rdb_version.to_bytes(2, "little")
+    if not 0 <= rdb_type <= 255:
+        raise ValueError(f"bad RDB type {rdb_type}")
+    head = _TYPE_BYTES[rdb_type]
+    if len(payload) > _JOIN_ABOVE:
+        crc = crc64(version, crc64(payload, crc64(head)))
+        return b"".join((head, payload, version, crc.to_bytes(8, "little")))
+    body = head + payload + version
+    return body + crc64(body).to_bytes(8, "little")
 
 
 def restore_command(
@@ -40,7 +51,7 @@ def restore_command(
     elif expire < 1:
         ttl = b"1"
     else:
-        ttl = str(expire).encode()
+        ttl = b"%d" % expire
     return [
         b"RESTORE",
         key,
