@@ -499,7 +499,9 @@ class RdbParser:
         self._pending = None
         resume = self._resume
         if resume is None:
-            self._parse(bytes(pending), items)
+            buf = bytes(pending)
+            del pending  # one copy of a large item in memory, not two
+            self._parse(buf, items)
             return items
         try:
             end = resume(pending, self._at)
@@ -534,20 +536,13 @@ class RdbParser:
         """A key item that arrived over several chunks is now whole in buf[:end]."""
         t = buf[0]
         key, p = read_string(buf, 1)
-        items.append(
-            RdbKey(
-                self._db,
-                key,
-                t,
-                bytes(buf[p:end]),
-                self._expire,
-                self._skippers is _VALKEY_SKIPPERS,
-            )
-        )
+        with memoryview(buf) as view:
+            payload = bytes(view[p:end])
+            self._crc = crc64(view[:end], self._crc)
+        valkey = self._skippers is _VALKEY_SKIPPERS
+        items.append(RdbKey(self._db, key, t, payload, self._expire, valkey))
         self._expire = -1
         self.keys += 1
-        with memoryview(buf) as view:
-            self._crc = crc64(view[:end], self._crc)
         self.bytes_consumed += end
 
     def _header(self, buf: bytes) -> int:
