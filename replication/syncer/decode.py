@@ -95,6 +95,9 @@ def _value_commands(
         return
     if t in (RDB_TYPE_MODULE_2, RDB_TYPE_MODULE_PRE_GA):
         raise DecodeError(f"key {key!r} holds a module value: it can only be RESTOREd")
+    valkey_hash = item.valkey_types and t == RDB_TYPE_VALKEY_HASH_2
+    if (item.valkey_types and t > RDB_TYPE_VALKEY_HASH_2) or t not in _DECODABLE:
+        raise DecodeError(f"unsupported value type {t} for key {key!r}")
     yield [b"DEL", key]
     if t in _LIST_TYPES:
         yield from _batched(b"RPUSH", key, map(_text, list_elements(t, payload)), batch)
@@ -102,14 +105,12 @@ def _value_commands(
         yield from _batched(b"SADD", key, map(_text, set_members(t, payload)), batch)
     elif t in _ZSET_TYPES:
         yield from _batched(b"ZADD", key, _flat(zset_pairs(t, payload), swap=True), batch & ~1)
-    elif t in _HASH_TYPES and not (item.valkey_types and t == RDB_TYPE_VALKEY_HASH_2):
-        yield from _hash_commands(key, hash_fields(t, payload), batch)
-    elif item.valkey_types and t == RDB_TYPE_VALKEY_HASH_2:
+    elif valkey_hash:  # Valkey 9 numbering: 22 is its hash with field expiry
         yield from _hash_commands(key, valkey_hash2_fields(payload), batch)
-    elif t in _STREAM_TYPES:
-        yield from _stream_commands(key, decode_stream(t, payload), batch, legacy_streams)
+    elif t in _HASH_TYPES:
+        yield from _hash_commands(key, hash_fields(t, payload), batch)
     else:
-        raise DecodeError(f"unsupported value type {t} for key {key!r}")
+        yield from _stream_commands(key, decode_stream(t, payload), batch, legacy_streams)
 
 
 _LIST_TYPES = (
@@ -135,6 +136,7 @@ _STREAM_TYPES = (
     RDB_TYPE_STREAM_LISTPACKS_2,
     RDB_TYPE_STREAM_LISTPACKS_3,
 )
+_DECODABLE = frozenset(_LIST_TYPES + _SET_TYPES + _ZSET_TYPES + _HASH_TYPES + _STREAM_TYPES)
 
 
 def _text(e: Element) -> bytes:
