@@ -26,7 +26,7 @@ snapshot and for the `PEXPIREAT`/`SET … PXAT` renewals buffered for us during 
 are in the past by the time we apply them (a past PEXPIREAT deletes the key; the next renewal
 then finds nothing). So, after a full sync:
 - keys already expired when the snapshot was taken (aux `ctime`) are skipped;
-- keys that may expire before the load ends (estimate ×2 + 60 s) are restored with a *grace*
+- keys that may expire before the load ends (twice the estimate + 60 s) are restored with a *grace*
   expiry (one fixed time 24 h ahead) and remembered with their real expiry;
 - while the stream catches up (until we applied the offset the source had when the load ended),
   absolute expiries in `PEXPIREAT` and `SET … PXAT` that fall before that horizon are rewritten
@@ -55,6 +55,7 @@ from typing import Any
 import hiredis
 
 from .checkpoint import Checkpoint, CheckpointState
+from .cluster import ClusterWriter
 from .errors import (
     FatalSyncError,
     FullSyncRequired,
@@ -150,6 +151,7 @@ class SyncEngine:
         self._stop_requested = False
         self._paused = False
         self._drops: dict[str, int] = {}
+        self._dest_cluster = False
         self.full_sync_rounds = 0  # how many times every link started from a full sync
 
     # -- control (thread-safe) -------------------------------------------------------------------
@@ -198,6 +200,7 @@ class SyncEngine:
         self._control_event = asyncio.Event()
         reporter = asyncio.create_task(self._report_loop()) if self.on_status else None
         try:
+            await self._detect_destination()
             links = await self._resolve_links()
             flush = self.flush
             while not self._stop_requested:
@@ -290,7 +293,35 @@ class SyncEngine:
         url = _as_url(self.destination.url)
         if self._writer_factory is not None:
             return self._writer_factory(url, self.destination.tls)
+        if self._dest_cluster:
+            return ClusterWriter(url, self.destination.tls)
         return StandaloneWriter(url, self.destination.tls)
+
+    async def _detect_destination(self) -> None:
+        url = _as_url(self.destination.url)
+        if url.cluster is not None:
+            self._dest_cluster = url.cluster
+            return
+        backoff = 0.5
+        while True:
+            try:
+                conn = await RespConnection.open(url, self.destination.tls, select_db=False)
+                try:
+                    info = await conn.call(b"INFO", b"cluster")
+                finally:
+                    await conn.aclose()
+                self._dest_cluster = b"cluster_enabled:1" in info
+                return
+            except RetryableError as exc:
+                with self._lock:
+                    for st in self._statuses:
+                        st.links = st.links or [LinkStatus(url.address)]
+                        st.links[0].phase = Phase.OUT_OF_SYNC
+                        st.links[0].last_error = f"destination: {exc}"
+                if self._stop_requested:
+                    raise
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.backoff_max)
 
     async def _round(self, links: list[_Link], flush: bool) -> None:
         """One pass of steps 2-4; returns when paused or stopped."""

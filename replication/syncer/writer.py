@@ -40,6 +40,7 @@ class _Batch:
     on_done: Callable[[], None] | None = None
     future: asyncio.Future[list[Any]] | None = None  # set: collect replies and do not raise
     exec_at: int = -1  # index of the EXEC reply whose array must be checked too
+    cmds: Sequence[bytes] | None = None  # packed commands, one per reply: can be redirected
     seen: int = 0
     collected: list[Any] = field(default_factory=list)
 
@@ -47,8 +48,15 @@ class _Batch:
 class Pipeline:
     """Commands in flight on one connection; a reader task checks every reply in order."""
 
-    def __init__(self, conn: RespConnection, *, max_in_flight: int = _MAX_IN_FLIGHT) -> None:
+    def __init__(
+        self,
+        conn: RespConnection,
+        *,
+        max_in_flight: int = _MAX_IN_FLIGHT,
+        redirect: Callable[[str, bytes], None] | None = None,
+    ) -> None:
         self.conn = conn
+        self.redirect = redirect  # called with a MOVED/ASK error and the command it answers
         self.where = conn.url.redacted()
         self.max_in_flight = max_in_flight
         self._batches: deque[_Batch] = deque()
@@ -71,8 +79,24 @@ class Pipeline:
         *,
         on_done: Callable[[], None] | None = None,
         exec_at: int = -1,
+        cmds: Sequence[bytes] | None = None,
     ) -> None:
         """Queue `data` (packed commands) that produce `replies` replies; waits for room."""
+        self.send_nowait(data, replies, on_done=on_done, exec_at=exec_at, cmds=cmds)
+        await self.conn.drain()
+        while not self._room.is_set():
+            await self._wait(self._room)
+
+    def send_nowait(
+        self,
+        data: bytes | Sequence[bytes | memoryview],
+        replies: int,
+        *,
+        on_done: Callable[[], None] | None = None,
+        exec_at: int = -1,
+        cmds: Sequence[bytes] | None = None,
+    ) -> None:
+        """Like `send` without waiting (for use in callbacks); the byte budget still counts."""
         self._check()
         if isinstance(data, bytes):
             nbytes = len(data)
@@ -80,14 +104,11 @@ class Pipeline:
         else:
             nbytes = sum(len(d) for d in data)
             self.conn.writer.writelines(data)
-        self._batches.append(_Batch(replies, nbytes, on_done, exec_at=exec_at))
+        self._batches.append(_Batch(replies, nbytes, on_done, exec_at=exec_at, cmds=cmds))
         self._in_flight += nbytes
         self._idle.clear()
         if self._in_flight >= self.max_in_flight:
             self._room.clear()
-        await self.conn.drain()
-        while not self._room.is_set():
-            await self._wait(self._room)
 
     async def call(self, data: bytes, replies: int = 1) -> list[Any]:
         """Send and return the replies themselves (errors included, not raised)."""
@@ -127,7 +148,15 @@ class Pipeline:
                     if b.future is not None:
                         b.collected.append(reply)
                     elif type(reply) is ReplyError:
-                        raise classify_reply_error(str(reply), where=self.where)
+                        msg = str(reply)
+                        if (
+                            self.redirect is not None
+                            and b.cmds is not None
+                            and msg.startswith(("MOVED ", "ASK "))
+                        ):
+                            self.redirect(msg, b.cmds[b.seen])
+                        else:
+                            raise classify_reply_error(msg, where=self.where)
                     elif b.seen == b.exec_at:
                         self._check_exec(reply)
                     b.seen += 1

@@ -30,6 +30,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A free port usable by a cluster node: its bus port (+10000) must exist and be free too."""
+    while True:
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
 def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = _STARTUP_WAIT_S) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -164,6 +178,7 @@ class RedisClusterServers:
             RedisServer(
                 binary=binary,
                 args=["--cluster-enabled", "yes", "--cluster-node-timeout", "5000", *args],
+                port=free_cluster_port(),
             )
             for _ in range(shards)
         ]

@@ -1,0 +1,118 @@
+"""Sharded destinations and sharded sources (Redis Cluster) against real clusters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from replication.syncer.cluster import KeySpecs, key_slot
+from replication.syncer.errors import CrossSlotError
+from tests.support.compare import assert_same_data
+from tests.support.servers import RedisClusterServers, RedisServer
+from tests.support.wait import wait_for
+
+from .conftest import EngineThread, source_offset
+from .test_engine import populate
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def cluster() -> Iterator[RedisClusterServers]:
+    with RedisClusterServers(3) as c:
+        yield c
+
+
+def primaries(c: RedisClusterServers) -> list:
+    return [n.client() for n in c.nodes]
+
+
+def test_key_slot_matches_the_server(cluster: RedisClusterServers) -> None:
+    client = cluster.nodes[0].client()
+    for key in [b"", b"a", b"user:1000", b"{user}:1", b"x{}y", b"{}{a}", b"a{b}c{d}", b"\xff\x00"]:
+        assert key_slot(key) == client.execute_command("CLUSTER", "KEYSLOT", key)
+
+
+def test_keys_from_key_specs(cluster: RedisClusterServers) -> None:
+    conn = cluster.nodes[0].client().connection_pool.get_connection()
+    conn.send_command("COMMAND")
+    specs = KeySpecs.from_command_reply(conn.read_response())  # raw reply, no redis-py parsing
+    assert specs.keys([b"SET", b"k", b"v", b"PXAT", b"1"]) == [b"k"]
+    assert specs.keys([b"MSET", b"a", b"1", b"b", b"2"]) == [b"a", b"b"]
+    assert specs.keys([b"zunionstore", b"d", b"2", b"s1", b"s2", b"WEIGHTS", b"1", b"2"]) == [
+        b"d",
+        b"s1",
+        b"s2",
+    ]
+    assert specs.keys([b"XREAD", b"COUNT", b"1", b"STREAMS", b"s1", b"s2", b"0", b"0"]) == [
+        b"s1",
+        b"s2",
+    ]
+    assert specs.keys([b"EVAL", b"return 1", b"2", b"k1", b"k2", b"arg"]) == [b"k1", b"k2"]
+    assert specs.keys([b"OBJECT", b"ENCODING", b"k"]) == [b"k"]
+    assert specs.keys([b"FLUSHALL"]) == []
+    assert specs.keys([b"FUNCTION", b"LOAD", b"code"]) == []
+
+
+def test_standalone_source_into_cluster_of_three(
+    servers: Callable[..., RedisServer],
+    engines: Callable[..., EngineThread],
+    cluster: RedisClusterServers,
+) -> None:
+    src = servers()
+    populate(src.client(), 3000)
+    et = engines([src.url], cluster.url)
+    et.wait_phase("in-sync")
+    c = src.client()
+    for i in range(300):
+        c.incr(f"counter:{i % 7}")
+        c.rpush("{tag}log", i)
+        c.delete(f"k:{i}")
+    c.mset({"{t}a": 1, "{t}b": 2})  # same slot: fine
+    et.wait_offset(source_offset(src))
+    assert assert_same_data([src.client()], primaries(cluster)) > 2700
+
+
+def test_cross_slot_command_into_cluster_is_fatal(
+    servers: Callable[..., RedisServer],
+    engines: Callable[..., EngineThread],
+    cluster: RedisClusterServers,
+) -> None:
+    src = servers()
+    et = engines([src.url], cluster.url)
+    et.wait_phase("in-sync")
+    src.client().mset({"a": 1, "b": 2, "c": 3})
+    err = et.wait_done()
+    assert isinstance(err, CrossSlotError), err
+    assert et.status().phase == "stopped" and "different slots" in (et.status().last_error or "")
+
+
+def test_sharded_source_of_three_into_standalone(
+    servers: Callable[..., RedisServer],
+    engines: Callable[..., EngineThread],
+    cluster: RedisClusterServers,
+) -> None:
+    dst = servers()
+    rc = cluster.client()
+    for i in range(3000):
+        rc.set(f"key:{i}", i)
+    rc.close()
+    et = engines([cluster.url], dst.url)
+    et.wait_phase("in-sync")
+    st = et.status()
+    assert len(st.links) == 3  # one stream per primary, reported as one source
+    rc = cluster.client()
+    for i in range(300):
+        rc.incr(f"counter:{i % 11}")
+        rc.delete(f"key:{i}")
+    rc.close()
+    for node in cluster.nodes:
+        off = source_offset(node)
+        link = next(
+            i for i, ln in enumerate(et.status().links) if ln.address.endswith(f":{node.port}")
+        )
+        wait_for(
+            lambda off=off, link=link: et.status().links[link].offset >= off, what="shard caught up"
+        )
+    assert assert_same_data(primaries(cluster), [dst.client()]) == 2700 + 11
