@@ -18,13 +18,16 @@ import redis
 
 from replication.syncer.checkpoint import is_bookkeeping_key
 
-Entry = tuple[bytes, bytes, int]  # type, digest, pttl (-1 = no expiry)
+Entry = tuple[bytes, bytes, int]  # type, digest, absolute expiry in ms (-1 = none)
 
 
 def dataset(
     clients: Sequence[redis.Redis], db: int = 0, *, batch: int = 1000
 ) -> dict[bytes, Entry]:
-    """Every user key of `db` across `clients`: key -> (type, digest, pttl)."""
+    """Every user key of `db` across `clients`: key -> (type, digest, expiry).
+
+    The expiry is absolute (`PEXPIRETIME`), so scanning the source and then the destination does
+    not make TTLs drift apart by the time the scan took."""
     out: dict[bytes, Entry] = {}
     for client in clients:
         conn = client if db == 0 else _with_db(client, db)
@@ -51,14 +54,16 @@ def _describe(conn: redis.Redis, keys: list[bytes]) -> dict[bytes, Entry]:
     for key in keys:
         pipe.type(key)
         pipe.execute_command("DEBUG", "DIGEST-VALUE", key)
-        pipe.pttl(key)
+        pipe.execute_command("PEXPIRETIME", key)
     replies = pipe.execute(raise_on_error=False)
     out: dict[bytes, Entry] = {}
     for i, key in enumerate(keys):
-        typ, digest, pttl = replies[3 * i : 3 * i + 3]
+        typ, digest, expiry = replies[3 * i : 3 * i + 3]
         if typ == b"none" or isinstance(digest, Exception):
             continue  # expired or deleted between SCAN and now
-        out[key] = (typ, digest[0] if isinstance(digest, list) else digest, int(pttl))
+        if isinstance(expiry, Exception):
+            continue
+        out[key] = (typ, digest[0] if isinstance(digest, list) else digest, int(expiry))
     return out
 
 
@@ -101,7 +106,9 @@ def diff_datasets(
         elif sd != dd:
             problems.append(f"{key!r}: {st.decode()} value differs")
         elif (sttl < 0) != (dttl < 0) or abs(sttl - dttl) > ttl_tolerance_ms:
-            problems.append(f"{key!r}: TTL {sttl} ms on the source, {dttl} ms on the destination")
+            problems.append(
+                f"{key!r}: expires at {sttl} ms on the source, {dttl} on the destination"
+            )
         if len(problems) > 20:
             problems.append("…")
             break

@@ -1,0 +1,152 @@
+"""Shared pieces of the benchmarks: servers, the DESIGN §6 workload, the syncer as a process."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from replication.syncer.checkpoint import CHECKPOINT_KEY, Checkpoint, CheckpointState  # noqa: E402
+from replication.syncer.resp import pack_command  # noqa: E402
+from tests.support.servers import RedisServer  # noqa: E402
+
+RESULTS = REPO / "bench" / "results"
+# Redis defaults, plus no wait before a diskless transfer (as the issue asks for both sides).
+SOURCE_ARGS = ["--repl-diskless-sync-delay", "0"]
+
+
+def server(*args: str) -> RedisServer:
+    return RedisServer(args=[*SOURCE_ARGS, *args]).start()
+
+
+def populate_workload(srv: RedisServer, n: int, seed: int = 7) -> float:
+    """DESIGN §6: 70% strings of 100 B, 10% hashes of 10 fields, 10% lists of 10, 5% sets of 10,
+    5% zsets of 10; 10% of keys with a TTL. Fed through `redis-cli --pipe`; returns seconds."""
+    rnd = random.Random(seed)
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        ["redis-cli", "-p", str(srv.port), "--pipe"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    assert proc.stdin is not None
+    pack = pack_command
+    out: list[bytes] = []
+    val = rnd.randbytes(4096)
+    for i in range(n):
+        key = b"key:%d" % i
+        r = i % 20
+        if r < 14:
+            o = rnd.randrange(0, 3900)
+            out.append(pack((b"SET", key, val[o : o + 100])))
+        elif r < 16:
+            out.append(
+                pack(
+                    (b"HSET", key, *[x for j in range(10) for x in (b"f%d" % j, b"v%d" % (i + j))])
+                )
+            )
+        elif r < 18:
+            out.append(pack((b"RPUSH", key, *[b"e%d" % (i + j) for j in range(10)])))
+        elif r == 18:
+            out.append(pack((b"SADD", key, *[b"m%d" % (i + j) for j in range(10)])))
+        else:
+            out.append(
+                pack((b"ZADD", key, *[x for j in range(10) for x in (b"%d" % j, b"z%d" % (i + j))]))
+            )
+        if i % 10 == 3:
+            out.append(pack((b"EXPIRE", key, b"%d" % (7200 + i % 3600))))
+        if len(out) >= 10000:
+            proc.stdin.write(b"".join(out))
+            out = []
+    proc.stdin.write(b"".join(out))
+    proc.stdin.close()
+    proc.wait()
+    return time.monotonic() - t0
+
+
+def checkpoint(dst: RedisServer) -> Checkpoint | None:
+    raw = dst.client().hgetall(CHECKPOINT_KEY)
+    values = [Checkpoint.decode(v if isinstance(v, bytes) else v.encode()) for v in raw.values()]
+    return values[0] if values else None
+
+
+def loaded(dst: RedisServer) -> bool:
+    c = checkpoint(dst)
+    return c is not None and c.state is CheckpointState.STREAMING
+
+
+class Syncer:
+    """`python -m replication.syncer` as a child process, with its peak RSS sampled."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "replication.syncer", *args, "--quiet"],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self.peak_rss = 0
+        self.ps = psutil.Process(self.proc.pid)
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._sample, daemon=True)
+        self._t.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            try:
+                self.peak_rss = max(self.peak_rss, self.ps.memory_info().rss)
+            except psutil.Error:
+                return
+
+    def cpu_seconds(self) -> float:
+        t = self.ps.cpu_times()
+        return float(t.user + t.system)
+
+    def stop(self) -> str:
+        self.proc.send_signal(2)
+        try:
+            _, err = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        self._stop.set()
+        return err.decode(errors="replace")
+
+
+def wait(cond: Any, what: str, timeout: float = 600.0, period: float = 0.01) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(period)
+
+
+def machine_load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}, {os.cpu_count()} CPUs"
+
+
+def write_results(name: str, data: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
