@@ -1,0 +1,156 @@
+"""Streaming: lag and throughput under redis-benchmark, our syncer beside a native replica.
+
+    .venv/bin/python bench/streaming.py [-n 2000000]
+
+For each of (native REPLICAOF, syncer), on a fresh source: attach, wait for the initial sync,
+then run `redis-benchmark -t set -n N -P 16 -r 1000000 -d 100` against the source while a marker
+key is written to the source every 10 ms and polled on the destination. Reports lag p50/p99/max,
+catch-up time after the load, commands applied per second and the source's accepted ops/s.
+Prints a table and writes bench/results/streaming-*.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import Syncer, loaded, machine_load, server, table, wait, write_results
+from tests.support.servers import RedisServer
+
+MARKER = "bench:marker"
+
+
+class Marker:
+    """Writes the wall time to the source every 10 ms; notes when each value shows on the dest."""
+
+    def __init__(self, src: RedisServer, dst: RedisServer) -> None:
+        self.src, self.dst = src.client(), dst.client()
+        self.lags_ms: list[float] = []
+        self.stop = threading.Event()
+        self.last_seen = 0.0
+        self.threads = [threading.Thread(target=self._write), threading.Thread(target=self._poll)]
+
+    def _write(self) -> None:
+        while not self.stop.wait(0.01):
+            self.src.set(MARKER, repr(time.time()))
+
+    def _poll(self) -> None:
+        while not self.stop.is_set():
+            v = self.dst.get(MARKER)
+            now = time.time()
+            if v is not None:
+                t = float(v)
+                if t > self.last_seen:
+                    self.last_seen = t
+                    self.lags_ms.append((now - t) * 1000)
+            time.sleep(0.001)
+
+    def __enter__(self) -> Marker:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+
+def run_load(src: RedisServer, n: int) -> tuple[float, float]:
+    t0 = time.monotonic()
+    out = subprocess.run(
+        [
+            *("redis-benchmark", "-p", str(src.port), "-t", "set", "-n", str(n), "-P", "16"),
+            *("-r", "1000000", "-d", "100", "-q"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    elapsed = time.monotonic() - t0
+    m = re.findall(r"SET: ([0-9.]+) requests per second", out.replace("\r", "\n"))
+    return elapsed, float(m[-1]) if m else n / elapsed
+
+
+def measure(kind: str, n: int) -> dict[str, Any]:
+    src = server()
+    dst = server()
+    syncer: Syncer | None = None
+    try:
+        if kind == "native":
+            dst.client().execute_command("REPLICAOF", "127.0.0.1", src.port)
+            wait(
+                lambda: dst.client().info("replication").get("master_link_status") == "up", "native"
+            )
+        else:
+            syncer = Syncer(src.url, "--to", dst.url)
+            wait(lambda: loaded(dst), "syncer loaded")
+        cpu0 = syncer.cpu_seconds() if syncer else 0.0
+        with Marker(src, dst) as marker:
+            time.sleep(0.3)
+            t_start = time.time()
+            load_s, rps = run_load(src, n)
+            t_end = time.time()
+            wait(lambda: marker.last_seen >= t_end, "catch-up marker", period=0.001)
+            caught_up = time.time() - t_end
+        applied_per_s = n / (t_end - t_start + caught_up)
+        lags = sorted(marker.lags_ms)
+        result = {
+            "kind": kind,
+            "load_s": load_s,
+            "source_ops_per_s": rps,
+            "lag_p50_ms": statistics.median(lags),
+            "lag_p99_ms": lags[min(len(lags) - 1, int(len(lags) * 0.99))],
+            "lag_max_ms": lags[-1],
+            "samples": len(lags),
+            "catch_up_s": caught_up,
+            "applied_per_s": applied_per_s,
+        }
+        if syncer is not None:
+            result["syncer_cpu_s"] = syncer.cpu_seconds() - cpu0
+            result["syncer_peak_rss_bytes"] = syncer.peak_rss
+        return result
+    finally:
+        if syncer is not None:
+            syncer.stop()
+        src.stop()
+        dst.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-n", type=int, default=2_000_000)
+    args = ap.parse_args()
+    results = [measure("native", args.n), measure("syncer", args.n)]
+    rows = [("replica", "src ops/s", "lag p50", "p99", "max ms", "catch-up s", "applied/s")]
+    for r in results:
+        rows.append(
+            (
+                r["kind"],
+                f"{r['source_ops_per_s']:.0f}",
+                f"{r['lag_p50_ms']:.1f}",
+                f"{r['lag_p99_ms']:.1f}",
+                f"{r['lag_max_ms']:.1f}",
+                f"{r['catch_up_s']:.2f}",
+                f"{r['applied_per_s']:.0f}",
+            )
+        )
+    print(table(rows))
+    native, ours = results
+    slow = ours["source_ops_per_s"] / native["source_ops_per_s"]
+    print(f"source ops/s with syncer / with native replica: {slow:.2f}; {machine_load()}")
+    path = write_results("streaming", {"n": args.n, "results": results, "ops_ratio": slow})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
