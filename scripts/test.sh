@@ -5,7 +5,9 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh dev
 export CONSOLE_VAR_DIR=${CONSOLE_VAR_DIR:-$PWD/var/test}
 mkdir -p "$CONSOLE_VAR_DIR"
-echo "== ruff";   .venv/bin/ruff check . && .venv/bin/ruff format --check .
+echo "== ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 echo "== mypy";   .venv/bin/mypy .
 echo "== migrations"; .venv/bin/python manage.py makemigrations --check --dry-run
 [ "${1:-}" = "--lint-only" ] && exit 0
