@@ -17,7 +17,7 @@ class WaitTimeout(AssertionError):
 
 
 def wait_for(
-    predicate: Callable[[], T], *, what: str, timeout: float = 120.0, interval: float = 0.1
+    predicate: Callable[..., T | None], *, what: str, timeout: float = 120.0, interval: float = 0.1
 ) -> T:
     deadline = time.monotonic() + timeout
     while True:

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def checkpoint(dst: RedisServer) -> Checkpoint | None:
     raw = dst.client().hgetall(CHECKPOINT_KEY)
-    values = [Checkpoint.decode(v) for v in raw.values()]
+    values = [Checkpoint.decode(v if isinstance(v, bytes) else v.encode()) for v in raw.values()]
     return values[0] if values else None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+import redis
 
 from replication.syncer.cluster import KeySpecs, key_slot
 from replication.syncer.errors import CrossSlotError
@@ -24,7 +25,7 @@ def cluster() -> Iterator[RedisClusterServers]:
         yield c
 
 
-def primaries(c: RedisClusterServers) -> list:
+def primaries(c: RedisClusterServers) -> list[redis.Redis]:
     return [n.client() for n in c.nodes]
 
 
