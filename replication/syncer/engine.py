@@ -50,6 +50,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import hiredis
@@ -499,8 +500,10 @@ class _Link:
             await asyncio.gather(sampler, return_exceptions=True)
 
     def _note_drop(self, exc: RetryableError) -> None:
-        """A source that keeps closing the link while we load is over its output buffer limit."""
-        if self.status.phase is not Phase.SYNCING or "closed" not in str(exc):
+        """A source that keeps closing the link while we load (or catch up after loading) is
+        over its output buffer limit for replicas."""
+        loading = self.status.phase is Phase.SYNCING or self.catching_up
+        if not loading or "closed" not in str(exc):
             return
         drops = self.engine._drops.get(self.link_id, 0) + 1
         self.engine._drops[self.link_id] = drops
@@ -622,7 +625,6 @@ class _Link:
         load_s = time.monotonic() - start
         self.grace_below = int(time.time() * 1000 + (60 + 3 * load_s) * 1000)
         link.send_ack(reply.offset)  # diskless: the master puts us online on the first ACK
-        self.engine._drops.pop(self.link_id, None)
 
     def _horizon_ms(self, start: float, start_ms: int) -> int:
         """Keys expiring before this (wall ms) get a grace expiry: the load may outlast them."""
@@ -686,6 +688,15 @@ class _Link:
                 raw, parsed = parser.feed(data)
                 if not parsed:
                     continue
+                if not self.catching_up and special.isdisjoint(
+                    map(bytes.upper, map(itemgetter(0), map(itemgetter(0), parsed)))
+                ):
+                    # The common case: plain data commands only, forwarded as they came.
+                    runs.append(raw)
+                    ncmds += len(parsed)
+                    if needs_args:
+                        cmds.extend(map(itemgetter(0), parsed))
+                    parsed = []
                 mv = memoryview(raw)
                 start = prev = 0
                 for args, end in parsed:
@@ -728,7 +739,7 @@ class _Link:
                         if needs_args:
                             cmds.append(args)
                     prev = end
-                if prev > start:
+                if parsed and prev > start:
                     runs.append(mv[start:prev])
                 offset += len(raw)
                 if in_multi:
@@ -792,6 +803,7 @@ class _Link:
             return
         self.catching_up = False
         self.fixup_target = None
+        self.engine._drops.pop(self.link_id, None)  # the source kept us through a whole load
         if not self.pending_ttl:
             return
         cmds: list[list[bytes]] = []

@@ -12,11 +12,18 @@ import contextlib
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import hiredis
 
-from .errors import AuthError, ProtocolError, RetryableError, classify_reply_error
+from .errors import (
+    AuthError,
+    FatalSyncError,
+    ProtocolError,
+    RetryableError,
+    classify_reply_error,
+)
 from .urls import RedisUrl
 
 __all__ = [
@@ -84,6 +91,9 @@ async def open_stream(
             ),
             timeout=url.connect_timeout,
         )
+    except ssl.SSLCertVerificationError as exc:
+        # The server's certificate is not the one we were told to trust: configuration, not luck.
+        raise FatalSyncError(f"{url.address}: TLS: server certificate not trusted: {exc}") from exc
     except ssl.SSLError as exc:
         raise RetryableError(f"{url.address}: TLS handshake failed: {exc}") from exc
     except (OSError, TimeoutError) as exc:
@@ -164,8 +174,10 @@ class RespConnection:
 
     def replies_ready(self) -> list[Any]:
         """Every reply already parsed, without waiting."""
+        # Not iter(gets, False): an integer reply 0 compares equal to False.
         out = []
-        while (reply := self.parser.gets()) is not False:
+        gets = self.parser.gets
+        while (reply := gets()) is not False:
             out.append(reply)
         return out
 
@@ -211,6 +223,10 @@ def _name(args: Sequence[Arg]) -> bytes | None:
     )
 
 
+def _is_command(cmd: Any) -> bool:
+    return type(cmd) is list and len(cmd) > 0 and type(cmd[0]) is bytes
+
+
 class CommandStreamParser:
     """Frames a master's replication stream into commands and their exact byte lengths.
 
@@ -241,23 +257,23 @@ class CommandStreamParser:
             raise ProtocolError("replication stream parser used after a protocol error")
         pending = self._pending
         pending += data
-        cmds: list[tuple[list[bytes], int]] = []
-        pos = 0
         try:
             self._reader.feed(bytes(data) if not isinstance(data, bytes) else data)
-            gets = self._reader.gets
-            packcmd = pack_command
-            while (cmd := gets()) is not False:
-                if type(cmd) is not list or not cmd or type(cmd[0]) is not bytes:
+            # C-level iteration: hiredis parses, pack_command gives each command's exact length.
+            # (iter(gets, False) is safe here only because a command is a list, never 0.)
+            parsed = list(iter(self._reader.gets, False))
+            ends = list(accumulate(map(len, map(pack_command, map(tuple, parsed)))))
+            pos = ends[-1] if ends else 0
+            if parsed:
+                if not all(map(_is_command, parsed)):
+                    bad = next(c for c in parsed if not _is_command(c))
                     raise ProtocolError(
-                        f"replication stream: expected a command array, got {cmd!r:.60}"
+                        f"replication stream: expected a command array, got {bad!r:.60}"
                     )
-                if pending[pos] != 42:  # '*'
-                    raise ProtocolError("replication stream: command does not start with '*'")
-                pos += len(packcmd(tuple(cmd)))
-                cmds.append((cmd, pos))
-            if pos and pending[pos - 2 : pos] != b"\r\n":
-                raise ProtocolError("replication stream: command framing mismatch")
+                if pending[0] != 42 or pending[pos - 2 : pos] != b"\r\n":  # '*' ... CRLF
+                    raise ProtocolError("replication stream: command framing mismatch")
+                if pos < len(pending) and pending[pos] != 42:
+                    raise ProtocolError("replication stream: command framing mismatch")
         except (hiredis.ProtocolError, TypeError, IndexError, ValueError) as exc:
             self._broken = True
             raise ProtocolError(f"replication stream: {exc}") from exc
@@ -266,4 +282,4 @@ class CommandStreamParser:
             raise
         raw = bytes(pending[:pos])
         del pending[:pos]
-        return raw, cmds
+        return raw, list(zip(parsed, ends, strict=True))

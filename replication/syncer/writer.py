@@ -141,36 +141,25 @@ class Pipeline:
         try:
             batches = self._batches
             while True:
-                for reply in await self.conn.read_some_replies():
+                replies = await self.conn.read_some_replies()
+                i, n = 0, len(replies)
+                while i < n:
                     if not batches:
-                        raise FatalSyncError(f"{self.where}: unexpected reply {reply!r:.80}")
+                        raise FatalSyncError(f"{self.where}: unexpected reply {replies[i]!r:.80}")
                     b = batches[0]
+                    take = min(b.replies - b.seen, n - i)
+                    chunk = replies[i : i + take]
+                    i += take
                     if b.future is not None:
-                        b.collected.append(reply)
-                    elif type(reply) is ReplyError:
-                        msg = str(reply)
-                        if (
-                            self.redirect is not None
-                            and b.cmds is not None
-                            and msg.startswith(("MOVED ", "ASK "))
-                        ):
-                            self.redirect(msg, b.cmds[b.seen])
-                        else:
-                            raise classify_reply_error(msg, where=self.where)
-                    elif b.seen == b.exec_at:
-                        self._check_exec(reply)
-                    b.seen += 1
+                        b.collected += chunk
+                    else:
+                        if ReplyError in map(type, chunk):
+                            self._reply_errors(b, chunk)
+                        if b.seen <= b.exec_at < b.seen + take:
+                            self._check_exec(chunk[b.exec_at - b.seen])
+                    b.seen += take
                     if b.seen == b.replies:
-                        batches.popleft()
-                        self._in_flight -= b.nbytes
-                        if b.on_done is not None:
-                            b.on_done()
-                        if b.future is not None and not b.future.done():
-                            b.future.set_result(b.collected)
-                        if self._in_flight < self.max_in_flight // 2:
-                            self._room.set()
-                        if not batches:
-                            self._idle.set()
+                        self._finish(batches.popleft())
         except SyncError as exc:
             self.error = exc
         except Exception as exc:
@@ -181,6 +170,32 @@ class Pipeline:
             for b in self._batches:
                 if b.future is not None and not b.future.done():
                     b.future.set_exception(self.error)
+
+    def _reply_errors(self, b: _Batch, chunk: list[Any]) -> None:
+        """Redirect MOVED/ASK (cluster) and raise on any other error reply."""
+        for j, reply in enumerate(chunk):
+            if type(reply) is not ReplyError:
+                continue
+            msg = str(reply)
+            if (
+                self.redirect is not None
+                and b.cmds is not None
+                and msg.startswith(("MOVED ", "ASK "))
+            ):
+                self.redirect(msg, b.cmds[b.seen + j])
+            else:
+                raise classify_reply_error(msg, where=self.where)
+
+    def _finish(self, b: _Batch) -> None:
+        self._in_flight -= b.nbytes
+        if b.on_done is not None:
+            b.on_done()
+        if b.future is not None and not b.future.done():
+            b.future.set_result(b.collected)
+        if self._in_flight < self.max_in_flight // 2:
+            self._room.set()
+        if not self._batches:
+            self._idle.set()
 
     def _check_exec(self, reply: Any) -> None:
         if reply is None:

@@ -12,7 +12,12 @@ import pytest
 import redis
 
 from replication.syncer.engine import SourceConfig
-from replication.syncer.errors import AuthError, FullSyncRequired, OutOfMemoryError
+from replication.syncer.errors import (
+    AuthError,
+    FullSyncRequired,
+    OutOfMemoryError,
+    OutputBufferLimitError,
+)
 from tests.support.compare import assert_same_data
 from tests.support.proxy import TcpProxy
 from tests.support.servers import RedisServer
@@ -345,3 +350,31 @@ def test_pause_keeps_position_and_resume_continues(servers: Servers, engines: En
     in_sync_and_caught_up(et, src)
     assert et.status().as_dict()["partial_syncs"] == 1
     assert_same_data([src.client()], [dst.client()])
+
+
+def test_source_dropping_us_for_output_buffer_limit_is_fatal_and_named(
+    servers: Servers, engines: Engines
+) -> None:
+    src = servers(args=["--client-output-buffer-limit", "replica 256kb 128kb 1"])
+    dst = servers()
+    populate(src.client(), 20000)
+    stop = threading.Event()
+
+    def load() -> None:
+        c = src.client()
+        blob = b"x" * 1000
+        while not stop.is_set():
+            c.set("churn", blob)
+
+    t = threading.Thread(target=load)
+    t.start()
+    try:
+        with TcpProxy(src.port) as proxy:
+            proxy.throttle(300_000)  # slow snapshot: the writes buffered for us exceed the limit
+            et = engines([f"redis://127.0.0.1:{proxy.port}"], dst.url)
+            err = et.wait_done(timeout=180)
+    finally:
+        stop.set()
+        t.join()
+    assert isinstance(err, OutputBufferLimitError), err
+    assert "client-output-buffer-limit" in str(err)
