@@ -194,6 +194,8 @@ def start_shard(spec: DatabaseSpec, shard: ShardSpec) -> None:
         return  # adopted: already running
     with contextlib.suppress(FileNotFoundError):
         (spec.shard_dir(shard) / "redis.pid").unlink()
+    log = spec.shard_dir(shard) / "redis.log"
+    log_start = log.stat().st_size if log.exists() else 0
     result = subprocess.run(
         [spec.redis_server, str(conf)], capture_output=True, text=True, timeout=30, check=False
     )
@@ -203,12 +205,27 @@ def start_shard(spec: DatabaseSpec, shard: ShardSpec) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while not shard_answers(spec, shard):
         pid = read_pid(spec, shard)
-        if (pid is not None and not pid_alive(pid)) or time.monotonic() > deadline:
+        if (
+            (pid is not None and not pid_alive(pid))
+            or _aborted(log, log_start)
+            or time.monotonic() > deadline
+        ):
             reason = log_tail(spec, shard) or "no answer"
             raise ProvisioningError(
                 f"shard {shard.index} on port {shard.port} did not start: {reason}"
             )
         time.sleep(0.05)
+
+
+def _aborted(log: Path, start: int) -> bool:
+    """True when redis-server wrote that it gives up (it exits without leaving a pidfile)."""
+    try:
+        with log.open("rb") as f:
+            f.seek(start)
+            new = f.read().lower()
+    except OSError:
+        return False
+    return b"aborting" in new or b"fatal" in new
 
 
 def form_cluster(spec: DatabaseSpec) -> None:

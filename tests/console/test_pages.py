@@ -447,8 +447,9 @@ def test_delete_asks_for_confirmation_then_deletes(
     assert database.status == DatabaseStatus.DELETE_PENDING
     page = admin_client.get(reverse("database-detail", kwargs={"uid": database.pk}))
     assert b"being deleted" in page.content
-    # A second delete (another tab, a double click) is harmless.
-    assert admin_client.post(url).status_code == 302
+    # A second delete (another tab, a double click) is refused with a message; nothing changes.
+    again = admin_client.post(url)
+    assert again.status_code == 400 and b"already being deleted" in again.content
     database.refresh_from_db()
     assert database.status == DatabaseStatus.DELETE_PENDING
 
