@@ -689,17 +689,17 @@ class _Link:
                 if not parsed:
                     continue
                 if not self.catching_up and special.isdisjoint(
-                    map(bytes.upper, map(itemgetter(0), map(itemgetter(0), parsed)))
+                    map(bytes.upper, map(itemgetter(0), parsed))
                 ):
                     # The common case: plain data commands only, forwarded as they came.
                     runs.append(raw)
                     ncmds += len(parsed)
                     if needs_args:
-                        cmds.extend(map(itemgetter(0), parsed))
+                        cmds.extend(parsed)
                     parsed = []
                 mv = memoryview(raw)
                 start = prev = 0
-                for args, end in parsed:
+                for args, end in zip(parsed, parser.ends(parsed), strict=True):
                     name = args[0].upper()
                     if name in special:
                         if name == b"SELECT":

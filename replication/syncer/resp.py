@@ -12,7 +12,8 @@ import contextlib
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, chain
+from operator import itemgetter
 from typing import Any
 
 import hiredis
@@ -223,21 +224,38 @@ def _name(args: Sequence[Arg]) -> bytes | None:
     )
 
 
-def _is_command(cmd: Any) -> bool:
-    return type(cmd) is list and len(cmd) > 0 and type(cmd[0]) is bytes
+# Bytes a bulk string of length n adds beyond its content ("$<n>\r\n" + "\r\n"), and a
+# command of argc arguments beyond them ("*<argc>\r\n"), for the usual sizes; larger ones fall
+# back to encoding the command.
+_BULK_EXTRA = [len(str(n)) + 5 for n in range(1 << 16)]
+_ARRAY_EXTRA = [len(str(n)) + 3 for n in range(1 << 16)]
+_first = itemgetter(0)
+
+
+def encoded_size(cmds: list[list[bytes]]) -> int:
+    """Bytes of these commands as canonical multibulk (C-level sums, no per-command Python)."""
+    lens = list(map(len, chain.from_iterable(cmds)))
+    try:
+        return (
+            sum(lens)
+            + sum(map(_BULK_EXTRA.__getitem__, lens))
+            + sum(map(_ARRAY_EXTRA.__getitem__, map(len, cmds)))
+        )
+    except IndexError:  # an argument (or argument count) of 64 KiB or more
+        return sum(map(len, map(pack_command, map(tuple, cmds))))
 
 
 class CommandStreamParser:
-    """Frames a master's replication stream into commands and their exact byte lengths.
+    """Frames a master's replication stream into commands with exact byte counts.
 
     `feed(data)` returns `(raw, cmds)`: `raw` holds exactly the bytes of the complete commands
-    found so far (a partial command at the end stays buffered), and `cmds` is a list of
-    `(args, end)` where `end` is the position in `raw` just after that command. The replication
-    offset advances by `len(raw)`; a slice of `raw` is what we forward to a standalone destination.
+    found so far (a partial command at the end stays buffered) and `cmds` their arguments. The
+    replication offset advances by `len(raw)`; `raw` (or slices of it, cut at `ends(cmds)`) is
+    what we forward to a standalone destination.
 
-    Parsing is hiredis (C); the length of each command is that of its canonical multibulk encoding,
-    which is what masters emit (checked: every command must start with `*` and end with CRLF
-    where we think it does, otherwise `ProtocolError`).
+    Parsing is hiredis (C); the size of a command is that of its canonical multibulk encoding,
+    which is what masters emit (checked: the commands must start with `*` and end with CRLF
+    where we think they do, otherwise `ProtocolError`).
     """
 
     def __init__(self) -> None:
@@ -250,26 +268,27 @@ class CommandStreamParser:
         """Bytes received but not yet part of a complete command."""
         return len(self._pending)
 
-    def feed(
-        self, data: bytes | bytearray | memoryview
-    ) -> tuple[bytes, list[tuple[list[bytes], int]]]:
+    @staticmethod
+    def ends(cmds: list[list[bytes]]) -> list[int]:
+        """Position in `raw` just after each command (for cutting it into runs)."""
+        return list(accumulate(map(len, map(pack_command, map(tuple, cmds)))))
+
+    def feed(self, data: bytes | bytearray | memoryview) -> tuple[bytes, list[list[bytes]]]:
         if self._broken:
             raise ProtocolError("replication stream parser used after a protocol error")
         pending = self._pending
         pending += data
         try:
             self._reader.feed(bytes(data) if not isinstance(data, bytes) else data)
-            # C-level iteration: hiredis parses, pack_command gives each command's exact length.
-            # (iter(gets, False) is safe here only because a command is a list, never 0.)
+            # C-level iteration (iter(gets, False) is safe because a command is a list, never 0).
             parsed = list(iter(self._reader.gets, False))
-            ends = list(accumulate(map(len, map(pack_command, map(tuple, parsed)))))
-            pos = ends[-1] if ends else 0
+            pos = 0
             if parsed:
-                if not all(map(_is_command, parsed)):
-                    bad = next(c for c in parsed if not _is_command(c))
-                    raise ProtocolError(
-                        f"replication stream: expected a command array, got {bad!r:.60}"
-                    )
+                if set(map(type, parsed)) != {list} or set(map(type, map(_first, parsed))) != {
+                    bytes
+                }:
+                    raise ProtocolError("replication stream: expected command arrays")
+                pos = encoded_size(parsed)
                 if pending[0] != 42 or pending[pos - 2 : pos] != b"\r\n":  # '*' ... CRLF
                     raise ProtocolError("replication stream: command framing mismatch")
                 if pos < len(pending) and pending[pos] != 42:
@@ -282,4 +301,4 @@ class CommandStreamParser:
             raise
         raw = bytes(pending[:pos])
         del pending[:pos]
-        return raw, list(zip(parsed, ends, strict=True))
+        return raw, parsed

@@ -141,35 +141,27 @@ def test_cut_mid_stream_resumes_with_partial_sync(servers: Servers, engines: Eng
     assert_same_data([src.client()], [dst.client()])
 
 
-def test_cut_mid_snapshot_restarts_the_full_sync(servers: Servers, engines: Engines) -> None:
+@pytest.mark.parametrize("automatic", [True, False])
+def test_cut_mid_snapshot(servers: Servers, engines: Engines, automatic: bool) -> None:
+    """A snapshot cannot be resumed: automatic mode flushes and reloads, else the caller is told."""
     src, dst = servers(), servers()
     populate(src.client(), 20000)
     with TcpProxy(src.port) as proxy:
         proxy.throttle(500_000)
-        et = engines([f"redis://127.0.0.1:{proxy.port}"], dst.url)
+        et = engines([f"redis://127.0.0.1:{proxy.port}"], dst.url, auto_full_sync=automatic)
         wait_for(
             lambda: et.status().as_dict()["keys_loaded"] > 1000, what="part of the snapshot loaded"
         )
         proxy.cut()
+        if not automatic:
+            assert isinstance(et.wait_done(), FullSyncRequired)
+            return
         # keys deleted now were loaded already: they must not survive as orphans
         src.client().delete(*[f"k:{i}" for i in range(0, 20000, 7)])
         proxy.throttle(None)
         in_sync_and_caught_up(et, src)
     assert et.engine.full_sync_rounds == 2
     assert_same_data([src.client()], [dst.client()])
-
-
-def test_cut_mid_snapshot_tells_the_caller(servers: Servers, engines: Engines) -> None:
-    src, dst = servers(), servers()
-    populate(src.client(), 20000)
-    with TcpProxy(src.port) as proxy:
-        proxy.throttle(500_000)
-        et = engines([f"redis://127.0.0.1:{proxy.port}"], dst.url, auto_full_sync=False)
-        wait_for(
-            lambda: et.status().as_dict()["keys_loaded"] > 1000, what="part of the snapshot loaded"
-        )
-        proxy.cut()
-        assert isinstance(et.wait_done(), FullSyncRequired)
 
 
 def test_backlog_too_small_tells_the_caller(servers: Servers, engines: Engines) -> None:

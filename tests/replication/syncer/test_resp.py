@@ -23,12 +23,18 @@ STREAM = (
 def test_commands_and_exact_lengths() -> None:
     raw, cmds = CommandStreamParser().feed(STREAM)
     assert raw == STREAM
-    assert [c[0] for c, _ in cmds] == [b"SELECT", b"SET", b"PING", b"REPLCONF", b"RPUSH"]
-    ends = [end for _, end in cmds]
+    assert [c[0] for c in cmds] == [b"SELECT", b"SET", b"PING", b"REPLCONF", b"RPUSH"]
+    ends = CommandStreamParser.ends(cmds)
     assert ends[-1] == len(STREAM)
     starts = [0, *ends[:-1]]
-    for (args, end), start in zip(cmds, starts, strict=True):
+    for args, end, start in zip(cmds, ends, starts, strict=True):
         assert raw[start:end] == pack(*args)
+
+
+def test_large_arguments_take_the_exact_path() -> None:
+    big = pack(b"SET", b"k", b"v" * 70000) + pack(b"DEL", b"k")
+    raw, cmds = CommandStreamParser().feed(big)
+    assert raw == big and len(cmds) == 2
 
 
 def test_any_split_gives_the_same_commands_and_offsets() -> None:
@@ -37,7 +43,7 @@ def test_any_split_gives_the_same_commands_and_offsets() -> None:
         raw1, c1 = p.feed(STREAM[:cut])
         raw2, c2 = p.feed(STREAM[cut:])
         assert raw1 + raw2 == STREAM
-        assert [c for c, _ in c1 + c2] == [c for c, _ in CommandStreamParser().feed(STREAM)[1]]
+        assert c1 + c2 == CommandStreamParser().feed(STREAM)[1]
         assert p.buffered == 0
 
 
@@ -81,10 +87,10 @@ def test_fuzz_mutated_streams_end_cleanly(
         for i in range(0, len(stream), chunk):
             raw, cmds = p.feed(bytes(stream[i : i + chunk]))
             consumed += len(raw)
-            for args, _ in cmds:
+            for args in cmds:
                 assert isinstance(args[0], bytes)
             if cmds:
-                assert cmds[-1][1] == len(raw)
+                assert CommandStreamParser.ends(cmds)[-1] == len(raw)
     except ProtocolError:
         return
     assert consumed + p.buffered == len(stream)
@@ -96,7 +102,7 @@ def test_fuzz_valid_commands_round_trip(commands: list[list[bytes]]) -> None:
     stream = b"".join(pack(*c) for c in commands)
     raw, cmds = CommandStreamParser().feed(stream)
     assert raw == stream
-    assert [c for c, _ in cmds] == commands
+    assert cmds == commands
 
 
 def test_pack_is_length_prefixed_multibulk() -> None:
