@@ -49,6 +49,13 @@ def snapshot(server: RedisServer) -> bytes:
     return (server.dir / "dump.rdb").read_bytes()
 
 
+def fill_big_values(client: redis.Redis, seed: int) -> None:
+    """A 1,000,000-element list and a 50 MB string: the issue's large-value cases."""
+    for start in range(0, 1_000_000, 50_000):
+        client.rpush("biglist", *range(start, start + 50_000))
+    client.set("bigstring", random.Random(seed).randbytes(50 * 1024 * 1024))
+
+
 def parse(data: bytes, chunk: int | None = None, rng: random.Random | None = None) -> list[RdbItem]:
     """All items of an RDB, fed whole, in `chunk`-sized pieces, or in random pieces."""
     parser = RdbParser()

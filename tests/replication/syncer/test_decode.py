@@ -39,6 +39,7 @@ from tests.replication.syncer.rdb_fixtures import (
     crafted_file,
     decode_all,
     digest,
+    fill_big_values,
     functions,
     intset,
     keys_of,
@@ -261,9 +262,7 @@ def test_old_encodings_decode_like_the_server_loads_them(
 @pytest.mark.slow
 def test_million_element_list_and_50mb_string(redis_a: RedisServer, redis_b: RedisServer) -> None:
     c = redis_a.client()
-    for start in range(0, 1_000_000, 50_000):
-        c.rpush("biglist", *range(start, start + 50_000))
-    c.set("bigstring", random.Random(6).randbytes(50 * 1024 * 1024))
+    fill_big_values(c, seed=6)
     data = snapshot(redis_a)
     decode_all(redis_b.client(), parse(data, chunk=65536))
     assert redis_b.client().llen("biglist") == 1_000_000

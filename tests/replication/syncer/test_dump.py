@@ -15,6 +15,7 @@ from tests.replication.syncer.rdb_fixtures import (
     assert_applies_like_a_server_load,
     assert_same_keyspace,
     digest,
+    fill_big_values,
     functions,
     keys_of,
     keyspace,
@@ -124,9 +125,7 @@ def test_old_encodings_restore_like_the_server_loads_them(
 @pytest.mark.slow
 def test_million_element_list_and_50mb_string(redis_a: RedisServer, redis_b: RedisServer) -> None:
     c = redis_a.client()
-    for start in range(0, 1_000_000, 50_000):
-        c.rpush("biglist", *range(start, start + 50_000))
-    c.set("bigstring", random.Random(5).randbytes(50 * 1024 * 1024))
+    fill_big_values(c, seed=5)
     c.set("after", "x")
     data = snapshot(redis_a)
     keys = keys_of(parse(data, chunk=65536))
