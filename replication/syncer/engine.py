@@ -452,6 +452,7 @@ class _Link:
             while True:
                 writer = self.engine.make_writer()
                 link = SourceLink(self.url, self.tls)
+                accepted = False  # the source answered this connection's PSYNC
                 try:
                     self._update(phase=Phase.CONNECTING)
                     await writer.open()
@@ -463,6 +464,7 @@ class _Link:
                         if saved is not None and saved.state is CheckpointState.STREAMING:
                             self.ckpt = saved
                         reply = await link.psync(self.ckpt.replid, self.ckpt.offset)
+                        accepted = True
                         if reply.full:
                             raise FullSyncRequired(
                                 self.link_id,
@@ -480,6 +482,7 @@ class _Link:
                                 self.link_id, "the link dropped while loading the snapshot"
                             )
                         reply = await link.psync(None, -1)
+                        accepted = True
                         if not reply.full:
                             raise ProtocolError(
                                 f"{link.where}: PSYNC ? -1 answered without FULLRESYNC"
@@ -488,7 +491,7 @@ class _Link:
                     backoff = 0.5
                     await self._stream(link, writer)
                 except RetryableError as exc:
-                    self._note_drop(exc)
+                    self._note_drop(exc, accepted=accepted)
                     self._update(phase=Phase.OUT_OF_SYNC, last_error=str(exc), lag_ms=None)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self.engine.backoff_max)
@@ -499,11 +502,12 @@ class _Link:
             sampler.cancel()
             await asyncio.gather(sampler, return_exceptions=True)
 
-    def _note_drop(self, exc: RetryableError) -> None:
+    def _note_drop(self, exc: RetryableError, *, accepted: bool) -> None:
         """A source that keeps closing the link while we load (or catch up after loading) is
-        over its output buffer limit for replicas."""
+        over its output buffer limit for replicas. Only closes after the source accepted us as
+        a replica count: a close before its PSYNC answer means it is down or restarting."""
         loading = self.status.phase is Phase.SYNCING or self.catching_up
-        if not loading or "closed" not in str(exc):
+        if not accepted or not loading or "closed" not in str(exc):
             return
         drops = self.engine._drops.get(self.link_id, 0) + 1
         self.engine._drops[self.link_id] = drops

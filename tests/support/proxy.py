@@ -29,7 +29,8 @@ class TcpProxy:
         self.port = port or free_port()
         self.rate: float | None = None  # bytes/s server → client; None = unlimited
         self.refusing = False
-        self.connections_total = 0
+        self.connections_total = 0  # connections passed through to the target
+        self.accepted_total = 0  # every connection accepted, including ones the target refused
         self.bytes_down = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -84,6 +85,11 @@ class TcpProxy:
         await self._cut()
         if self._server is not None:
             self._server.close()
+        # Finish every connection handler, so none is destroyed pending when the loop stops.
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     async def _cut(self) -> int:
         links = list(self._links)
@@ -95,6 +101,7 @@ class TcpProxy:
         return len(links)
 
     async def _handle(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+        self.accepted_total += 1
         if self.refusing:
             c_writer.transport.abort()
             return

@@ -191,10 +191,14 @@ def test_source_shutdown_save_restart_continues_with_new_replid(
         src.client().incr("before")
         in_sync_and_caught_up(et, src)
         old = et.status().links[0].replid
+        attempts = proxy.accepted_total
         with contextlib.suppress(redis.ConnectionError):
             src.client().shutdown(save=True)
         assert src.proc is not None
         src.proc.wait(30)
+        # Stay down through several reconnects: closes before the source answers PSYNC are
+        # plain connection errors, never the output-buffer-limit heuristic's drops.
+        wait_for(lambda: proxy.accepted_total >= attempts + 3, what="3 reconnect attempts")
         src.start()
         src.client().incr("after")
         wait_for(
