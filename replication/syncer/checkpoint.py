@@ -20,9 +20,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["CHECKPOINT_KEY", "Checkpoint", "CheckpointState", "is_bookkeeping_key"]
+__all__ = [
+    "CHECKPOINT_KEY",
+    "JOB_TAG_FIELD",
+    "Checkpoint",
+    "CheckpointState",
+    "is_bookkeeping_key",
+]
 
 CHECKPOINT_KEY = b"__replicaof:{syncer}:checkpoint"
+# Field of the same hash naming the job that flushed the destination (SyncEngine(job_tag=...)):
+# a job that finds another tag, or none, flushes and loads from scratch; the same tag resumes.
+JOB_TAG_FIELD = b"__job"
 _FORMAT = b"v1"
 
 

@@ -9,7 +9,10 @@ How one run goes (state machine of the engine):
 2. Read the checkpoints stored in the destination (checkpoint.py). If every link has a
    `streaming` checkpoint and `flush` is off, each link continues with `PSYNC replid offset+1`.
    Otherwise all links full-sync; the destination is flushed first when `flush` is set, or when the
-   checkpoints show that this destination was ours and is now incomplete.
+   checkpoints show that this destination was ours and is now incomplete. With a `job_tag`
+   (the control plane passes destination + generation), the destination is also flushed unless
+   the checkpoint hash carries that same tag, which is written right after the flush: a new
+   generation always starts clean, a re-queued job of the same generation resumes.
 3. Each link runs independently (its own source connection, its own destination connection):
    full sync (snapshot → RESTORE or decoded commands) then the command stream, batch by batch in
    `MULTI … EXEC` with its checkpoint. A dropped link is retried with backoff and resumes from
@@ -55,7 +58,7 @@ from typing import Any
 
 import hiredis
 
-from .checkpoint import Checkpoint, CheckpointState
+from .checkpoint import CHECKPOINT_KEY, JOB_TAG_FIELD, Checkpoint, CheckpointState
 from .cluster import ClusterWriter
 from .errors import (
     FatalSyncError,
@@ -130,6 +133,7 @@ class SyncEngine:
         status_interval: float = 0.25,
         backoff_max: float = 10.0,
         writer_factory: Callable[[RedisUrl, TlsOptions | None], Writer] | None = None,
+        job_tag: str | None = None,
     ) -> None:
         if not 1 <= len(sources) <= 32:
             raise FatalSyncError("a destination has 1 to 32 sources")
@@ -145,6 +149,7 @@ class SyncEngine:
         self.status_interval = status_interval
         self.backoff_max = backoff_max
         self._writer_factory = writer_factory
+        self.job_tag = job_tag
         self._statuses = [SourceStatus(source=_as_url(s.url).redacted()) for s in self.sources]
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -339,6 +344,11 @@ class SyncEngine:
                 backoff = min(backoff * 2, self.backoff_max)
         try:
             ckpts = await control.read_checkpoints()
+            if self.job_tag is not None:
+                tag = await control.probe((b"HGET", CHECKPOINT_KEY, JOB_TAG_FIELD))
+                if tag != self.job_tag.encode():
+                    # Written by another job (or by nobody): this job starts from scratch.
+                    flush = True
             saved = [ckpts.get(ln.link_id) for ln in links]
             resumable = all(c is not None and c.state is CheckpointState.STREAMING for c in saved)
             if not flush and not resumable and any(c is not None for c in saved):
@@ -349,6 +359,10 @@ class SyncEngine:
                 )
             if flush:
                 await control.flushall()
+                if self.job_tag is not None:
+                    await control.probe(
+                        (b"HSET", CHECKPOINT_KEY, JOB_TAG_FIELD, self.job_tag.encode())
+                    )
         finally:
             await control.aclose()
         full = flush or not resumable

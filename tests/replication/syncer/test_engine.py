@@ -374,3 +374,32 @@ def test_source_dropping_us_for_output_buffer_limit_is_fatal_and_named(
         t.join()
     assert isinstance(err, OutputBufferLimitError), err
     assert "client-output-buffer-limit" in str(err)
+
+
+def test_job_tag_flushes_for_a_new_job_and_resumes_the_same_job(
+    servers: Servers, engines: Engines
+) -> None:
+    src, dst = servers(), servers()
+    populate(src.client(), 300)
+    dst.client().set("stray", "written before Replica Of")
+    et = engines([SourceConfig(src.url, name="source-1")], dst.url, job_tag="7:1")
+    in_sync_and_caught_up(et, src)
+    assert dst.client().get("stray") is None  # the first job of a tag starts clean
+    et.stop()
+
+    # Same tag again (a re-queued job): partial sync, nothing flushed.
+    src.client().incr("between-jobs")
+    et = engines([SourceConfig(src.url, name="source-1")], dst.url, job_tag="7:1")
+    in_sync_and_caught_up(et, src)
+    assert et.status().as_dict()["partial_syncs"] == 1
+    assert et.status().as_dict()["full_syncs"] == 0
+    assert_same_data([src.client()], [dst.client()])
+    et.stop()
+
+    # A new tag (a new generation): flushed and loaded again even though it could resume.
+    dst.client().set("stray", "written by admin")
+    et = engines([SourceConfig(src.url, name="source-1")], dst.url, job_tag="7:2")
+    in_sync_and_caught_up(et, src)
+    assert et.status().as_dict()["full_syncs"] == 1
+    assert dst.client().get("stray") is None
+    assert_same_data([src.client()], [dst.client()])
