@@ -19,6 +19,12 @@ if ! command -v redis-server >/dev/null 2>&1; then
   (as_root systemctl disable --now redis-server >/dev/null 2>&1) || true
 fi
 
+# Browser tests drive Debian's Chromium headless (Playwright never downloads a browser here).
+if [ "$want" = dev ] && ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium (Debian package, for the browser tests)…"
+  apt_install chromium
+fi
+
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 if [ ! -x .venv/bin/python ]; then
