@@ -11,6 +11,7 @@ from console.errors import ApplicationError
 from console.models import Persistence
 
 MB = 1024 * 1024
+PEM_FILE_LIMIT = 64 * 1024
 
 
 class ServiceErrorForm(forms.Form):
@@ -125,6 +126,86 @@ class DatabaseEditForm(ServiceErrorForm):
         elif data["password"]:
             password = data["password"]
         return {"memory_size": memory, "password": password}
+
+
+class SecretTextarea(forms.Textarea):
+    """A textarea that never renders its value back into the page (private keys)."""
+
+    def format_value(self, value: Any) -> str | None:
+        return None
+
+
+def _pem_text(form: forms.Form, text_field: str, file_field: str, what: str) -> str:
+    """The PEM from the upload if one was given, else from the paste box."""
+    upload = form.cleaned_data.get(file_field)
+    if upload:
+        raw = upload.read(PEM_FILE_LIMIT + 1)
+        if len(raw) > PEM_FILE_LIMIT:
+            form.add_error(file_field, f"The file is larger than 64 KiB: not a {what} PEM file.")
+            return ""
+        try:
+            return str(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            form.add_error(file_field, f"The file is not text: a {what} PEM file is expected.")
+            return ""
+    text = str(form.cleaned_data.get(text_field) or "")
+    if not text.strip():
+        form.add_error(text_field, f"Paste the {what} or upload its file.")
+    return text
+
+
+class CertificateReplaceForm(ServiceErrorForm):
+    """A new certificate and its private key, each pasted or uploaded (the upload wins)."""
+
+    service_fields: ClassVar[dict[str, str]] = {
+        "certificate": "certificate_pem",
+        "key": "private_key_pem",
+    }
+
+    certificate_pem = forms.CharField(
+        label="Certificate (PEM)",
+        required=False,
+        strip=False,
+        help_text="Starts with -----BEGIN CERTIFICATE-----.",
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false", "class": "mono"}),
+    )
+    certificate_file = forms.FileField(label="Or upload the certificate file", required=False)
+    private_key_pem = forms.CharField(
+        label="Private key (PEM)",
+        required=False,
+        strip=False,
+        help_text="Unencrypted PKCS#8, PKCS#1 or SEC1. It is stored encrypted and never shown.",
+        widget=SecretTextarea(
+            attrs={"rows": 6, "spellcheck": "false", "autocomplete": "off", "class": "mono"}
+        ),
+    )
+    private_key_file = forms.FileField(label="Or upload the private key file", required=False)
+
+    def clean(self) -> dict[str, Any] | None:
+        data = super().clean()
+        if data is not None:
+            data["certificate"] = _pem_text(
+                self, "certificate_pem", "certificate_file", "certificate"
+            )
+            data["private_key"] = _pem_text(
+                self, "private_key_pem", "private_key_file", "private key"
+            )
+        return data
+
+    def add_service_error(self, exc: ApplicationError) -> None:
+        # The error belongs next to what the operator gave: the upload if there was one.
+        uploads = {"certificate": "certificate_file", "key": "private_key_file"}
+        upload = uploads.get(exc.field or "")
+        if upload and self.cleaned_data.get(upload):
+            self.add_error(upload, exc.message)
+        else:
+            super().add_service_error(exc)
+
+    def service_kwargs(self) -> dict[str, str]:
+        return {
+            "certificate_pem": self.cleaned_data["certificate"],
+            "private_key_pem": self.cleaned_data["private_key"],
+        }
 
 
 class AuditFilterForm(forms.Form):

@@ -15,5 +15,16 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("databases/<int:uid>/delete/", views.database_delete, name="database-delete"),
     path("nodes/", views.node_list, name="node-list"),
     path("cluster/", views.cluster_detail, name="cluster"),
+    path("cluster/security/", views.cluster_security, name="cluster-security"),
+    path(
+        "cluster/security/certificates/<str:kind>.pem",
+        views.certificate_download,
+        name="certificate-download",
+    ),
+    path(
+        "cluster/security/certificates/<str:kind>/replace/",
+        views.certificate_replace,
+        name="certificate-replace",
+    ),
     path("audit/", views.audit_log, name="audit-log"),
 ]

@@ -12,7 +12,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
@@ -20,8 +20,13 @@ from django.views.decorators.http import require_GET, require_http_methods
 from console import selectors, services
 from console.auth import login_failed, login_succeeded, login_throttled
 from console.errors import ApplicationError
-from console.forms import AuditFilterForm, DatabaseCreateForm, DatabaseEditForm
-from console.models import Database, DatabaseStatus, User
+from console.forms import (
+    AuditFilterForm,
+    CertificateReplaceForm,
+    DatabaseCreateForm,
+    DatabaseEditForm,
+)
+from console.models import Certificate, Database, DatabaseStatus, User
 from console.permissions import is_admin
 
 # While a database is in one of these, its page reloads itself until the node is done.
@@ -181,11 +186,53 @@ def node_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def cluster_detail(request: HttpRequest) -> HttpResponse:
+    return render(request, "console/cluster.html", {"tab": "configuration"})
+
+
+def _certificate(kind: str) -> Certificate:
     # Private keys never leave the database for a page: not even into the template context.
-    certificates = selectors.certificate_list().defer("private_key_pem", "certificate_pem")
-    return render(
-        request, "console/cluster.html", {"certificates": certificates, "now": timezone.now()}
-    )
+    cert = selectors.certificate_list().defer("private_key_pem").filter(kind=kind).first()
+    if cert is None:
+        raise Http404("no such certificate")
+    return cert
+
+
+@require_GET
+def cluster_security(request: HttpRequest) -> HttpResponse:
+    certificates = selectors.certificate_list().defer("private_key_pem")
+    context = {"certificates": certificates, "now": timezone.now(), "tab": "security"}
+    return render(request, "console/cluster_security.html", context)
+
+
+@require_GET
+def certificate_download(request: HttpRequest, kind: str) -> HttpResponse:
+    """The certificate alone (public), as a .pem file."""
+    cert = _certificate(kind)
+    response = HttpResponse(cert.certificate_pem, content_type="application/x-pem-file")
+    response["Content-Disposition"] = f'attachment; filename="{cert.kind}-certificate.pem"'
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+@admin_required
+def certificate_replace(request: HttpRequest, kind: str) -> HttpResponse:
+    cert = _certificate(kind)
+    form = CertificateReplaceForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            new = services.certificate_replace(
+                actor=_user(request), kind=cert.kind, **form.service_kwargs()
+            )
+        except ApplicationError as exc:
+            form.add_service_error(exc)
+        else:
+            messages.success(
+                request,
+                f"{new.get_kind_display()} replaced. New fingerprint {new.fingerprint_sha256}.",
+            )
+            return redirect("cluster-security")
+    context = {"certificate": cert, "form": form, "tab": "security"}
+    return render(request, "console/certificate_replace.html", context)
 
 
 @require_GET

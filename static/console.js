@@ -16,4 +16,46 @@ function localizeTimes(root) {
   });
 }
 
+// Copy a text to the clipboard; outside a secure context (plain HTTP to a remote host) the
+// asynchronous clipboard API is missing, so a selected textarea and execCommand stand in.
+async function copyText(text) {
+  if (navigator.clipboard && window.isSecureContext) {
+    await navigator.clipboard.writeText(text);
+    return;
+  }
+  const area = document.createElement("textarea");
+  area.value = text;
+  area.setAttribute("readonly", "");
+  area.style.position = "fixed";
+  area.style.opacity = "0";
+  document.body.appendChild(area);
+  area.select();
+  const ok = document.execCommand("copy");
+  area.remove();
+  if (!ok) throw new Error("copy refused");
+}
+
+// Buttons with data-copy="<selector>" copy that element's text (or value) and say so.
+function announce(text) {
+  const status = document.querySelector(".copy-status");
+  if (!status) return;
+  status.textContent = text;
+  clearTimeout(announce.timer);
+  announce.timer = setTimeout(() => { status.textContent = ""; }, 2500);
+}
+
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("[data-copy]");
+  if (!button) return;
+  const source = document.querySelector(button.dataset.copy);
+  if (!source) return;
+  const text = "value" in source && source.tagName !== "PRE" ? source.value : source.textContent;
+  try {
+    await copyText(text);
+    announce(button.dataset.copied || "Copied to the clipboard.");
+  } catch (err) {
+    announce("Copying failed: select the text and copy it by hand.");
+  }
+});
+
 document.addEventListener("DOMContentLoaded", () => localizeTimes(document));
