@@ -4,10 +4,41 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from console import apis
+from replication import apis as replica_apis
 
 urlpatterns = [
     path("bdbs", apis.BdbListApi.as_view(), name="api-bdb-list"),
     path("bdbs/<int:uid>", apis.BdbDetailApi.as_view(), name="api-bdb-detail"),
+    path(
+        "bdbs/<int:uid>/actions/replica_source_url",
+        replica_apis.ReplicaSourceUrlApi.as_view(),
+        name="api-bdb-replica-source-url",
+    ),
+    path(
+        "bdbs/<int:uid>/actions/regenerate_admin_password",
+        replica_apis.RegenerateAdminPasswordApi.as_view(),
+        name="api-bdb-regenerate-admin-password",
+    ),
+    path(
+        "bdbs/<int:uid>/actions/replica_sync_restart",
+        replica_apis.ReplicaSyncRestartApi.as_view(),
+        name="api-bdb-replica-sync-restart",
+    ),
+    path(
+        "bdbs/<int:uid>/actions/update_credentials",
+        replica_apis.ReplicaCredentialsUpdateApi.as_view(),
+        name="api-bdb-update-credentials",
+    ),
+    path(
+        "bdbs/<int:uid>/sync_source_stats",
+        replica_apis.SyncSourceStatsApi.as_view(),
+        name="api-bdb-sync-source-stats",
+    ),
+    path(
+        "bdbs/<int:uid>/sync_source_stats/<int:source_uid>",
+        replica_apis.SyncSourceStatsApi.as_view(),
+        name="api-bdb-sync-source-stats-one",
+    ),
     path("cluster", apis.ClusterApi.as_view(), name="api-cluster"),
     path("cluster/certificates", apis.CertificatesApi.as_view(), name="api-certificates"),
     path("cluster/update_cert", apis.CertificatesApi.as_view(), name="api-update-cert"),

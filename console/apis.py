@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -22,6 +23,7 @@ from console.serializers import (
     ClusterSerializer,
     NodeSerializer,
 )
+from replication.apis import bdb_replica_update
 
 IMMUTABLE_BDB_FIELDS = {"name": "name", "port": "port", "shards_count": "shards_count"}
 
@@ -63,12 +65,16 @@ class BdbDetailApi(APIView):
                 raise ApplicationError(f"{field} cannot be changed", field=field)
         body = BdbUpdateSerializer(data=data)
         body.is_valid(raise_exception=True)
-        db = services.database_update(
-            actor=request.user,  # type: ignore[arg-type]
-            database=db,
-            memory_size=body.validated_data.get("memory_size"),
-            password=body.validated_data.get("authentication_redis_pass"),
-        )
+        # One PUT, one outcome: a refused Replica Of change undoes the rest of it.
+        with transaction.atomic():
+            db = services.database_update(
+                actor=request.user,  # type: ignore[arg-type]
+                database=db,
+                memory_size=body.validated_data.get("memory_size"),
+                password=body.validated_data.get("authentication_redis_pass"),
+            )
+            bdb_replica_update(actor=request.user, database=db, data=data)  # type: ignore[arg-type]
+        db.refresh_from_db()
         return Response(BdbSerializer(db).data)
 
     @extend_schema(responses={204: None})

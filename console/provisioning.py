@@ -48,6 +48,8 @@ class DatabaseSpec:
     shards: tuple[ShardSpec, ...]
     data_dir: Path
     redis_server: str = "redis-server"
+    # A Replica Of destination: application users may read but not write (the syncer is admin).
+    read_only: bool = False
 
     @property
     def sharded(self) -> bool:
@@ -68,10 +70,17 @@ def _sha256(secret: str) -> str:
 def acl_lines(spec: DatabaseSpec) -> list[str]:
     """ACL users, with SHA-256 password hashes so no clear password is written to disk."""
     default = f"#{_sha256(spec.password)}" if spec.password else "nopass"
+    rights = "+@all -@write" if spec.read_only else "+@all"
     return [
-        f"user default on {default} ~* &* +@all",
+        f"user default on {default} ~* &* {rights}",
         f"user {ADMIN_USER} on #{_sha256(spec.internal_password)} ~* &* +@all",
     ]
+
+
+def backlog_size(spec: DatabaseSpec) -> int:
+    """A tenth of the database's memory per shard, between 1 MB and 256 MB."""
+    per_shard = spec.memory_size // len(spec.shards)
+    return min(max(per_shard // 10, 1024 * 1024), 256 * 1024 * 1024)
 
 
 def config_text(spec: DatabaseSpec, shard: ShardSpec) -> str:
@@ -89,6 +98,8 @@ def config_text(spec: DatabaseSpec, shard: ShardSpec) -> str:
         f"maxmemory {per_shard_memory}",
         "maxmemory-policy noeviction",
         "enable-debug-command local",
+        # Room for a Replica Of destination to resume by partial sync after an outage.
+        f"repl-backlog-size {backlog_size(spec)}",
         "repl-diskless-sync yes",
         "repl-diskless-sync-delay 0",
     ]
@@ -123,13 +134,16 @@ def write_files(spec: DatabaseSpec, shard: ShardSpec) -> Path:
     return conf
 
 
-def admin_client(spec: DatabaseSpec, shard: ShardSpec, *, timeout: float = 5.0) -> redis.Redis:
+def admin_client(
+    spec: DatabaseSpec, shard: ShardSpec, *, timeout: float = 5.0, password: str | None = None
+) -> redis.Redis:
+    """A client of one shard as `admin` (with the spec's internal password unless given)."""
     host = "127.0.0.1" if spec.bind in {"0.0.0.0", "*"} else spec.bind.split()[0]  # noqa: S104 - only compared, never bound
     return redis.Redis(
         host=host,
         port=shard.port,
         username=ADMIN_USER,
-        password=spec.internal_password,
+        password=spec.internal_password if password is None else password,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
     )
@@ -260,6 +274,39 @@ def apply_runtime_config(spec: DatabaseSpec) -> None:
         client.execute_command("ACL", "LOAD")
         per_shard = max(spec.memory_size // len(spec.shards), 1024 * 1024)
         client.config_set("maxmemory", per_shard)
+
+
+def _admin_password_set(spec: DatabaseSpec, shard: ShardSpec, *, old: str, new: str) -> None:
+    client = admin_client(spec, shard, password=old)
+    try:
+        client.execute_command("ACL", "SETUSER", ADMIN_USER, "resetpass", f"#{_sha256(new)}")
+        client.execute_command("ACL", "SAVE")
+    finally:
+        client.close()
+
+
+def admin_password_rotate(spec: DatabaseSpec, new_password: str) -> None:
+    """Give the `admin` user `new_password` on every shard at once, save it to the ACL file and
+    close every other connection of `admin` (replicas using the old password must authenticate
+    again, and fail). `spec` still holds the current password. On failure the shards already
+    changed are put back and the error is raised."""
+    old = spec.internal_password
+    done: list[ShardSpec] = []
+    try:
+        for shard in spec.shards:
+            _admin_password_set(spec, shard, old=old, new=new_password)
+            done.append(shard)
+    except Exception:
+        for shard in done:
+            with contextlib.suppress(Exception):
+                _admin_password_set(spec, shard, old=new_password, new=old)
+        raise
+    for shard in spec.shards:
+        client = admin_client(spec, shard, password=new_password)
+        try:
+            client.execute_command("CLIENT", "KILL", "USER", ADMIN_USER, "SKIPME", "yes")
+        finally:
+            client.close()
 
 
 def start_database(spec: DatabaseSpec) -> None:

@@ -279,7 +279,7 @@ def database_create(
                 detail=f"memory_size={memory_size} shards={shards_count} "
                 f"port={ports[0]} persistence={persistence}",
             )
-            _enqueue_node_task("console.tasks.database_provision_task", db)
+            enqueue_node_task("console.tasks.database_provision_task", db)
     except IntegrityError:
         raise ApplicationError(
             "the name or a port was taken concurrently; try again", field="name"
@@ -314,7 +314,7 @@ def database_update(
         if database.status == DatabaseStatus.ACTIVE:
             database_status_set(database=database, status=DatabaseStatus.CHANGE_PENDING)
         audit_record(actor=actor, action="database.update", obj=database, detail=", ".join(changed))
-        _enqueue_node_task("console.tasks.database_apply_task", database)
+        enqueue_node_task("console.tasks.database_apply_task", database)
     return database
 
 
@@ -333,10 +333,15 @@ def database_delete(*, actor: User, database: Database) -> None:
     with transaction.atomic():
         database_status_set(database=database, status=DatabaseStatus.DELETE_PENDING)
         audit_record(actor=actor, action="database.delete", obj=database)
-        _enqueue_node_task("console.tasks.database_remove_task", database)
+        if hasattr(database, "replica_of"):
+            from replication.services import replica_of_forget
+
+            replica_of_forget(destination=database)
+        enqueue_node_task("console.tasks.database_remove_task", database)
 
 
-def _enqueue_node_task(task_name: str, database: Database) -> None:
+def enqueue_node_task(task_name: str, database: Database) -> None:
+    """Send a node task for `database` to its node's queue once the transaction commits."""
     from console.celery import app
 
     db_id, queue = database.pk, database.node.queue
@@ -374,6 +379,7 @@ def database_spec(database: Database) -> provisioning.DatabaseSpec:
         shards=shards,
         data_dir=settings.DATA_DIR,
         redis_server=settings.REDIS_SERVER_BIN,
+        read_only=database.replica_sources.exists(),
     )
 
 

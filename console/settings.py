@@ -208,4 +208,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(RECONCILE_INTERVAL_S),
         "options": {"queue": "control", "expires": float(RECONCILE_INTERVAL_S) * 2},
     },
+    "replica-reconcile": {
+        "task": "replication.tasks.sync_reconcile_task",
+        "schedule": float(RECONCILE_INTERVAL_S),
+        "options": {"queue": "control", "expires": float(RECONCILE_INTERVAL_S) * 2},
+    },
 }

@@ -27,11 +27,12 @@ class ReplicaOf(models.Model):
     """The Replica Of state of one destination database (one row per destination)."""
 
     # Moves of `replica_sync` that Redis Enterprise allows; replication.services checks them.
+    # `disabled` is reached only by removing every source.
     TRANSITIONS: ClassVar[dict[str, set[str]]] = {
         ReplicaSync.DISABLED: {ReplicaSync.ENABLED},
-        ReplicaSync.ENABLED: {ReplicaSync.PAUSED, ReplicaSync.STOPPED, ReplicaSync.DISABLED},
-        ReplicaSync.PAUSED: {ReplicaSync.ENABLED, ReplicaSync.STOPPED, ReplicaSync.DISABLED},
-        ReplicaSync.STOPPED: {ReplicaSync.ENABLED, ReplicaSync.DISABLED},
+        ReplicaSync.ENABLED: {ReplicaSync.PAUSED, ReplicaSync.STOPPED},
+        ReplicaSync.PAUSED: {ReplicaSync.ENABLED, ReplicaSync.STOPPED},
+        ReplicaSync.STOPPED: {ReplicaSync.ENABLED},
     }
 
     destination = models.OneToOneField(
@@ -80,6 +81,11 @@ class ReplicaSource(models.Model):
     last_error = models.TextField(blank=True, default="", editable=False)
     rdb_size = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
     rdb_transferred = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
+    progress = models.FloatField(null=True, blank=True, editable=False)
+    commands_applied = models.PositiveBigIntegerField(default=0, editable=False)
+    ingress_bytes = models.PositiveBigIntegerField(default=0, editable=False)
+    # Reconnect attempts since the link was last in sync (shown while "Reconnecting").
+    retries = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         ordering: ClassVar[list[str]] = ["destination_id", "uid"]

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import logging
+import secrets
 from collections.abc import Sequence
 
 import redis
 from django.db import transaction
 
+from console import provisioning
 from console.errors import ApplicationError
 from console.models import Database, DatabaseStatus, User
-from console.services import audit_record
+from console.services import (
+    INTERNAL_PASSWORD_CHARS,
+    audit_record,
+    database_spec,
+    database_status_set,
+    enqueue_node_task,
+)
+from replication import control
 from replication import sources as graph
-from replication.models import ReplicaOf, ReplicaSource, ReplicaSync
+from replication.models import ReplicaOf, ReplicaSource, ReplicaSync, SourceStatus
 from replication.sources import MAX_SOURCES, SourceInput
 from replication.syncer.urls import RedisUrl, parse_redis_url
 
+log = logging.getLogger(__name__)
+
 CHECK_TIMEOUT_S = 5.0
+SYNC_TASK = "replication.tasks.sync_job_task"
 
 
 def replica_of_get(*, destination: Database) -> ReplicaOf:
@@ -123,6 +136,7 @@ def replica_sources_set(
         replica_of = ReplicaOf.objects.select_for_update().filter(destination=destination).first()
         if replica_of is None:
             replica_of = ReplicaOf.objects.create(destination=destination)
+        had_sources = ReplicaSource.objects.filter(destination=destination).exists()
         ReplicaSource.objects.filter(destination=destination).delete()
         ReplicaSource.objects.bulk_create(
             ReplicaSource(
@@ -149,7 +163,45 @@ def replica_sources_set(
             obj=destination,
             detail=f"sources: {names}; generation {replica_of.generation}",
         )
+        if had_sources != bool(resolved):
+            _read_only_apply(destination)
+        _sync_publish(replica_of)
+        if not resolved:
+            transaction.on_commit(lambda: _checkpoint_remove_if_idle(destination))
     return replica_of
+
+
+def _read_only_apply(destination: Database) -> None:
+    """Rewrite the destination's ACL: read-only for applications while it has sources."""
+    if destination.status == DatabaseStatus.ACTIVE:
+        database_status_set(database=destination, status=DatabaseStatus.CHANGE_PENDING)
+        enqueue_node_task("console.tasks.database_apply_task", destination)
+
+
+def _sync_publish(replica_of: ReplicaOf, *, reload: bool = False) -> None:
+    """After commit: tell a running job the wanted state; enqueue a job when it should run."""
+    uid, generation, state = (
+        replica_of.destination_id,
+        replica_of.generation,
+        replica_of.replica_sync,
+    )
+
+    def publish() -> None:
+        control.desired_publish(uid, generation=generation, state=state)
+        if reload:
+            control.desired_reload(uid)
+        if state == ReplicaSync.ENABLED:
+            sync_job_enqueue(uid, generation)
+
+    transaction.on_commit(publish)
+
+
+def sync_job_enqueue(uid: int, generation: int) -> None:
+    """Send the job of (destination, generation) to queue `sync` (ids only, never secrets)."""
+    from console.celery import app
+
+    control.queued_set(uid, generation)
+    app.send_task(SYNC_TASK, args=[uid, generation], queue="sync", expires=control.QUEUED_TTL_S)
 
 
 def replica_sync_set(*, actor: User, destination: Database, state: str) -> ReplicaOf:
@@ -177,6 +229,7 @@ def replica_sync_set(*, actor: User, destination: Database, state: str) -> Repli
         if current == ReplicaSync.STOPPED and state == ReplicaSync.ENABLED:
             replica_of.generation += 1
             replica_of.last_error = ""
+            _sources_reset(destination)
         replica_of.replica_sync = state
         replica_of.save(update_fields=["replica_sync", "generation", "last_error", "updated"])
         audit_record(
@@ -185,6 +238,7 @@ def replica_sync_set(*, actor: User, destination: Database, state: str) -> Repli
             obj=destination,
             detail=f"{current} -> {state}",
         )
+        _sync_publish(replica_of)
     return replica_of
 
 
@@ -198,10 +252,154 @@ def replica_sync_restart(*, actor: User, destination: Database) -> ReplicaOf:
         replica_of.last_error = ""
         replica_of.replica_sync = ReplicaSync.ENABLED
         replica_of.save(update_fields=["replica_sync", "generation", "last_error", "updated"])
+        _sources_reset(destination)
         audit_record(
             actor=actor,
             action="replica_sync.restart",
             obj=destination,
             detail=f"generation {replica_of.generation}",
         )
+        _sync_publish(replica_of)
     return replica_of
+
+
+def _sources_reset(destination: Database) -> None:
+    """A new generation starts from scratch: the live fields of its sources too."""
+    ReplicaSource.objects.filter(destination=destination).update(
+        status=SourceStatus.SYNCING,
+        progress=None,
+        lag=None,
+        last_error="",
+        rdb_size=None,
+        rdb_transferred=None,
+        commands_applied=0,
+        ingress_bytes=0,
+        retries=0,
+    )
+
+
+def replica_source_credentials_update(
+    *, actor: User, destination: Database, source_uid: int
+) -> ReplicaOf:
+    """A source of this cluster whose password was regenerated: keep it, sync again with the
+    current password (the URL is built when the job starts), from scratch like any restart."""
+    source = ReplicaSource.objects.filter(destination=destination, uid=source_uid).first()
+    if source is None:
+        raise ApplicationError(f"no source {source_uid}", field="source_uid")
+    if source.source_database_id is None:
+        raise ApplicationError(
+            "an external source's credentials are part of its URL: edit the source",
+            field="source_uid",
+        )
+    return replica_sync_restart(actor=actor, destination=destination)
+
+
+def replica_sync_fail(
+    *, destination_id: int, generation: int, message: str, source_uid: int | None
+) -> None:
+    """Called by the sync job on a fatal error: stop Replica Of and say why (no secrets)."""
+    with transaction.atomic():
+        replica_of = (
+            ReplicaOf.objects.select_for_update()
+            .select_related("destination")
+            .filter(destination_id=destination_id, generation=generation)
+            .first()
+        )
+        if replica_of is None or replica_of.replica_sync != ReplicaSync.ENABLED:
+            return
+        replica_of.replica_sync = ReplicaSync.STOPPED
+        replica_of.last_error = message[:2000]
+        replica_of.save(update_fields=["replica_sync", "last_error", "updated"])
+        if source_uid is not None:
+            ReplicaSource.objects.filter(destination_id=destination_id, uid=source_uid).update(
+                last_error=message[:2000]
+            )
+        audit_record(
+            actor=None, action="replica_sync.stopped", obj=replica_of.destination, detail=message
+        )
+        _sync_publish(replica_of)
+
+
+def checkpoint_remove(*, destination: Database) -> None:
+    """Delete the syncer's bookkeeping key from a destination that is no longer a replica."""
+    from replication.syncer.checkpoint import CHECKPOINT_KEY
+
+    spec = database_spec(destination)
+    for shard in spec.shards:
+        client = provisioning.admin_client(spec, shard)
+        try:
+            client.delete(CHECKPOINT_KEY)
+        except redis.ResponseError:
+            continue  # a cluster shard that does not own the key's slot answers MOVED
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("could not remove the checkpoint of %s: %s", destination.name, exc)
+        finally:
+            client.close()
+
+
+def _checkpoint_remove_if_idle(destination: Database) -> None:
+    if not control.lock_held(destination.pk):
+        checkpoint_remove(destination=destination)
+
+
+def replica_source_url(*, actor: User, database: Database) -> str:
+    """The URL other destinations use to copy from `database` (holds the internal password)."""
+    if not actor.is_console_admin:
+        raise ApplicationError("only admins may see a database's source URL")
+    audit_record(actor=actor, action="database.replica_source_url", obj=database)
+    return graph.internal_source_url(database)
+
+
+def admin_password_regenerate(*, actor: User, database: Database) -> None:
+    """A new internal password, set on the database's ACL at once; connections of `admin` are
+    closed, so destinations still using the old password stop with an authentication error.
+
+    The row is saved first, so that a sync job writing into this database (as admin) is told to
+    restart with the new password before its connections are closed; if the database refuses the
+    change, the old password is put back and nothing changed."""
+    if not actor.is_console_admin:
+        raise ApplicationError("only admins may regenerate a database's password")
+    if database.status != DatabaseStatus.ACTIVE:
+        raise ApplicationError(f"the database is {database.status}; wait until it is active")
+    spec = database_spec(database)
+    old_password = database.internal_password
+    new_password = secrets.token_urlsafe(32)[:INTERNAL_PASSWORD_CHARS]
+    with transaction.atomic():
+        database.internal_password = new_password
+        database.save(update_fields=["internal_password", "updated"])
+        replica_of = ReplicaOf.objects.filter(destination=database).first()
+        if replica_of is not None and replica_of.replica_sync == ReplicaSync.ENABLED:
+            # Its own sync job writes as admin: it restarts with the new password (no flush).
+            _sync_publish(replica_of, reload=True)
+    try:
+        provisioning.admin_password_rotate(spec, new_password)
+    except (redis.RedisError, OSError) as exc:
+        database.internal_password = old_password
+        database.save(update_fields=["internal_password", "updated"])
+        raise ApplicationError(
+            f"the database refused the new password ({type(exc).__name__}); nothing changed"
+        ) from None
+    audit_record(actor=actor, action="database.regenerate_admin_password", obj=database)
+
+
+def replica_of_forget(*, destination: Database) -> None:
+    """The destination is being deleted: any running job must end."""
+    uid = destination.pk
+    transaction.on_commit(lambda: control.desired_publish(uid, generation=0, state="disabled"))
+
+
+def sync_jobs_reconcile() -> list[int]:
+    """Beat: republish the wanted state of every destination and re-queue the job of each enabled
+    destination whose lock (heartbeat) expired. Returns the uids re-queued."""
+    requeued: list[int] = []
+    for replica_of in ReplicaOf.objects.all():
+        uid = replica_of.destination_id
+        control.desired_publish(
+            uid, generation=replica_of.generation, state=replica_of.replica_sync
+        )
+        if replica_of.replica_sync != ReplicaSync.ENABLED or control.lock_held(uid):
+            continue
+        if not control.queued(uid):
+            sync_job_enqueue(uid, replica_of.generation)
+            requeued.append(uid)
+    return requeued

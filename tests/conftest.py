@@ -97,64 +97,111 @@ def kill_database_processes() -> None:
             os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
 
 
-@pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker) -> Iterator[subprocess.Popen[bytes]]:
-    """A real Celery worker process consuming the node, control and sync queues."""
-    from console.celery import app
+class Workers:
+    """The real Celery workers of a test run, as `make run` starts them: one for the node and
+    control queues with an embedded beat, one for queue `sync` (long-running sync jobs)."""
 
-    with django_db_blocker.unblock():
-        env = _worker_env()
-    log = open(Path(settings.VAR_DIR) / "test-worker.log", "ab")  # noqa: SIM115
-    queues = f"node.{settings.NODE_NAME},control,sync"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "console",
-            "worker",
-            "-Q",
-            queues,
-            "--pool",
-            "threads",
-            "--concurrency",
-            "8",
-            "-n",
-            f"test-{os.getpid()}@%h",
-            "--loglevel",
-            "INFO",
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.var = Path(settings.VAR_DIR)
+        self.node = self._start(
+            "node",
+            f"node.{settings.NODE_NAME},control",
+            "4",
             # Embedded beat: reconcile runs on its real schedule (CONSOLE_RECONCILE_INTERVAL=1).
             "-B",
             "--schedule",
-            str(Path(settings.VAR_DIR) / "test-beat-schedule"),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while not app.control.ping(timeout=0.5):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("the Celery worker did not start; see var/test-worker.log")
-    try:
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            str(self.var / "test-beat-schedule"),
+        )
+        self.sync = self.start_sync()
+
+    def _start(
+        self, name: str, queues: str, concurrency: str, *extra: str
+    ) -> subprocess.Popen[bytes]:
+        from console.celery import app
+
+        log = open(self.var / f"test-worker-{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "console",
+                "worker",
+                "-Q",
+                queues,
+                "--pool",
+                "threads",
+                "--concurrency",
+                concurrency,
+                "-n",
+                f"test-{name}-{os.getpid()}-{time.monotonic_ns()}@%h",
+                "--loglevel",
+                "INFO",
+                *extra,
+            ],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
+        deadline = time.monotonic() + 60
+        while not any(
+            proc_name.startswith(f"test-{name}-")
+            for reply in app.control.ping(timeout=0.5) or []
+            for proc_name in reply
+        ):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"the Celery worker did not start; see test-worker-{name}.log")
+        return proc
+
+    def start_sync(self) -> subprocess.Popen[bytes]:
+        self.sync = self._start("sync", "sync", "16")
+        return self.sync
+
+    def kill_sync(self) -> None:
+        """kill -9 the sync worker (its jobs die with it, as when a host is lost)."""
+        self.sync.send_signal(signal.SIGKILL)
+        self.sync.wait(30)
+
+    def stop(self) -> None:
+        for proc in (self.sync, self.node):
+            proc.send_signal(signal.SIGTERM)
+        for proc in (self.sync, self.node):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker) -> Iterator[Workers]:
+    """Real Celery workers consuming the node, control and sync queues."""
+    with django_db_blocker.unblock():
+        env = _worker_env()
+    workers = Workers(env)
+    try:
+        yield workers
+    finally:
+        workers.stop()
         kill_database_processes()
 
 
 @pytest.fixture
-def live_worker(celery_worker, transactional_db) -> Iterator[subprocess.Popen[bytes]]:
-    """For tests that need the worker: committed data, and databases killed afterwards."""
+def live_worker(celery_worker, transactional_db) -> Iterator[Workers]:
+    """For tests that need the workers: committed data; afterwards every sync job is told to
+    end and the databases are killed."""
+    if celery_worker.sync.poll() is not None:  # a test killed it and did not get to restart it
+        celery_worker.start_sync()
     try:
         yield celery_worker
     finally:
+        from replication import control
+        from replication.models import ReplicaOf
+
+        for uid in ReplicaOf.objects.values_list("destination_id", flat=True):
+            control.desired_publish(uid, generation=0, state="disabled")
         kill_database_processes()

@@ -1,0 +1,225 @@
+"""REST API of Replica Of: `replica_sources`/`replica_sync` in PUT /v1/bdbs/{uid}, the actions,
+`sync_source_stats` and the Prometheus `/metrics`. Thin: shape, selector, service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from console import selectors as console_selectors
+from console.errors import ApplicationError
+from console.models import Database, User
+from console.permissions import IsAdmin
+from console.serializers import BdbSerializer
+from replication import selectors, services, stats
+from replication.models import ReplicaOf, ReplicaSource, ReplicaSync
+from replication.serializers import (
+    BdbReplicaUpdateSerializer,
+    SourceUidSerializer,
+    SyncStatsQuerySerializer,
+    source_uri_redacted,
+)
+from replication.sources import SourceInput
+
+
+def _as_input(source: ReplicaSource) -> SourceInput:
+    return SourceInput(
+        source_database_uid=source.source_database_id,
+        uri="" if source.source_database_id else source.external_uri,
+        compression=source.compression,
+        encryption=source.encryption,
+        server_cert=source.server_cert,
+        client_cert=source.client_cert,
+        replication_tls_sni=source.replication_tls_sni,
+    )
+
+
+def _wanted_sources(database: Database, items: list[dict[str, Any]]) -> list[SourceInput]:
+    """The PUT body's sources as service inputs. A `uri` equal to what GET shows for a current
+    source (password as `***`) keeps that source as it is, so GET-modify-PUT works."""
+    current = {source_uri_redacted(s): s for s in selectors.replica_sources_of(database)}
+    wanted: list[SourceInput] = []
+    for item in items:
+        kept = current.get(item["uri"]) if item["bdb_uid"] is None else None
+        if kept is not None:
+            base = _as_input(kept)
+            wanted.append(
+                SourceInput(
+                    source_database_uid=base.source_database_uid,
+                    uri=base.uri,
+                    compression=item["compression"],
+                    encryption=item["encryption"] or base.encryption,
+                    server_cert=item["server_cert"],
+                    client_cert=item["client_cert"],
+                    replication_tls_sni=item["replication_tls_sni"],
+                )
+            )
+            continue
+        wanted.append(
+            SourceInput(
+                source_database_uid=item["bdb_uid"],
+                uri=item["uri"] if item["bdb_uid"] is None else "",
+                compression=item["compression"],
+                encryption=item["encryption"],
+                server_cert=item["server_cert"],
+                client_cert=item["client_cert"],
+                replication_tls_sni=item["replication_tls_sni"],
+            )
+        )
+    return wanted
+
+
+def bdb_replica_update(*, actor: User, database: Database, data: Any) -> None:
+    """The Replica Of part of PUT /v1/bdbs/{uid}: sources first, then the `replica_sync` move."""
+    if not isinstance(data, dict) or not ({"replica_sources", "replica_sync"} & data.keys()):
+        return
+    body = BdbReplicaUpdateSerializer(data=data)
+    body.is_valid(raise_exception=True)
+    if "replica_sources" in body.validated_data:
+        wanted = _wanted_sources(database, body.validated_data["replica_sources"])
+        current = [_as_input(s) for s in selectors.replica_sources_of(database)]
+        if wanted != current:
+            services.replica_sources_set(
+                actor=actor,
+                destination=database,
+                sources=wanted,
+                check_connection=body.validated_data["check_connection"],
+            )
+    state = body.validated_data.get("replica_sync")
+    if state is not None:
+        services.replica_sync_set(actor=actor, destination=database, state=state)
+
+
+def _database(request: Request, uid: int) -> Database:
+    return console_selectors.database_get_for_user(user=request.user, uid=uid)  # type: ignore[arg-type]
+
+
+class ReplicaSourceUrlApi(APIView):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(request=None, responses={200: dict})
+    def post(self, request: Request, uid: int) -> Response:
+        url = services.replica_source_url(actor=request.user, database=_database(request, uid))  # type: ignore[arg-type]
+        return Response({"uri": url})
+
+
+class RegenerateAdminPasswordApi(APIView):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(request=None, responses={200: dict})
+    def post(self, request: Request, uid: int) -> Response:
+        services.admin_password_regenerate(actor=request.user, database=_database(request, uid))  # type: ignore[arg-type]
+        return Response({"result": "ok"})
+
+
+class ReplicaSyncRestartApi(APIView):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(request=None, responses=BdbSerializer)
+    def post(self, request: Request, uid: int) -> Response:
+        db = _database(request, uid)
+        services.replica_sync_restart(actor=request.user, destination=db)  # type: ignore[arg-type]
+        return Response(BdbSerializer(db).data)
+
+
+class ReplicaCredentialsUpdateApi(APIView):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(request=SourceUidSerializer, responses=BdbSerializer)
+    def post(self, request: Request, uid: int) -> Response:
+        db = _database(request, uid)
+        body = SourceUidSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.replica_source_credentials_update(
+            actor=request.user,  # type: ignore[arg-type]
+            destination=db,
+            source_uid=body.validated_data["source_uid"],
+        )
+        return Response(BdbSerializer(db).data)
+
+
+class SyncSourceStatsApi(APIView):
+    @extend_schema(parameters=[SyncStatsQuerySerializer], responses={200: dict})
+    def get(self, request: Request, uid: int, source_uid: int | None = None) -> Response:
+        db = _database(request, uid)
+        query = SyncStatsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        sources = selectors.replica_sources_of(db)
+        if source_uid is not None:
+            sources = [s for s in sources if s.uid == source_uid]
+            if not sources:
+                raise ApplicationError(f"no source {source_uid}", field="source_uid")
+        return Response(
+            {
+                "sync_source_stats": [
+                    {
+                        "uid": s.uid,
+                        "intervals": stats.source_intervals(db.pk, s.uid, **query.validated_data),
+                    }
+                    for s in sources
+                ]
+            }
+        )
+
+
+def _label(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class MetricsApi(APIView):
+    """Prometheus text format: per source status, lag, bytes in, commands applied."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request) -> HttpResponse:
+        lines = [
+            "# HELP replicaof_sync_state Replica Of state of a destination (1 = current state).",
+            "# TYPE replicaof_sync_state gauge",
+        ]
+        for ro in ReplicaOf.objects.select_related("destination"):
+            for state in ReplicaSync.values:
+                lines.append(
+                    f'replicaof_sync_state{{bdb="{ro.destination_id}",'
+                    f'bdb_name="{_label(ro.destination.name)}",state="{state}"}} '
+                    f"{int(ro.replica_sync == state)}"
+                )
+        metrics = [
+            ("replicaof_source_up", "gauge", "1 when the source is in sync."),
+            ("replicaof_source_lag_milliseconds", "gauge", "Replication lag of the source."),
+            ("replicaof_source_ingress_bytes_total", "counter", "Bytes read from the source."),
+            (
+                "replicaof_source_commands_applied_total",
+                "counter",
+                "Source commands applied on the destination.",
+            ),
+        ]
+        sources = list(ReplicaSource.objects.select_related("destination", "source_database"))
+        for name, kind, help_text in metrics:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+            for s in sources:
+                labels = (
+                    f'bdb="{s.destination_id}",bdb_name="{_label(s.destination.name)}",'
+                    f'source="{s.uid}",source_name="{_label(selectors.source_name(s))}"'
+                )
+                value: object
+                if name == "replicaof_source_up":
+                    value = int(s.status == "in-sync")
+                elif name == "replicaof_source_lag_milliseconds":
+                    if s.lag is None:
+                        continue
+                    value = s.lag
+                elif name == "replicaof_source_ingress_bytes_total":
+                    value = s.ingress_bytes
+                else:
+                    value = s.commands_applied
+                lines.append(f"{name}{{{labels}}} {value}")
+        return HttpResponse(
+            "\n".join(lines) + "\n", content_type="text/plain; version=0.0.4; charset=utf-8"
+        )

@@ -1,0 +1,399 @@
+"""The sync job: one per destination, running the syncer for all of its sources (DESIGN §4).
+
+`sync_job_run(destination_id, generation)` is what the Celery task on queue `sync` calls:
+
+1. Exit at once when the destination is not `enabled` or the generation is stale.
+2. Claim the destination with the lock in the control Redis (waiting up to the lock's TTL for a
+   job that is just ending); a duplicate or redelivered task exits here.
+3. Build the engine from the rows (the task only got ids; secrets are read here, decrypted, and
+   written only to private temporary files for TLS material). The engine's `job_tag` is
+   `<uid>:<generation>`: a new generation flushes the destination and loads everything, a re-queued
+   job of the same generation resumes every source by partial sync (or, if one cannot, flushes and
+   loads all: the engine's automatic full sync).
+4. Run the engine in a thread and supervise it from this one, every 250 ms: push a changed status to
+   the Channels group `database-<uid>`, poll the wanted state (stop/pause/restart/reload arrive
+   here); every second: renew the lock (the heartbeat), save the source rows, append the lag and
+   throughput sample.
+5. A fatal error stops Replica Of (`replica_sync = stopped`) with the error in plain words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import close_old_connections
+
+from console.models import Certificate, Database, TlsMode
+from replication import control, selectors
+from replication import services as replica_services
+from replication import sources as graph
+from replication.models import ReplicaOf, ReplicaSource, ReplicaSync
+from replication.syncer.engine import DestinationConfig, SourceConfig, SyncEngine
+from replication.syncer.errors import AuthError, CrossSlotError, SyncError
+from replication.syncer.resp import TlsOptions
+from replication.syncer.status import Phase, SourceStatus
+from replication.syncer.urls import parse_redis_url
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.25
+SAVE_EVERY_S = 1.0
+
+
+@dataclass(slots=True)
+class _Source:
+    uid: int
+    name: str
+    addresses: set[str]
+    retries: int = 0
+    last_phase: str = ""
+    last_commands: int = 0
+    last_ingress: int = 0
+
+
+@dataclass(slots=True)
+class _Plan:
+    destination: Database
+    generation: int
+    engine: SyncEngine
+    sources: list[_Source]
+    workdir: Path
+    destination_address: str
+    destination_password: str = field(repr=False, default="")
+
+
+def group_name(uid: int) -> str:
+    return f"database-{uid}"
+
+
+def status_push(uid: int, payload: dict[str, Any]) -> None:
+    """Send a status to the pages that show this database (best effort: never stops a job)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(
+            group_name(uid), {"type": "database.status", "status": payload}
+        )
+    except Exception as exc:  # a channel layer hiccup must not stop replication
+        log.warning("status push for database %s failed: %s", uid, type(exc).__name__)
+
+
+def _write_private(directory: Path, name: str, text: str) -> str:
+    path = directory / name
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return str(path)
+
+
+def _tls_for(source: ReplicaSource, workdir: Path, *, internal: bool) -> TlsOptions | None:
+    """Client TLS for a source: this cluster's syncer certificate, the server cert to trust."""
+    if not source.encryption:
+        return None
+    syncer = Certificate.objects.filter(kind=Certificate.Kind.SYNCER).first()
+    cert = key = ca = None
+    if syncer is not None:
+        cert = _write_private(workdir, f"syncer-{source.uid}.crt", syncer.certificate_pem)
+        key = _write_private(workdir, f"syncer-{source.uid}.key", syncer.private_key_pem)
+    trusted = source.server_cert
+    if not trusted and internal:
+        proxy = Certificate.objects.filter(kind=Certificate.Kind.PROXY).first()
+        trusted = proxy.certificate_pem if proxy else ""
+    if trusted:
+        ca = _write_private(workdir, f"server-{source.uid}.crt", trusted)
+    return TlsOptions(cert=cert, key=key, ca=ca, sni=source.replication_tls_sni or None)
+
+
+def _plan(replica_of: ReplicaOf) -> _Plan:
+    destination = replica_of.destination
+    workdir = Path(tempfile.mkdtemp(prefix=f"job-{destination.pk}-", dir=_jobs_dir()))
+    sources: list[_Source] = []
+    configs: list[SourceConfig] = []
+    for src in selectors.replica_sources_of(destination):
+        internal = src.source_database is not None
+        if src.source_database is not None:
+            url = parse_redis_url(graph.internal_source_url(src.source_database))
+        else:
+            url = parse_redis_url(src.external_uri)
+        configs.append(
+            SourceConfig(url, _tls_for(src, workdir, internal=internal), name=f"source-{src.uid}")
+        )
+        sources.append(_Source(src.uid, selectors.source_name(src), {url.address}))
+    dest_url = parse_redis_url(graph.internal_source_url(destination))
+    dest_tls = None
+    if destination.tls_mode != TlsMode.DISABLED:
+        proxy = Certificate.objects.filter(kind=Certificate.Kind.PROXY).first()
+        dest_tls = TlsOptions(
+            ca=_write_private(workdir, "proxy.crt", proxy.certificate_pem) if proxy else None
+        )
+    engine = SyncEngine(
+        configs,
+        DestinationConfig(dest_url, dest_tls),
+        auto_full_sync=True,
+        job_tag=f"{destination.pk}:{replica_of.generation}",
+    )
+    return _Plan(
+        destination,
+        replica_of.generation,
+        engine,
+        sources,
+        workdir,
+        dest_url.address,
+        destination.internal_password,
+    )
+
+
+def _jobs_dir() -> Path:
+    d = Path(settings.VAR_DIR) / "run" / "jobs"
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return d
+
+
+def _wanted(uid: int, generation: int) -> ReplicaOf | None:
+    replica_of = (
+        ReplicaOf.objects.select_related("destination__node").filter(destination_id=uid).first()
+    )
+    if replica_of is None or replica_of.generation != generation:
+        return None
+    if replica_of.replica_sync != ReplicaSync.ENABLED:
+        return None
+    return replica_of
+
+
+def sync_job_run(*, destination_id: int, generation: int) -> str:
+    """Run the job of (destination, generation) until it is stopped, stale or fails.
+
+    Returns a one-line account of why it ended (the Celery task logs it)."""
+    try:
+        return _run(destination_id, generation)
+    finally:
+        close_old_connections()
+
+
+def _run(uid: int, generation: int) -> str:
+    if _wanted(uid, generation) is None:
+        return "not wanted (stale generation or not enabled)"
+    token = uuid.uuid4().hex
+    deadline = time.monotonic() + control.LOCK_TTL_MS / 1000 + 2
+    while not control.lock_acquire(uid, token):
+        desired = control.desired_read(uid)
+        if desired is not None and (desired.generation != generation or desired.state != "enabled"):
+            return "superseded while waiting for the lock"
+        if time.monotonic() > deadline:
+            return "another job holds the destination"
+        time.sleep(0.2)
+    control.queued_clear(uid)
+    try:
+        replica_of = _wanted(uid, generation)  # read again under the lock
+        if replica_of is None:
+            return "not wanted (stale generation or not enabled)"
+        plan = _plan(replica_of)
+        try:
+            return _Supervisor(plan, token).run()
+        finally:
+            shutil.rmtree(plan.workdir, ignore_errors=True)
+    finally:
+        control.lock_release(uid, token)
+
+
+class _Supervisor:
+    def __init__(self, plan: _Plan, token: str) -> None:
+        self.plan = plan
+        self.uid = plan.destination.pk
+        self.token = token
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(
+            target=self._engine_main, name=f"syncer-{self.uid}", daemon=True
+        )
+        desired = control.desired_read(self.uid)
+        self.revision = desired.revision if desired else 0
+        self.last_push: dict[str, Any] | None = None
+        self.reason = ""
+
+    def _engine_main(self) -> None:
+        try:
+            asyncio.run(self.plan.engine.run())
+        except BaseException as exc:  # reported by the supervisor
+            self.error = exc
+
+    def run(self) -> str:
+        engine = self.plan.engine
+        self.thread.start()
+        next_save = 0.0
+        while self.thread.is_alive():
+            self.thread.join(TICK_S)
+            statuses = engine.statuses()
+            self._track(statuses)
+            self._push(statuses)
+            now = time.monotonic()
+            if now >= next_save:
+                next_save = now + SAVE_EVERY_S
+                if not control.lock_renew(self.uid, self.token):
+                    self._stop("lost the destination's lock")
+                self._save(statuses)
+            if not self.reason:
+                self._check_wanted()
+        statuses = engine.statuses()
+        self._track(statuses)
+        if self.error is not None and not self.reason:
+            return self._failed(self.error, statuses)
+        self._save(statuses)
+        self._push(statuses, final=True)
+        if self.reason == "disabled":
+            replica_services.checkpoint_remove(destination=self.plan.destination)
+        return self.reason or "the engine ended"
+
+    def _stop(self, reason: str) -> None:
+        if not self.reason:
+            self.reason = reason
+            self.plan.engine.stop()
+
+    def _check_wanted(self) -> None:
+        desired = control.desired_read(self.uid)
+        if desired is None:
+            return
+        if desired.generation != self.plan.generation:
+            self._stop("superseded by a newer generation")
+        elif desired.state != "enabled":
+            self._stop(desired.state)
+        elif desired.revision != self.revision:
+            self._stop("reloaded")
+
+    # -- statuses ---------------------------------------------------------------------------
+
+    def _track(self, statuses: list[SourceStatus]) -> None:
+        for src, st in zip(self.plan.sources, statuses, strict=True):
+            phase = str(st.phase)
+            src.addresses.update(ln.address for ln in st.links)
+            if phase == Phase.OUT_OF_SYNC and src.last_phase != Phase.OUT_OF_SYNC:
+                src.retries += 1
+            elif phase == Phase.IN_SYNC:
+                src.retries = 0
+            src.last_phase = phase
+
+    def _source_status(self, src: _Source, st: SourceStatus) -> str:
+        phase = st.phase
+        if phase is Phase.IN_SYNC:
+            return "in-sync"
+        if phase is Phase.OUT_OF_SYNC or (phase is Phase.CONNECTING and src.retries):
+            return "out-of-sync"
+        if phase is Phase.STOPPED:
+            return "out-of-sync" if src.retries else "syncing"
+        return "syncing"
+
+    def _fields(self, src: _Source, st: SourceStatus) -> dict[str, Any]:
+        d = st.as_dict()
+        last_update = d["last_update"]
+        return {
+            "status": self._source_status(src, st),
+            "progress": d["progress"],
+            "lag": int(d["lag"]) if d["lag"] is not None else None,
+            "last_update": (
+                datetime.fromtimestamp(last_update, tz=UTC) if last_update is not None else None
+            ),
+            "last_error": d["last_error"] or "",
+            "rdb_size": d["rdb_size"],
+            "rdb_transferred": d["rdb_transferred"],
+            "commands_applied": d["commands_applied"],
+            "ingress_bytes": d["ingress_bytes"],
+            "retries": src.retries,
+        }
+
+    def _payload(self, statuses: list[SourceStatus]) -> dict[str, Any]:
+        sources = []
+        for src, st in zip(self.plan.sources, statuses, strict=True):
+            f = self._fields(src, st)
+            f["last_update"] = f["last_update"].isoformat() if f["last_update"] else None
+            sources.append({"uid": src.uid, "name": src.name, **f})
+        replica_of = ReplicaOf(
+            destination=self.plan.destination,
+            replica_sync=ReplicaSync.ENABLED,
+            generation=self.plan.generation,
+        )
+        return selectors.live_payload(self.plan.destination, replica_of, sources)
+
+    def _push(self, statuses: list[SourceStatus], *, final: bool = False) -> None:
+        if final:
+            # The last word comes from the saved rows: the state may be stopped or paused now.
+            status_push(self.uid, selectors.database_live_status(self.plan.destination))
+            return
+        payload = self._payload(statuses)
+        comparable = {k: v for k, v in payload.items() if k != "time"}
+        if comparable != self.last_push:
+            self.last_push = comparable
+            status_push(self.uid, payload)
+
+    def _save(self, statuses: list[SourceStatus]) -> None:
+        samples: dict[int, dict[str, Any]] = {}
+        now = time.time()
+        for src, st in zip(self.plan.sources, statuses, strict=True):
+            f = self._fields(src, st)
+            ReplicaSource.objects.filter(
+                destination_id=self.uid,
+                uid=src.uid,
+                destination__replica_of__generation=self.plan.generation,
+            ).update(**f)
+            commands, ingress = f["commands_applied"], f["ingress_bytes"]
+            samples[src.uid] = {
+                "t": round(now, 3),
+                "lag": f["lag"],
+                "commands": max(0, commands - src.last_commands),
+                "ingress_bytes": max(0, ingress - src.last_ingress),
+                "ingress_bytes_decompressed": max(0, ingress - src.last_ingress),
+                "status": f["status"],
+            }
+            src.last_commands, src.last_ingress = commands, ingress
+        with contextlib.suppress(Exception):
+            control.stats_append(self.uid, samples)
+
+    # -- failure ----------------------------------------------------------------------------
+
+    def _destination_password_changed(self) -> bool:
+        current = Database.objects.filter(pk=self.uid).first()
+        return current is not None and current.internal_password != self.plan.destination_password
+
+    def _failed(self, exc: BaseException, statuses: list[SourceStatus]) -> str:
+        if isinstance(exc, AuthError) and self._destination_password_changed():
+            # Its internal password was regenerated while we ran: start again with the new one.
+            self._save(statuses)
+            replica_services.sync_job_enqueue(self.uid, self.plan.generation)
+            return "restarting with the destination's new password"
+        message = str(exc) if isinstance(exc, SyncError) else f"internal error: {exc!r}"
+        if isinstance(exc, CrossSlotError) and "cross" not in message.lower():
+            message = f"cross slot violation: {message}"
+        source_uid = None
+        for src in self.plan.sources:
+            if any(addr in message for addr in src.addresses):
+                source_uid = src.uid
+                break
+        if source_uid is not None:
+            message = f"source {source_uid}: {message}"
+        elif self.plan.destination_address in message:
+            message = f"destination: {message}"
+        if not isinstance(exc, SyncError):
+            log.error("sync job of database %s failed", self.uid, exc_info=exc)
+        self._save(statuses)
+        replica_services.replica_sync_fail(
+            destination_id=self.uid,
+            generation=self.plan.generation,
+            message=message,
+            source_uid=source_uid,
+        )
+        self._push(statuses, final=True)
+        return f"stopped: {message}"

@@ -1,0 +1,26 @@
+"""Celery tasks of Replica Of: thin shells around jobs and services, addressed by ids."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from replication import jobs, services
+
+log = logging.getLogger(__name__)
+
+
+# Acknowledged when received (not late): a job runs for days; if its worker dies, reconcile
+# re-queues it once its lock expires, instead of the broker redelivering it an hour later.
+@shared_task(name="replication.tasks.sync_job_task", acks_late=False, ignore_result=True)
+def sync_job_task(destination_id: int, generation: int) -> None:
+    outcome = jobs.sync_job_run(destination_id=destination_id, generation=generation)
+    log.info("sync job %s/%s ended: %s", destination_id, generation, outcome)
+
+
+@shared_task(name="replication.tasks.sync_reconcile_task", ignore_result=True)
+def sync_reconcile_task() -> None:
+    requeued = services.sync_jobs_reconcile()
+    if requeued:
+        log.info("re-queued the sync jobs of databases %s", requeued)
