@@ -158,6 +158,34 @@ def test_a_to_b_under_load_equal_in_sync_and_last_update_advances(admin_api, liv
     )
 
 
+def test_status_reaches_the_channel_group_of_the_destination(admin_api, live_worker):
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    a = create_active(admin_api, name="a")
+    b = create_active(admin_api, name="b")
+    layer = get_channel_layer()
+    assert layer is not None
+
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(f"database-{b.pk}", channel)
+    make_replica(admin_api, b, a)
+
+    async def listen() -> list[dict[str, Any]]:
+        seen: list[dict[str, Any]] = []
+        while not seen or seen[-1]["status"]["status"] != "in-sync":
+            seen.append(await layer.receive(channel))
+        await layer.group_discard(f"database-{b.pk}", channel)
+        return seen
+
+    seen = async_to_sync(listen)()
+    assert {m["type"] for m in seen} == {"database.status"}
+    last = seen[-1]["status"]
+    assert last["database"] == b.pk and last["replica_sync"] == "enabled"
+    assert last["sources"][0]["name"] == "a" and last["sources"][0]["status"] == "in-sync"
+    assert "syncing" in [m["status"]["sources"][0]["status"] for m in seen]
+
+
 def test_three_sources_into_one_destination_keep_per_source_order(admin_api, live_worker):
     sources = [create_active(admin_api, name=f"s{i}") for i in range(3)]
     dest = create_active(admin_api, name="dest")
