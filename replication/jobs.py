@@ -33,10 +33,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
 from console.models import Certificate, Database, TlsMode
 from replication import control, selectors
@@ -233,23 +234,14 @@ class _Supervisor:
             self.error = exc
 
     def run(self) -> str:
-        engine = self.plan.engine
         self.thread.start()
-        next_save = 0.0
-        while self.thread.is_alive():
-            self.thread.join(TICK_S)
-            statuses = engine.statuses()
-            self._track(statuses)
-            self._push(statuses)
-            now = time.monotonic()
-            if now >= next_save:
-                next_save = now + SAVE_EVERY_S
-                if not control.lock_renew(self.uid, self.token):
-                    self._stop("lost the destination's lock")
-                self._save(statuses)
-            if not self.reason:
-                self._check_wanted()
-        statuses = engine.statuses()
+        try:
+            self._supervise()
+        finally:
+            if self.thread.is_alive():  # the supervisor itself failed: never leave a syncer behind
+                self.plan.engine.stop()
+                self.thread.join(60)
+        statuses = self.plan.engine.statuses()
         self._track(statuses)
         if self.error is not None and not self.reason:
             return self._failed(self.error, statuses)
@@ -258,6 +250,32 @@ class _Supervisor:
         if self.reason == "disabled":
             replica_services.checkpoint_remove(destination=self.plan.destination)
         return self.reason or "the engine ended"
+
+    def _supervise(self) -> None:
+        next_save = 0.0
+        renewed = time.monotonic()
+        while self.thread.is_alive():
+            self.thread.join(TICK_S)
+            now = time.monotonic()
+            try:
+                statuses = self.plan.engine.statuses()
+                self._track(statuses)
+                self._push(statuses)
+                if now >= next_save:
+                    next_save = now + SAVE_EVERY_S
+                    if not control.lock_renew(self.uid, self.token):
+                        self._stop("lost the destination's lock")
+                    renewed = now
+                    self._save(statuses)
+                if not self.reason:
+                    self._check_wanted()
+            except (redis.RedisError, DatabaseError) as exc:
+                # The control Redis or the SQL database is briefly unreachable: carry on, unless
+                # the lock may have expired meanwhile (another job could take over).
+                log.warning("sync job %s: %s", self.uid, type(exc).__name__)
+                close_old_connections()
+                if now - renewed > control.LOCK_TTL_MS / 1000 * 0.7:
+                    self._stop("lost contact with the control Redis")
 
     def _stop(self, reason: str) -> None:
         if not self.reason:
