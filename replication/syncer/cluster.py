@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import functools
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -375,9 +376,9 @@ class ClusterWriter:
         ncmds: int,
         link_id: str,
         ckpt: Checkpoint,
-        on_done: Callable[[], None],
+        on_done: Callable[[int], None],
     ) -> None:
-        await self._send(self._route(cmds), ckpt, link_id, on_done)
+        await self._send(self._route(cmds), ckpt, link_id, functools.partial(on_done, ncmds))
 
     async def wait_idle(self) -> None:
         for _ in range(3):  # redirected commands may land on another primary meanwhile

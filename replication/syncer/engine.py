@@ -51,7 +51,7 @@ import dataclasses
 import functools
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -388,6 +388,10 @@ class SyncEngine:
             await asyncio.gather(*tasks, ctl, return_exceptions=True)
 
 
+def _ignore_count(n: int) -> None:
+    pass
+
+
 def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
         return asyncio.get_running_loop()
@@ -460,6 +464,7 @@ class _Link:
                 setattr(self.status, k, v)
 
     async def run(self) -> None:
+        CommandStreamParser.prepare(_SPECIAL)
         sampler = asyncio.create_task(self._sample_loop(), name=f"lag {self.link_id}")
         backoff = 0.5
         try:
@@ -683,6 +688,8 @@ class _Link:
     # -- command stream ------------------------------------------------------------------------
 
     async def _stream(self, link: SourceLink, writer: Writer) -> None:
+        """Apply the command stream, one batch per read from the source (never splitting a
+        source transaction), each batch sent without waiting for the previous one's EXEC."""
         assert self.ckpt is not None
         ckpt = self.ckpt
         st = self.status
@@ -690,81 +697,78 @@ class _Link:
         self.applied = offset
         self._update(phase=Phase.IN_SYNC, replid=replid, offset=offset, last_error=None)
         await writer.select(db)
-        parser = CommandStreamParser()
+        special = _SPECIAL
+        parser = CommandStreamParser(special)
         needs_args = writer.needs_args
         acker = asyncio.create_task(self._ack_loop(link))
-        special = _SPECIAL
         runs: list[bytes | memoryview] = []
         cmds: list[list[bytes]] = []
         ncmds = 0
         in_multi = False
         getack = False
+        notable: Iterable[tuple[int, int, list[bytes]]]
         try:
             while True:
                 data = await link.read()
                 st.ingress_bytes = link.bytes_in
-                raw, parsed = parser.feed(data)
-                if not parsed:
-                    continue
-                if not self.catching_up and special.isdisjoint(
-                    map(bytes.upper, map(itemgetter(0), parsed))
-                ):
-                    # The common case: plain data commands only, forwarded as they came.
-                    runs.append(raw)
-                    ncmds += len(parsed)
-                    if needs_args:
+                if not needs_args and not self.catching_up:
+                    # Forwarding: the regex framer hands back only the commands we look at;
+                    # the writer counts the applied commands from the EXEC reply.
+                    raw, notable = parser.frame(data)
+                    if not raw:
+                        continue
+                else:
+                    raw, parsed = parser.feed(data)
+                    if not parsed:
+                        continue
+                    if not self.catching_up and special.isdisjoint(
+                        map(bytes.upper, map(itemgetter(0), parsed))
+                    ):
+                        notable = ()  # plain data commands only, forwarded as they came
+                        ncmds += len(parsed)
                         cmds.extend(parsed)
-                    parsed = []
-                mv = memoryview(raw)
-                start = prev = 0
-                for args, end in zip(parsed, parser.ends(parsed), strict=True):
-                    name = args[0].upper()
-                    if name in special:
-                        if name == b"SELECT":
-                            try:
-                                db = int(args[1])
-                            except (IndexError, ValueError):
-                                raise ProtocolError(
-                                    f"{link.where}: bad SELECT in the stream"
-                                ) from None
-                            ncmds += 1
-                            if needs_args:
-                                cmds.append(args)
-                        else:
-                            if prev > start:
-                                runs.append(mv[start:prev])
-                            start = end
-                            if name == b"MULTI":
-                                in_multi = True
-                            elif name == b"EXEC":
-                                in_multi = False
-                            elif (
-                                name == b"REPLCONF"
-                                and len(args) > 1
-                                and args[1].upper() == b"GETACK"
-                            ):
-                                getack = True
                     else:
-                        if self.catching_up and (name == b"PEXPIREAT" or name == b"SET"):
-                            graced = self._graced(args, name, db)
-                            if graced is not None:
-                                if prev > start:
-                                    runs.append(mv[start:prev])
-                                runs.append(pack(*graced))
-                                start = end
-                                args = graced
+                        ends = parser.ends(parsed)
+                        notable = zip([0, *ends[:-1]], ends, parsed, strict=True)
+                mv = memoryview(raw)
+                start = 0
+                for at, end, args in notable:
+                    name = args[0].upper()
+                    if name in special and name != b"SELECT":
+                        if at > start:
+                            runs.append(mv[start:at])
+                        start = end
+                        if name == b"MULTI":
+                            in_multi = True
+                        elif name == b"EXEC":
+                            in_multi = False
+                        elif name == b"REPLCONF" and len(args) > 1 and args[1].upper() == b"GETACK":
+                            getack = True
+                        continue
+                    if name == b"SELECT":
+                        try:
+                            db = int(args[1])
+                        except (IndexError, ValueError):
+                            raise ProtocolError(f"{link.where}: bad SELECT in the stream") from None
+                    elif self.catching_up and (name == b"PEXPIREAT" or name == b"SET"):
+                        graced = self._graced(args, name, db)
+                        if graced is not None:
+                            if at > start:
+                                runs.append(mv[start:at])
+                            runs.append(pack(*graced))
+                            start = end
+                            args = graced
+                    if needs_args:
                         ncmds += 1
-                        if needs_args:
-                            cmds.append(args)
-                    prev = end
-                if parsed and prev > start:
-                    runs.append(mv[start:prev])
+                        cmds.append(args)
+                if start < len(raw):
+                    runs.append(mv[start:] if start else raw)
                 offset += len(raw)
                 if in_multi:
                     continue  # never split a source transaction between two of our batches
                 new = Checkpoint(CheckpointState.STREAMING, replid, offset, db)
                 await writer.apply_stream(
-                    runs, cmds, ncmds, self.link_id, new, self._committed(link, new, ncmds, getack)
+                    runs, cmds, ncmds, self.link_id, new, self._committed(link, new, getack)
                 )
                 runs, cmds, ncmds, getack = [], [], 0, False
                 if self.catching_up:
@@ -773,12 +777,11 @@ class _Link:
             acker.cancel()
             await asyncio.gather(acker, return_exceptions=True)
 
-    def _committed(
-        self, link: SourceLink, ckpt: Checkpoint, n: int, getack: bool
-    ) -> Callable[[], None]:
+    def _committed(self, link: SourceLink, ckpt: Checkpoint, getack: bool) -> Callable[[int], None]:
+        """What to do once a batch up to `ckpt` is applied (the writer says how many commands)."""
         st = self.status
 
-        def done() -> None:
+        def done(n: int) -> None:
             self.ckpt = ckpt
             self.applied = ckpt.offset
             st.offset = ckpt.offset
@@ -837,7 +840,7 @@ class _Link:
             cmds.append([b"SELECT", b"%d" % ckpt.db])
         self.pending_ttl = {}
         raw = [pack(*c) for c in cmds]
-        await writer.apply_stream(raw, cmds, len(cmds), self.link_id, ckpt, lambda: None)
+        await writer.apply_stream(raw, cmds, len(cmds), self.link_id, ckpt, _ignore_count)
 
     async def _ack_loop(self, link: SourceLink) -> None:
         while True:

@@ -24,9 +24,13 @@ from .errors import FatalSyncError, SyncError, classify_reply_error
 from .resp import RespConnection, TlsOptions, pack, pack_command
 from .urls import RedisUrl
 
-__all__ = ["Pipeline", "StandaloneWriter", "Writer"]
+__all__ = ["UNTIL_EXEC", "Pipeline", "StandaloneWriter", "Writer"]
 
 _MAX_IN_FLIGHT = 8 << 20
+# A MULTI … EXEC batch whose number of commands the sender does not know: inside MULTI every
+# command answers +QUEUED or an error, so its replies end at the first array or nil (EXEC's).
+UNTIL_EXEC = -1
+_NoneType = type(None)
 _MULTI = pack(b"MULTI")
 _EXEC = pack(b"EXEC")
 _SELECT0 = pack(b"SELECT", 0)
@@ -35,9 +39,10 @@ ReplyError = hiredis.ReplyError
 
 @dataclass(slots=True)
 class _Batch:
-    replies: int  # how many replies this batch produces
+    replies: int  # how many replies this batch produces; UNTIL_EXEC: up to its EXEC's reply
     nbytes: int
     on_done: Callable[[], None] | None = None
+    on_exec: Callable[[int], None] | None = None  # UNTIL_EXEC: gets the EXEC array's length
     future: asyncio.Future[list[Any]] | None = None  # set: collect replies and do not raise
     exec_at: int = -1  # index of the EXEC reply whose array must be checked too
     cmds: Sequence[bytes] | None = None  # packed commands, one per reply: can be redirected
@@ -80,9 +85,14 @@ class Pipeline:
         on_done: Callable[[], None] | None = None,
         exec_at: int = -1,
         cmds: Sequence[bytes] | None = None,
+        on_exec: Callable[[int], None] | None = None,
     ) -> None:
-        """Queue `data` (packed commands) that produce `replies` replies; waits for room."""
-        self.send_nowait(data, replies, on_done=on_done, exec_at=exec_at, cmds=cmds)
+        """Queue `data` (packed commands) that produce `replies` replies (or `UNTIL_EXEC`: one
+        `MULTI … EXEC`, whose EXEC array is checked and its length given to `on_exec`); waits
+        for room, not for the replies: batches follow each other on the connection."""
+        self.send_nowait(
+            data, replies, on_done=on_done, exec_at=exec_at, cmds=cmds, on_exec=on_exec
+        )
         await self.conn.drain()
         while not self._room.is_set():
             await self._wait(self._room)
@@ -95,6 +105,7 @@ class Pipeline:
         on_done: Callable[[], None] | None = None,
         exec_at: int = -1,
         cmds: Sequence[bytes] | None = None,
+        on_exec: Callable[[int], None] | None = None,
     ) -> None:
         """Like `send` without waiting (for use in callbacks); the byte budget still counts."""
         self._check()
@@ -104,7 +115,7 @@ class Pipeline:
         else:
             nbytes = sum(len(d) for d in data)
             self.conn.writer.writelines(data)
-        self._batches.append(_Batch(replies, nbytes, on_done, exec_at=exec_at, cmds=cmds))
+        self._batches.append(_Batch(replies, nbytes, on_done, on_exec, exec_at=exec_at, cmds=cmds))
         self._in_flight += nbytes
         self._idle.clear()
         if self._in_flight >= self.max_in_flight:
@@ -143,10 +154,16 @@ class Pipeline:
             while True:
                 replies = await self.conn.read_some_replies()
                 i, n = 0, len(replies)
+                types: list[type] | None = None
                 while i < n:
                     if not batches:
                         raise FatalSyncError(f"{self.where}: unexpected reply {replies[i]!r:.80}")
                     b = batches[0]
+                    if b.replies == UNTIL_EXEC:
+                        if types is None:
+                            types = list(map(type, replies))
+                        i = self._until_exec(b, replies, types, i)
+                        continue
                     take = min(b.replies - b.seen, n - i)
                     chunk = replies[i : i + take]
                     i += take
@@ -171,6 +188,28 @@ class Pipeline:
                 if b.future is not None and not b.future.done():
                     b.future.set_exception(self.error)
 
+    def _until_exec(self, b: _Batch, replies: list[Any], types: list[type], i: int) -> int:
+        """Consume the replies of an UNTIL_EXEC batch from `i`; where the next batch starts."""
+        n = len(replies)
+        try:
+            j = types.index(list, i)
+        except ValueError:
+            j = n
+        head = types[i:j]
+        if ReplyError in head or _NoneType in head:
+            # A refused command (EXEC then answers EXECABORT) or EXEC's nil: the first says why.
+            k = next(k for k in range(i, j) if types[k] is ReplyError or types[k] is _NoneType)
+            if types[k] is ReplyError:
+                raise classify_reply_error(str(replies[k]), where=self.where)
+            self._check_exec(None)
+        if j == n:
+            b.seen += n - i
+            return n
+        self._check_exec(replies[j])
+        b.seen += j + 1 - i
+        self._finish(self._batches.popleft(), len(replies[j]))
+        return j + 1
+
     def _reply_errors(self, b: _Batch, chunk: list[Any]) -> None:
         """Redirect MOVED/ASK (cluster) and raise on any other error reply."""
         for j, reply in enumerate(chunk):
@@ -186,10 +225,12 @@ class Pipeline:
             else:
                 raise classify_reply_error(msg, where=self.where)
 
-    def _finish(self, b: _Batch) -> None:
+    def _finish(self, b: _Batch, exec_len: int = 0) -> None:
         self._in_flight -= b.nbytes
         if b.on_done is not None:
             b.on_done()
+        if b.on_exec is not None:
+            b.on_exec(exec_len)
         if b.future is not None and not b.future.done():
             b.future.set_result(b.collected)
         if self._in_flight < self.max_in_flight // 2:
@@ -230,7 +271,7 @@ class Writer(Protocol):
         ncmds: int,
         link_id: str,
         ckpt: Checkpoint,
-        on_done: Callable[[], None],
+        on_done: Callable[[int], None],
     ) -> None: ...
     async def wait_idle(self) -> None: ...
 
@@ -318,22 +359,27 @@ class StandaloneWriter:
         ncmds: int,
         link_id: str,
         ckpt: Checkpoint,
-        on_done: Callable[[], None],
+        on_done: Callable[[int], None],
     ) -> None:
+        """Send one batch and return without waiting for its EXEC: `on_done` runs, with the
+        number of commands of `raw` (counted by the destination: `ncmds` is not needed), when
+        the batch is applied. Batches apply in order on this one connection; if it breaks, the
+        checkpoint in the destination says which of them did (each is all or nothing)."""
         # The forwarded bytes may contain SELECTs; ckpt.db is where the stream is at the end.
         parts: list[bytes | memoryview] = [_MULTI, *raw]
-        replies = 1 + ncmds
         tail = pack(b"HSET", CHECKPOINT_KEY, link_id, ckpt.encode())
         if ckpt.db != 0:
-            parts += [_SELECT0, tail, pack(b"SELECT", ckpt.db)]
-            replies += 3
+            parts += [_SELECT0, tail, pack(b"SELECT", ckpt.db), _EXEC]
+            ours = 3
         else:
-            parts.append(tail)
-            replies += 1
-        parts.append(_EXEC)
-        replies += 1
+            parts += [tail, _EXEC]
+            ours = 1
         self.db = ckpt.db
-        await self.pipe.send(parts, replies, on_done=on_done, exec_at=replies - 1)
+
+        def applied(n: int) -> None:
+            on_done(n - ours)
+
+        await self.pipe.send(parts, UNTIL_EXEC, on_exec=applied)
 
     async def wait_idle(self) -> None:
         await self.pipe.wait_idle()

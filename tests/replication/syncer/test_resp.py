@@ -122,3 +122,119 @@ def test_lag_meter() -> None:
     assert m.lag_ms(100, now=11.2) == pytest.approx(200)
     assert m.lag_ms(200, now=11.2) == 0.0
     assert m.latest == 200
+
+
+# -- the fast framer (frame) -------------------------------------------------------------------
+
+STOP = frozenset({b"PING", b"REPLCONF", b"SELECT", b"MULTI", b"EXEC"})
+
+
+def _slow(args: list[bytes]) -> bool:
+    """What frame() hands back: stop names, too many arguments, an argument too long."""
+    return args[0].upper() in STOP or len(args) > 9 or max(map(len, args)) > 999
+
+
+def _framed(chunks: list[bytes]) -> tuple[bytes, list[list[bytes]]]:
+    p = CommandStreamParser(STOP)
+    raw = b""
+    others: list[list[bytes]] = []
+    for chunk in chunks:
+        r, o = p.frame(chunk)
+        for start, end, args in o:
+            assert r[start:end] == pack(*args)
+        raw += r
+        others += [args for _, _, args in o]
+    assert p.buffered == 0
+    return raw, others
+
+
+def test_frame_returns_only_commands_it_does_not_take() -> None:
+    stream = (
+        STREAM
+        + pack(b"multi")
+        + pack(b"HSET", b"h", *[b"f%d" % i for i in range(20)])
+        + pack(b"SET", b"k", b"x" * 999)
+        + pack(b"SET", b"k", b"x" * 1000)
+        + pack(b"exec")
+        + pack(b"SELECTX", b"1")
+    )
+    raw, others = _framed([stream])
+    assert raw == stream
+    assert others == [c for c in CommandStreamParser().feed(stream)[1] if _slow(c)]
+    assert [c[0] for c in others] == [
+        *(b"SELECT", b"PING", b"REPLCONF", b"multi", b"HSET", b"SET", b"exec")
+    ]
+
+
+def test_frame_any_split_and_big_commands_across_chunks() -> None:
+    stream = STREAM + pack(b"SET", b"big", b"v" * 300_000) + pack(b"DEL", b"big") + STREAM
+    expected = [c for c in CommandStreamParser().feed(stream)[1] if _slow(c)]
+    for cut in [*range(0, len(STREAM) + 1), 5000, 100_000, len(stream) - 3]:
+        assert _framed([stream[:cut], stream[cut:]]) == (stream, expected)
+    chunks = [stream[i : i + 65536] for i in range(0, len(stream), 65536)]
+    assert _framed(chunks) == (stream, expected)
+
+
+def test_frame_and_feed_can_alternate() -> None:
+    stream = STREAM * 3
+    p = CommandStreamParser(STOP)
+    raw = b""
+    for i in range(0, len(stream), 7):
+        chunk = stream[i : i + 7]
+        raw += p.frame(chunk)[0] if i % 2 else p.feed(chunk)[0]
+    assert raw == stream and p.buffered == 0
+
+
+@pytest.mark.parametrize("bad", [b"+OK\r\n", b"*0\r\n", b"*-1\r\n", b"$3\r\nabc\r\n", b"!x\r\n"])
+def test_frame_non_commands_are_protocol_errors(bad: bytes) -> None:
+    p = CommandStreamParser(STOP)
+    with pytest.raises(ProtocolError):
+        p.frame(STREAM + bad)
+    with pytest.raises(ProtocolError):
+        p.frame(STREAM)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    commands=st.lists(
+        st.lists(
+            st.one_of(
+                st.sampled_from([b"PING", b"select", b"SET", b"x" * 1000, b""]),
+                st.binary(max_size=1100),
+            ),
+            min_size=1,
+            max_size=12,
+        ),
+        min_size=1,
+        max_size=15,
+    ),
+    chunk=st.integers(1, 3000),
+)
+def test_fuzz_frame_agrees_with_feed(commands: list[list[bytes]], chunk: int) -> None:
+    stream = b"".join(pack(*c) for c in commands)
+    chunks = [stream[i : i + chunk] for i in range(0, len(stream), chunk)]
+    assert _framed(chunks) == (stream, [c for c in commands if _slow(c)])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    mutations=st.lists(st.tuples(st.integers(0, len(STREAM) - 1), st.integers(0, 255)), max_size=6),
+    chunk=st.integers(1, 64),
+)
+def test_fuzz_frame_mutated_streams_end_cleanly(
+    mutations: list[tuple[int, int]], chunk: int
+) -> None:
+    """A mutated stream frames into commands whose encodings fill `raw` exactly, or fails."""
+    stream = bytearray(STREAM)
+    for pos, value in mutations:
+        stream[pos] = value
+    p = CommandStreamParser(STOP)
+    consumed = b""
+    try:
+        for i in range(0, len(stream), chunk):
+            consumed += p.frame(bytes(stream[i : i + chunk]))[0]
+    except ProtocolError:
+        return
+    assert len(consumed) + p.buffered == len(stream)
+    raw, cmds = CommandStreamParser().feed(consumed)
+    assert raw == consumed and b"".join(pack(*c) for c in cmds) == consumed
