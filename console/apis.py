@@ -46,6 +46,13 @@ class BdbListApi(APIView):
             port=body.validated_data["port"],
             password=body.validated_data["authentication_redis_pass"],
             persistence=body.validated_data["data_persistence"],
+            tls_mode=body.validated_data["tls_mode"],
+            enforce_client_authentication=(
+                body.validated_data["enforce_client_authentication"] == "enabled"
+            ),
+            client_certificates=[
+                c["client_cert"] for c in body.validated_data["authentication_ssl_client_certs"]
+            ],
         )
         return Response(BdbSerializer(db).data, status=status.HTTP_201_CREATED)
 

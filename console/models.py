@@ -133,6 +133,9 @@ class Database(models.Model):
     internal_password = EncryptedTextField()
     tls_mode = models.CharField(max_length=16, choices=TlsMode.choices, default=TlsMode.DISABLED)
     enforce_client_authentication = models.BooleanField(default=False)
+    # PEM bundle of client certificates accepted besides this cluster's own (e.g. the syncer
+    # certificate of another cluster that replicates this database).
+    client_certificates = models.TextField(blank=True, default="")
     status = models.CharField(
         max_length=32,
         choices=DatabaseStatus.choices,

@@ -37,6 +37,20 @@ class ShardSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsSpec:
+    """TLS on the database's endpoint: the cluster's proxy certificate as the server certificate,
+    `trusted` (PEM bundle) as the client certificates accepted when `auth_clients` is on; the
+    syncer certificate is what the console itself presents."""
+
+    cert: str
+    key: str = field(repr=False)
+    trusted: str
+    auth_clients: bool
+    client_cert: str
+    client_key: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class DatabaseSpec:
     uid: int
     name: str
@@ -50,6 +64,7 @@ class DatabaseSpec:
     redis_server: str = "redis-server"
     # A Replica Of destination: application users may read but not write (the syncer is admin).
     read_only: bool = False
+    tls: TlsSpec | None = None
 
     @property
     def sharded(self) -> bool:
@@ -83,12 +98,30 @@ def backlog_size(spec: DatabaseSpec) -> int:
     return min(max(per_shard // 10, 1024 * 1024), 256 * 1024 * 1024)
 
 
+def _endpoint_lines(spec: DatabaseSpec, shard: ShardSpec) -> list[str]:
+    if spec.tls is None:
+        return [f"port {shard.port}"]
+    d = spec.shard_dir(shard)
+    lines = [
+        "port 0",
+        f"tls-port {shard.port}",
+        f"tls-cert-file {d / 'tls.crt'}",
+        f"tls-key-file {d / 'tls.key'}",
+        f"tls-ca-cert-file {d / 'trusted.crt'}",
+        f"tls-auth-clients {'yes' if spec.tls.auth_clients else 'no'}",
+        "tls-replication yes",
+    ]
+    if spec.sharded:
+        lines.append("tls-cluster yes")
+    return lines
+
+
 def config_text(spec: DatabaseSpec, shard: ShardSpec) -> str:
     d = spec.shard_dir(shard)
     per_shard_memory = max(spec.memory_size // len(spec.shards), 1024 * 1024)
     lines = [
         "# Written by the Replica Of Console; edits are overwritten.",
-        f"port {shard.port}",
+        *_endpoint_lines(spec, shard),
         f"bind {spec.bind}",
         "daemonize yes",
         f"pidfile {d / 'redis.pid'}",
@@ -129,6 +162,15 @@ def write_files(spec: DatabaseSpec, shard: ShardSpec) -> Path:
     d = spec.shard_dir(shard)
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     _write_private(d / "users.acl", "\n".join(acl_lines(spec)) + "\n")
+    if spec.tls is not None:
+        _write_private(d / "tls.crt", spec.tls.cert)
+        _write_private(d / "tls.key", spec.tls.key)
+        # Our own certificates are always trusted: the console manages the database with the
+        # syncer certificate, and the shards of a cluster meet each other with the proxy one.
+        bundle = "\n".join((spec.tls.trusted.strip(), spec.tls.client_cert.strip(), spec.tls.cert))
+        _write_private(d / "trusted.crt", bundle)
+        _write_private(d / "client.crt", spec.tls.client_cert)
+        _write_private(d / "client.key", spec.tls.client_key)
     conf = d / "redis.conf"
     _write_private(conf, config_text(spec, shard))
     return conf
@@ -139,6 +181,16 @@ def admin_client(
 ) -> redis.Redis:
     """A client of one shard as `admin` (with the spec's internal password unless given)."""
     host = "127.0.0.1" if spec.bind in {"0.0.0.0", "*"} else spec.bind.split()[0]  # noqa: S104 - only compared, never bound
+    tls: dict[str, object] = {}
+    if spec.tls is not None:
+        d = spec.shard_dir(shard)
+        tls = {
+            "ssl": True,
+            "ssl_ca_certs": str(d / "tls.crt"),
+            "ssl_check_hostname": False,
+            "ssl_certfile": str(d / "client.crt"),
+            "ssl_keyfile": str(d / "client.key"),
+        }
     return redis.Redis(
         host=host,
         port=shard.port,
@@ -146,6 +198,7 @@ def admin_client(
         password=spec.internal_password if password is None else password,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
+        **tls,  # type: ignore[arg-type]
     )
 
 

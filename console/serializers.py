@@ -7,7 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from console.models import Certificate, Database, Node, Persistence
+from console.models import Certificate, Database, Node, Persistence, TlsMode
 from replication.models import ReplicaOf, ReplicaSync
 from replication.selectors import replica_sources_of
 from replication.serializers import ReplicaSourceSerializer
@@ -91,6 +91,10 @@ class BdbSerializer(serializers.ModelSerializer[Database]):
         ]
 
 
+class ClientCertSerializer(serializers.Serializer[Any]):
+    client_cert = serializers.CharField(trim_whitespace=False)
+
+
 class BdbCreateSerializer(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=255)
     memory_size = serializers.IntegerField()
@@ -102,6 +106,12 @@ class BdbCreateSerializer(serializers.Serializer[Any]):
     data_persistence = serializers.ChoiceField(
         choices=Persistence.values, required=False, default=Persistence.DISABLED
     )
+    # The service explains why a mode is refused, so any string is let through to it.
+    tls_mode = serializers.CharField(required=False, default=TlsMode.DISABLED)
+    enforce_client_authentication = serializers.ChoiceField(
+        choices=["enabled", "disabled"], required=False, default="disabled"
+    )
+    authentication_ssl_client_certs = ClientCertSerializer(many=True, required=False, default=list)
 
 
 class BdbUpdateSerializer(serializers.Serializer[Any]):

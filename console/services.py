@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psutil
@@ -24,6 +24,7 @@ from console.models import (
     Node,
     Persistence,
     Shard,
+    TlsMode,
     User,
 )
 
@@ -234,6 +235,9 @@ def database_create(
     port: int | None = None,
     password: str = "",
     persistence: str = Persistence.DISABLED,
+    tls_mode: str = TlsMode.DISABLED,
+    enforce_client_authentication: bool = False,
+    client_certificates: Sequence[str] = (),
 ) -> Database:
     """Validate, save the row with its shards, then ask the node to start the processes."""
     if not NAME_RE.match(name or ""):
@@ -254,6 +258,7 @@ def database_create(
         )
     if password:
         _validate_password(password, "authentication_redis_pass")
+    trusted = _validate_tls(tls_mode, enforce_client_authentication, client_certificates)
     node = local_node()
     _validate_memory(memory_size, node)
     ports = _allocate_ports(shards=shards_count, chosen=port, host=node.address)
@@ -268,6 +273,9 @@ def database_create(
                 persistence=persistence,
                 password=password,
                 internal_password=secrets.token_urlsafe(32)[:INTERNAL_PASSWORD_CHARS],
+                tls_mode=tls_mode,
+                enforce_client_authentication=enforce_client_authentication,
+                client_certificates=trusted,
             )
             Shard.objects.bulk_create(
                 Shard(database=db, index=i, port=p) for i, p in enumerate(ports)
@@ -277,7 +285,7 @@ def database_create(
                 action="database.create",
                 obj=db,
                 detail=f"memory_size={memory_size} shards={shards_count} "
-                f"port={ports[0]} persistence={persistence}",
+                f"port={ports[0]} persistence={persistence} tls={tls_mode}",
             )
             enqueue_node_task("console.tasks.database_provision_task", db)
     except IntegrityError:
@@ -285,6 +293,30 @@ def database_create(
             "the name or a port was taken concurrently; try again", field="name"
         ) from None
     return db
+
+
+def _validate_tls(mode: str, enforce_client_authentication: bool, certs: Sequence[str]) -> str:
+    """Check the TLS settings of a new database; return the trusted client certificates (PEM)."""
+    if mode == TlsMode.REPLICA_SSL:
+        raise ApplicationError(
+            "TLS for Replica Of only needs a second endpoint per database, which this console "
+            "does not provide; use 'enabled' (TLS for all connections) or 'disabled'",
+            field="tls_mode",
+        )
+    if mode not in TlsMode.values:
+        raise ApplicationError(
+            f"tls_mode must be one of {', '.join(TlsMode.values)}", field="tls_mode"
+        )
+    if enforce_client_authentication and mode == TlsMode.DISABLED:
+        raise ApplicationError(
+            "client authentication needs TLS: set tls_mode to 'enabled'",
+            field="enforce_client_authentication",
+        )
+    pems = []
+    for i, pem in enumerate(certs):
+        certificates.load_certificate(pem, field=f"authentication_ssl_client_certs[{i}]")
+        pems.append(pem.strip())
+    return "\n".join(pems)
 
 
 def database_update(
@@ -380,6 +412,25 @@ def database_spec(database: Database) -> provisioning.DatabaseSpec:
         data_dir=settings.DATA_DIR,
         redis_server=settings.REDIS_SERVER_BIN,
         read_only=database.replica_sources.exists(),
+        tls=_tls_spec(database),
+    )
+
+
+def _tls_spec(database: Database) -> provisioning.TlsSpec | None:
+    if database.tls_mode == TlsMode.DISABLED:
+        return None
+    proxy = Certificate.objects.get(kind=Certificate.Kind.PROXY)
+    syncer = Certificate.objects.get(kind=Certificate.Kind.SYNCER)
+    trusted = "\n".join(
+        p for p in (syncer.certificate_pem.strip(), database.client_certificates.strip()) if p
+    )
+    return provisioning.TlsSpec(
+        cert=proxy.certificate_pem,
+        key=proxy.private_key_pem,
+        trusted=trusted,
+        auth_clients=database.enforce_client_authentication,
+        client_cert=syncer.certificate_pem,
+        client_key=syncer.private_key_pem,
     )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -132,6 +133,8 @@ def _plan(replica_of: ReplicaOf) -> _Plan:
             url = parse_redis_url(graph.internal_source_url(src.source_database))
         else:
             url = parse_redis_url(src.external_uri)
+        if src.encryption and not url.tls:
+            url = dataclasses.replace(url, tls=True)
         configs.append(
             SourceConfig(url, _tls_for(src, workdir, internal=internal), name=f"source-{src.uid}")
         )
@@ -140,8 +143,11 @@ def _plan(replica_of: ReplicaOf) -> _Plan:
     dest_tls = None
     if destination.tls_mode != TlsMode.DISABLED:
         proxy = Certificate.objects.filter(kind=Certificate.Kind.PROXY).first()
+        syncer = Certificate.objects.filter(kind=Certificate.Kind.SYNCER).first()
         dest_tls = TlsOptions(
-            ca=_write_private(workdir, "proxy.crt", proxy.certificate_pem) if proxy else None
+            cert=_write_private(workdir, "dest.crt", syncer.certificate_pem) if syncer else None,
+            key=_write_private(workdir, "dest.key", syncer.private_key_pem) if syncer else None,
+            ca=_write_private(workdir, "proxy.crt", proxy.certificate_pem) if proxy else None,
         )
     engine = SyncEngine(
         configs,

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 from django.db import transaction
 
 from console import provisioning
 from console.errors import ApplicationError
-from console.models import Database, DatabaseStatus, User
+from console.models import Certificate, Database, DatabaseStatus, User
 from console.services import (
     INTERNAL_PASSWORD_CHARS,
     audit_record,
@@ -84,38 +88,98 @@ def _resolve(
     return resolved
 
 
-def source_check(url: RedisUrl, *, field: str) -> None:
-    """Connect and authenticate to a source; refuse with a clear reason (never the password)."""
-    client = redis.Redis(
-        host=url.host,
-        port=url.port,
-        username=url.username,
-        password=url.password,
-        ssl=url.tls,
-        ssl_cert_reqs="none" if url.tls else "required",
-        socket_connect_timeout=CHECK_TIMEOUT_S,
-        socket_timeout=CHECK_TIMEOUT_S,
+@dataclass(frozen=True, slots=True)
+class CheckTls:
+    """TLS material for a connection check (PEM text): the server certificate to trust (empty:
+    the system's trust store) and the client certificate to present (this cluster's syncer)."""
+
+    ca: str = ""
+    cert: str = field(default="", repr=False)
+    key: str = field(default="", repr=False)
+
+
+def check_tls_for(
+    *, encryption: bool, url: RedisUrl, server_cert: str, internal: bool
+) -> CheckTls | None:
+    """What the sync job would present and trust for this source (see replication.jobs)."""
+    if not (encryption or url.tls):
+        return None
+    syncer = Certificate.objects.filter(kind=Certificate.Kind.SYNCER).first()
+    ca = server_cert
+    if not ca and internal:
+        proxy = Certificate.objects.filter(kind=Certificate.Kind.PROXY).first()
+        ca = proxy.certificate_pem if proxy else ""
+    return CheckTls(
+        ca=ca,
+        cert=syncer.certificate_pem if syncer else "",
+        key=syncer.private_key_pem if syncer else "",
     )
-    try:
-        client.ping()
-        client.execute_command("INFO", "replication")
-    except redis.AuthenticationError:
-        raise ApplicationError(
-            f"authentication failed for source {url.redacted()}", field=field
-        ) from None
-    except redis.ResponseError as exc:
-        if "NOPERM" in str(exc):
+
+
+def _tls_kwargs(tls: CheckTls, workdir: str) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"ssl": True, "ssl_check_hostname": False}
+    if tls.ca:
+        kwargs["ssl_ca_data"] = tls.ca
+    if tls.cert and tls.key:
+        for name, text in (("cert", tls.cert), ("key", tls.key)):
+            path = os.path.join(workdir, name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+        kwargs["ssl_certfile"] = os.path.join(workdir, "cert")
+        kwargs["ssl_keyfile"] = os.path.join(workdir, "key")
+    return kwargs
+
+
+def source_check(url: RedisUrl, *, field: str, tls: CheckTls | None = None) -> None:
+    """Connect and authenticate to a source; refuse with a clear reason (never the password)."""
+    if url.tls and tls is None:
+        tls = CheckTls()
+    with tempfile.TemporaryDirectory(prefix="source-check-") as workdir:
+        client = redis.Redis(
+            host=url.host,
+            port=url.port,
+            username=url.username,
+            password=url.password,
+            socket_connect_timeout=CHECK_TIMEOUT_S,
+            socket_timeout=CHECK_TIMEOUT_S,
+            **(_tls_kwargs(tls, workdir) if tls is not None else {}),
+        )
+        try:
+            client.ping()
+            client.execute_command("INFO", "replication")
+        except redis.AuthenticationError:
             raise ApplicationError(
-                f"the user of {url.redacted()} may not read replication state (NOPERM)",
-                field=field,
+                f"authentication failed for source {url.redacted()}", field=field
             ) from None
-        raise ApplicationError(f"source {url.redacted()} answered: {exc}", field=field) from None
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        raise ApplicationError(
-            f"cannot connect to {url.address}: {type(exc).__name__}", field=field
-        ) from None
-    finally:
-        client.close()
+        except redis.ResponseError as exc:
+            if "NOPERM" in str(exc):
+                raise ApplicationError(
+                    f"the user of {url.redacted()} may not read replication state (NOPERM)",
+                    field=field,
+                ) from None
+            raise ApplicationError(
+                f"source {url.redacted()} answered: {exc}", field=field
+            ) from None
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            text = str(exc)
+            if "certificate verify failed" in text:
+                raise ApplicationError(
+                    f"TLS: the certificate of {url.address} is not trusted; give the source "
+                    "cluster's proxy certificate (server certificate)",
+                    field=field,
+                ) from None
+            if tls is not None and ("SSL" in text or "TLS" in text or "alert" in text):
+                raise ApplicationError(
+                    f"TLS handshake with {url.address} failed (does it accept this cluster's "
+                    "syncer certificate? does it speak TLS?)",
+                    field=field,
+                ) from None
+            raise ApplicationError(
+                f"cannot connect to {url.address}: {type(exc).__name__}", field=field
+            ) from None
+        finally:
+            client.close()
 
 
 def replica_sources_set(
@@ -130,8 +194,14 @@ def replica_sources_set(
         raise ApplicationError("the destination is being deleted")
     resolved = _resolve(destination, sources)
     if check_connection:
-        for i, (_, _, url) in enumerate(resolved):
-            source_check(url, field=_field(i, "uri"))
+        for i, (item, db, url) in enumerate(resolved):
+            tls = check_tls_for(
+                encryption=item.encryption,
+                url=url,
+                server_cert=item.server_cert,
+                internal=db is not None and item.source_database_uid is not None,
+            )
+            source_check(url, field=_field(i, "uri"), tls=tls)
     with transaction.atomic():
         replica_of = ReplicaOf.objects.select_for_update().filter(destination=destination).first()
         if replica_of is None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis
+from django.conf import settings
 
 from console.models import AuditEntry, Database
 from replication import control
@@ -416,3 +417,69 @@ def test_cross_slot_write_into_a_sharded_destination_stops_the_sync(admin_api, l
     wait_sync_state(admin_api, b, "stopped")
     error = ReplicaOf.objects.get(destination=b).last_error
     assert error.startswith("cross slot violation:") and "MSET" in error
+
+
+def _tls_client(db: Database, *, client_cert: bool, shard: int = 0) -> redis.Redis:
+    from console.models import Certificate
+
+    db.refresh_from_db()
+    d = settings.DATA_DIR / f"bdb-{db.pk}" / f"shard-{shard}"
+    proxy = Certificate.objects.get(kind="proxy").certificate_pem
+    extra: dict[str, Any] = {}
+    if client_cert:
+        extra = {"ssl_certfile": str(d / "client.crt"), "ssl_keyfile": str(d / "client.key")}
+    return redis.Redis(
+        port=db.shards.get(index=shard).port,
+        username="admin",
+        password=db.internal_password,
+        ssl=True,
+        ssl_ca_data=proxy,
+        ssl_check_hostname=False,
+        socket_timeout=5,
+        **extra,
+    )
+
+
+def test_tls_source_with_client_authentication(admin_api, live_worker):
+    resp = admin_api.post(
+        "/v1/bdbs", {"name": "x", "memory_size": 8 * MB, "tls_mode": "replica_ssl"}, format="json"
+    )
+    assert resp.status_code == 400 and "tls_mode" in resp.json()
+    resp = admin_api.post(
+        "/v1/bdbs",
+        {"name": "x", "memory_size": 8 * MB, "enforce_client_authentication": "enabled"},
+        format="json",
+    )
+    assert resp.status_code == 400 and "enforce_client_authentication" in resp.json()
+    assert not Database.objects.filter(name="x").exists()
+
+    a = create_active(
+        admin_api, name="a", tls_mode="enabled", enforce_client_authentication="enabled"
+    )
+    # The destination: a Redis Cluster of 2 shards, TLS on its endpoints and its cluster bus.
+    b = create_active(admin_api, name="b", shards_count=2, tls_mode="enabled")
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(port=a.port, socket_timeout=2).ping()  # plain TCP is not served
+    with pytest.raises(redis.ConnectionError):
+        _tls_client(a, client_cert=False).ping()  # TLS without a trusted client certificate
+    src = _tls_client(a, client_cert=True)
+    populate(src, 2000)
+    url = admin_api.post(f"/v1/bdbs/{a.pk}/actions/replica_source_url").json()["uri"]
+    assert url.startswith("rediss://admin:")
+
+    body = make_replica(admin_api, b, a)
+    assert body["replica_sources"][0]["encryption"] is True
+    wait_status(admin_api, b, "in-sync")
+    dst = [_tls_client(b, client_cert=False, shard=i) for i in range(2)]
+    src.set("{m}last", "1")
+
+    def arrived() -> bool:
+        for c in dst:
+            try:
+                return c.get("{m}last") == b"1"
+            except redis.exceptions.MovedError:
+                continue
+        return False
+
+    wait_for(arrived, what="the last write on b")
+    assert assert_same_data([src], dst) >= 2000
