@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import URLPattern, URLResolver, path
 
 from console import views
+from replication import views as replica_views
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("login/", views.LoginView.as_view(), name="login"),
@@ -13,6 +14,18 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("databases/<int:uid>/", views.database_detail, name="database-detail"),
     path("databases/<int:uid>/edit/", views.database_edit, name="database-edit"),
     path("databases/<int:uid>/delete/", views.database_delete, name="database-delete"),
+    path(
+        "databases/<int:uid>/replica-of/source-check/",
+        replica_views.source_check,
+        name="replica-source-check",
+    ),
+    path("databases/<int:uid>/replica-of/sync/", replica_views.sync_action, name="replica-sync"),
+    path("databases/<int:uid>/source-url/", replica_views.source_url, name="replica-source-url"),
+    path(
+        "databases/<int:uid>/source-url/regenerate/",
+        replica_views.password_regenerate,
+        name="replica-password-regenerate",
+    ),
     path("nodes/", views.node_list, name="node-list"),
     path("cluster/", views.cluster_detail, name="cluster"),
     path("cluster/security/", views.cluster_security, name="cluster-security"),

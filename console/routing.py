@@ -1,7 +1,11 @@
-"""WebSocket routes (live status pages arrive with the browser console issue)."""
+"""WebSocket routes: live status for the pages."""
 
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-websocket_urlpatterns: list[URLPattern | URLResolver] = []
+from replication.consumers import StatusConsumer
+
+websocket_urlpatterns: list[URLPattern | URLResolver] = [
+    path("ws/status/", StatusConsumer.as_asgi()),
+]

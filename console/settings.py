@@ -168,7 +168,10 @@ SPECTACULAR_SETTINGS = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        # redis-py 8 reads with a 5 s socket timeout by default, the same as channels_redis'
+        # blocking receive (BZPOPMIN 5 s): an idle WebSocket consumer then dies with
+        # TimeoutError every few seconds. A longer read timeout still detects a dead server.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
     }
 }
 

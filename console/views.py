@@ -3,15 +3,13 @@ service and renders; refused operations come back from the services as Applicati
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -19,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from console import selectors, services
 from console.auth import login_failed, login_succeeded, login_throttled
+from console.decorators import admin_required, page_user
 from console.errors import ApplicationError
 from console.forms import (
     AuditFilterForm,
@@ -26,8 +25,9 @@ from console.forms import (
     DatabaseCreateForm,
     DatabaseEditForm,
 )
-from console.models import Certificate, Database, DatabaseStatus, User
-from console.permissions import is_admin
+from console.models import Certificate, Database, DatabaseStatus
+from replication import services as replica_services
+from replication import views as replica_views
 
 # While a database is in one of these, its page reloads itself until the node is done.
 PENDING_STATUSES = frozenset(
@@ -36,27 +36,6 @@ PENDING_STATUSES = frozenset(
 EDITABLE_STATUSES = frozenset({DatabaseStatus.ACTIVE, DatabaseStatus.ERROR})
 AUDIT_PAGE_SIZE = 50
 THROTTLED_MESSAGE = "Too many failed sign-ins from your address. Wait a few minutes and try again."
-
-View = Callable[..., HttpResponse]
-
-
-def admin_required(view: View) -> View:
-    """Mutating pages are for admins: everyone else gets 403, whatever the method."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not is_admin(request.user):
-            raise PermissionDenied("this action needs the admin role")
-        return view(request, *args, **kwargs)
-
-    return wrapper
-
-
-def _user(request: HttpRequest) -> User:
-    # The login middleware lets only signed-in users reach these views.
-    assert isinstance(request.user, User)
-    return request.user
-
 
 # ---------------------------------------------------------------- sign in / out
 
@@ -98,8 +77,10 @@ def home(request: HttpRequest) -> HttpResponseRedirect:
 
 @require_GET
 def database_list(request: HttpRequest) -> HttpResponse:
-    databases = selectors.database_list(user=_user(request))
-    return render(request, "console/database_list.html", {"databases": databases})
+    databases = list(selectors.database_list(user=page_user(request)).order_by("name"))
+    rows = replica_views.database_rows(databases)
+    context = {"databases": rows, "replica_labels": replica_views.STATUS_LABELS}
+    return render(request, "console/database_list.html", context)
 
 
 @require_http_methods(["GET", "POST"])
@@ -108,7 +89,7 @@ def database_create(request: HttpRequest) -> HttpResponse:
     form = DatabaseCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            database = services.database_create(actor=_user(request), **form.service_kwargs())
+            database = services.database_create(actor=page_user(request), **form.service_kwargs())
         except ApplicationError as exc:
             form.add_service_error(exc)
         else:
@@ -130,42 +111,55 @@ def _database_context(database: Database, tab: str) -> dict[str, Any]:
 
 @require_GET
 def database_detail(request: HttpRequest, uid: int) -> HttpResponse:
-    database = selectors.database_get_for_user(user=_user(request), uid=uid)
+    database = selectors.database_get_for_user(user=page_user(request), uid=uid)
     context = _database_context(database, "configuration")
     # Only whether a password is set reaches the template, never the password.
     context["has_password"] = bool(database.password)
+    context.update(replica_views.panel_context(database))
     return render(request, "console/database_configuration.html", context)
 
 
 @require_http_methods(["GET", "POST"])
 @admin_required
 def database_edit(request: HttpRequest, uid: int) -> HttpResponse:
-    database = selectors.database_get_for_user(user=_user(request), uid=uid)
+    database = selectors.database_get_for_user(user=page_user(request), uid=uid)
     initial = {"memory_mb": max(database.memory_size // (1024 * 1024), 1)}
     form = DatabaseEditForm(request.POST or None, initial=initial)
-    if request.method == "POST" and form.is_valid():
+    replica = replica_views.replica_form(request, database)
+    # Both parts are checked before anything is saved; both saves commit together or not at all.
+    if request.method == "POST" and form.is_valid() and replica.is_valid():
         try:
-            services.database_update(
-                actor=_user(request), database=database, **form.service_kwargs()
-            )
+            with transaction.atomic():
+                services.database_update(
+                    actor=page_user(request), database=database, **form.service_kwargs()
+                )
+                if replica.changed:
+                    replica_services.replica_sources_set(
+                        actor=page_user(request), destination=database, sources=replica.inputs
+                    )
         except ApplicationError as exc:
-            form.add_service_error(exc)
+            if (exc.field or "").startswith("replica_sources"):
+                replica.add_service_error(exc)
+            else:
+                form.add_service_error(exc)
+            database.refresh_from_db()
         else:
             messages.success(request, f"Changes to {database.name} saved.")
             return redirect("database-detail", uid=database.pk)
     context = _database_context(database, "configuration")
     context.update(form=form, has_password=bool(database.password))
+    context.update(replica_views.edit_context(page_user(request), database, replica))
     return render(request, "console/database_edit.html", context)
 
 
 @require_http_methods(["GET", "POST"])
 @admin_required
 def database_delete(request: HttpRequest, uid: int) -> HttpResponse:
-    database = selectors.database_get_for_user(user=_user(request), uid=uid)
+    database = selectors.database_get_for_user(user=page_user(request), uid=uid)
     error = ""
     if request.method == "POST":
         try:
-            services.database_delete(actor=_user(request), database=database)
+            services.database_delete(actor=page_user(request), database=database)
         except ApplicationError as exc:
             error = exc.message
         else:
@@ -221,7 +215,7 @@ def certificate_replace(request: HttpRequest, kind: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             new = services.certificate_replace(
-                actor=_user(request), kind=cert.kind, **form.service_kwargs()
+                actor=page_user(request), kind=cert.kind, **form.service_kwargs()
             )
         except ApplicationError as exc:
             form.add_service_error(exc)

@@ -58,4 +58,48 @@ document.addEventListener("click", async (event) => {
   }
 });
 
+// A modal confirmation (keyboard: Tab between the buttons, Escape cancels; the focus starts on
+// Cancel because what is confirmed is destructive). Resolves to true when confirmed.
+function confirmAction({ title = "Are you sure?", message, confirmLabel = "Confirm" }) {
+  return new Promise((resolve) => {
+    const dialog = document.createElement("dialog");
+    dialog.className = "dialog dialog-confirm";
+    dialog.setAttribute("aria-labelledby", "confirm-title");
+    dialog.setAttribute("aria-describedby", "confirm-message");
+    dialog.innerHTML = `<h2 id="confirm-title"></h2><p id="confirm-message"></p>
+      <div class="form-actions"><button type="button" class="button button-danger" value="yes"></button>
+      <button type="button" class="button" value="no">Cancel</button></div>`;
+    dialog.querySelector("h2").textContent = title;
+    dialog.querySelector("p").textContent = message;
+    dialog.querySelector("[value=yes]").textContent = confirmLabel;
+    let answer = false;
+    dialog.addEventListener("click", (event) => {
+      const button = event.target.closest("button");
+      if (!button) return;
+      answer = button.value === "yes";
+      dialog.close();
+    });
+    dialog.addEventListener("close", () => { dialog.remove(); resolve(answer); });
+    document.body.appendChild(dialog);
+    dialog.showModal();
+    dialog.querySelector("[value=no]").focus();
+  });
+}
+window.confirmAction = confirmAction;
+
+// Forms with data-confirm="<message>" ask first (data-confirm-button names the action).
+document.addEventListener("submit", async (event) => {
+  const form = event.target;
+  if (!form.dataset || !form.dataset.confirm || form.dataset.confirmed) return;
+  event.preventDefault();
+  const ok = await confirmAction({
+    message: form.dataset.confirm,
+    confirmLabel: form.dataset.confirmButton || "Confirm",
+  });
+  if (ok) {
+    form.dataset.confirmed = "1";
+    form.submit();
+  }
+});
+
 document.addEventListener("DOMContentLoaded", () => localizeTimes(document));

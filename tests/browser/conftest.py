@@ -151,10 +151,11 @@ def browser() -> Iterator[Any]:
 def new_page(browser: Any, console_server: LiveServer) -> Iterator[Callable[..., Any]]:
     """Open a page in a fresh browser context (own cookies) against the live server."""
     contexts: list[Any] = []
+    script_errors: list[str] = []
 
-    def open_page(viewport: dict[str, int] | None = None) -> Any:
+    def open_page(viewport: dict[str, int] | None = None, server: LiveServer | None = None) -> Any:
         context = browser.new_context(
-            base_url=console_server.url,
+            base_url=(server or console_server).url,
             viewport=viewport or WIDE,
             permissions=["clipboard-read", "clipboard-write"],
             accept_downloads=True,
@@ -163,13 +164,17 @@ def new_page(browser: Any, console_server: LiveServer) -> Iterator[Callable[...,
         )
         context.set_default_timeout(30_000)
         contexts.append(context)
-        return context.new_page()
+        page = context.new_page()
+        page.on("pageerror", lambda exc: script_errors.append(f"{page.url}: {exc}"))
+        return page
 
     try:
         yield open_page
     finally:
         for context in contexts:
             context.close()
+    # A script error is a failure even when the page still looked right.
+    assert script_errors == [], script_errors
 
 
 @pytest.fixture

@@ -1,0 +1,199 @@
+"""Replica Of forms: the shape of what the pages send; replication.services decides the rest."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from django import forms
+
+from console.errors import ApplicationError
+from console.models import Database
+from replication.apis import _as_input as saved_source_input
+from replication.models import ReplicaSource
+from replication.sources import MAX_SOURCES, SourceInput
+
+# zlib level 6 over the sync gateway when the operator turns compression on (DESIGN §3).
+COMPRESSION_LEVEL = 6
+PEM_LIMIT = 64 * 1024
+_SOURCE_ERROR = re.compile(r"^replica_sources\[(\d+)\]\.(\w+)$")
+
+
+class ExternalSourceForm(forms.Form):
+    """The External tab of the "Connect a Replica Of source database" dialog."""
+
+    uri = forms.CharField(
+        label="Source URL",
+        max_length=2048,
+        help_text=(
+            "redis://admin:<password>@host:port for a database of another cluster (its "
+            "'Get Replica Of source URL'); redis://:<password>@host:port or redis://host:port "
+            "for any Redis; rediss:// for TLS. Percent-encode special characters."
+        ),
+        widget=forms.TextInput(
+            attrs={
+                "autocomplete": "off",
+                "spellcheck": "false",
+                "placeholder": "redis://:password@host:port",
+            }
+        ),
+    )
+    encryption = forms.BooleanField(label="TLS", required=False)
+    server_cert = forms.CharField(
+        label="Source cluster's certificate (PEM)",
+        required=False,
+        max_length=PEM_LIMIT,
+        help_text="Its proxy certificate, to verify the server. Paste it or choose the file.",
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "mono"}),
+    )
+    replication_tls_sni = forms.CharField(
+        label="Server name (SNI)",
+        required=False,
+        max_length=253,
+        help_text="Leave empty to use the host of the URL.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    compression = forms.BooleanField(
+        label="Compression",
+        required=False,
+        help_text="zlib through the source cluster's sync gateway: less bandwidth, more CPU.",
+    )
+
+    def clean(self) -> dict[str, Any] | None:
+        data = super().clean()
+        if data and not data.get("encryption"):
+            # Hidden fields of a turned-off TLS toggle do not count.
+            data["server_cert"] = ""
+            data["replication_tls_sni"] = ""
+        return data
+
+    def source_input(self) -> SourceInput:
+        data = self.cleaned_data
+        return SourceInput(
+            uri=data["uri"].strip(),
+            encryption=data["encryption"],
+            server_cert=data["server_cert"].strip(),
+            replication_tls_sni=data["replication_tls_sni"].strip(),
+            compression=COMPRESSION_LEVEL if data["compression"] else 0,
+        )
+
+
+def _row_of_source(source: ReplicaSource, name: str) -> dict[str, Any]:
+    """A saved source as a row of the edit list: referred to by uid, its URL never sent."""
+    return {
+        "keep": source.uid,
+        "name": name,
+        "kind": "internal" if source.source_database_id else "external",
+        "encryption": source.encryption,
+        "compression": source.compression,
+    }
+
+
+class ReplicaSourcesForm(forms.Form):
+    """The Replica Of part of Database → Edit: the wanted source list as JSON rows.
+
+    A row is `{"keep": <source uid>}` for a saved source, `{"database": <uid>}` for a database of
+    this cluster, or `{"uri": ..., "encryption", "server_cert", "replication_tls_sni",
+    "compression"}` for an external URL; `name` is for display only.
+    """
+
+    sources = forms.CharField(required=False, widget=forms.HiddenInput)
+    confirm_flush = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+    def __init__(
+        self, *args: Any, destination: Database, saved: list[ReplicaSource], **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.destination = destination
+        self.saved = {s.uid: s for s in saved}
+        self.rows: list[dict[str, Any]] = []
+        self.inputs: list[SourceInput] = []
+        self.changed = False
+
+    def initial_rows(self, names: dict[int, str]) -> list[dict[str, Any]]:
+        return [_row_of_source(s, names.get(s.uid, "")) for s in self.saved.values()]
+
+    def clean_sources(self) -> str:
+        raw = self.cleaned_data.get("sources") or "[]"
+        try:
+            rows = json.loads(raw)
+        except ValueError:
+            raise forms.ValidationError("The source list is not valid JSON.") from None
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise forms.ValidationError("The source list must be a list of sources.")
+        if len(rows) > MAX_SOURCES:
+            raise forms.ValidationError(f"A destination has at most {MAX_SOURCES} sources.")
+        for row in rows:
+            self.rows.append(self._clean_row(row))
+            self.inputs.append(self._source_input(self.rows[-1]))
+        kept = [r["keep"] for r in self.rows if "keep" in r]
+        self.changed = len(kept) != len(self.rows) or set(kept) != set(self.saved)
+        return str(raw)
+
+    def _clean_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        name = str(row.get("name", ""))[:300]
+        if "keep" in row:
+            uid = row["keep"]
+            if not isinstance(uid, int) or uid not in self.saved:
+                raise forms.ValidationError(
+                    "A source changed meanwhile: reload the page and edit again."
+                )
+            return _row_of_source(self.saved[uid], name)
+        if "database" in row:
+            if not isinstance(row["database"], int):
+                raise forms.ValidationError("A source database is not a number.")
+            return {"database": row["database"], "name": name, "kind": "internal"}
+        form = ExternalSourceForm(
+            {
+                "uri": row.get("uri", ""),
+                "encryption": bool(row.get("encryption")),
+                "server_cert": row.get("server_cert", ""),
+                "replication_tls_sni": row.get("replication_tls_sni", ""),
+                "compression": bool(row.get("compression")),
+            }
+        )
+        if not form.is_valid():
+            message = next(iter(form.errors.values()))[0]
+            raise forms.ValidationError(f"Source {name or '(external)'}: {message}")
+        data = form.source_input()
+        return {
+            "name": name,
+            "kind": "external",
+            "uri": data.uri,
+            "encryption": data.encryption,
+            "server_cert": data.server_cert,
+            "replication_tls_sni": data.replication_tls_sni,
+            "compression": data.compression,
+        }
+
+    def _source_input(self, row: dict[str, Any]) -> SourceInput:
+        if "keep" in row:
+            return saved_source_input(self.saved[row["keep"]])
+        if "database" in row:
+            return SourceInput(source_database_uid=row["database"])
+        return SourceInput(
+            uri=row["uri"],
+            encryption=row["encryption"],
+            server_cert=row["server_cert"],
+            replication_tls_sni=row["replication_tls_sni"],
+            compression=row["compression"],
+        )
+
+    def clean(self) -> dict[str, Any] | None:
+        data = super().clean()
+        if data is not None and self.changed and not data.get("confirm_flush"):
+            self.add_error(
+                "sources",
+                f"Saving new sources flushes {self.destination.name}: confirm to continue.",
+            )
+        return data
+
+    def add_service_error(self, exc: ApplicationError) -> None:
+        """`replica_sources[i].<field>` goes to row i; anything else to the whole list."""
+        match = _SOURCE_ERROR.match(exc.field or "")
+        if match and int(match.group(1)) < len(self.rows):
+            self.rows[int(match.group(1))]["error"] = exc.message
+            self.add_error(None, "A source was refused: see the message under it.")
+        else:
+            self.add_error("sources", exc.message)

@@ -1,0 +1,520 @@
+// Replica Of pages: the badges of the database list, the live panel of a database (source rows,
+// charts, sync buttons, source URL dialog) and the Replica Of section of Database → Edit.
+// Status arrives as `live:status` events from live.js; every page also works from the snapshot
+// the server rendered into it, before (or without) the socket.
+"use strict";
+
+(function () {
+  function readJson(id, fallback) {
+    const el = document.getElementById(id);
+    if (!el) return fallback;
+    try { return JSON.parse(el.textContent); } catch (err) { return fallback; }
+  }
+
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === false || value === null || value === undefined) continue;
+      if (key === "class") el.className = value;
+      else if (key === "text") el.textContent = value;
+      else el.setAttribute(key, value === true ? "" : value);
+    }
+    for (const child of children) if (child) el.append(child);
+    return el;
+  }
+
+  function csrfToken() {
+    const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+    if (input) return input.value;
+    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  async function post(url, body) {
+    const response = await fetch(url, {
+      method: "POST",
+      body: body || new URLSearchParams(),
+      headers: { "X-CSRFToken": csrfToken() },
+      credentials: "same-origin",
+    });
+    let data = {};
+    try { data = await response.json(); } catch (err) { data = {}; }
+    if (!response.ok && !data.errors) {
+      data.errors = { __all__: [`The server answered ${response.status}: try again.`] };
+    }
+    return data;
+  }
+
+  const LABELS = readJson("replica-labels", {});
+  const label = (status) => LABELS[status] || status;
+  const localTime = (iso) => new Date(iso).toLocaleTimeString([], {
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+  });
+  const number = (n) => Math.round(n).toLocaleString();
+
+  // ------------------------------------------------------------ database list badges
+
+  function renderBadge(cell, status) {
+    const parts = [];
+    if (status.replica_sync !== "disabled") {
+      parts.push(h("span", { class: `badge replica-${status.status}`, text: label(status.status) }));
+    }
+    if (status.destinations) {
+      parts.push(h("span", { class: "badge replica-source", text: `Source of ${status.destinations}` }));
+    }
+    if (!parts.length) parts.push(h("span", { class: "muted", text: "—" }));
+    cell.replaceChildren(...parts.flatMap((p, i) => (i ? [" ", p] : [p])));
+  }
+
+  // ------------------------------------------------------------ what to do after an error
+
+  // A source of this cluster shows its database's name; an external one its (redacted) URL.
+  const isExternal = (source) => /^rediss?:\/\//.test(source.name);
+  const AUTH_ERROR = /auth|WRONGPASS|NOAUTH|password/i;
+
+  function advice(error, source, admin) {
+    const text = error || "";
+    if (AUTH_ERROR.test(text)) {
+      return !isExternal(source) && admin
+        ? "The source refused the password: it was probably regenerated. Use the new password below, or edit the source."
+        : "The source refused the password: if it was regenerated, edit the source with its new URL (Edit → Replica Of).";
+    }
+    if (/CROSSSLOT|cross-slot/i.test(text)) {
+      return "A command of the source touches keys of different hash slots, which this sharded destination cannot apply. Fix the keys on the source (hash tags) or use a destination with one shard, then Start.";
+    }
+    if (/OOM|out of memory|maxmemory/i.test(text)) {
+      return "Out of memory. Raise the memory limit of the database that ran out (Edit), then Start.";
+    }
+    if (/TLS|SSL|certificate/i.test(text)) {
+      return "The TLS connection failed: check the source's certificate and server name in Edit → Replica Of, then Start.";
+    }
+    return "Fix the cause, then Start (it flushes this database and syncs again).";
+  }
+
+  // ------------------------------------------------------------ charts (SVG, no library)
+
+  const CHART_W = 300;
+  const CHART_H = 70;
+
+  function chart(title, unit) {
+    const svgNS = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(svgNS, "svg");
+    svg.setAttribute("viewBox", `0 0 ${CHART_W} ${CHART_H}`);
+    svg.setAttribute("preserveAspectRatio", "none");
+    svg.setAttribute("class", "chart-plot");
+    svg.setAttribute("aria-hidden", "true");
+    const grid = document.createElementNS(svgNS, "path");
+    grid.setAttribute("class", "chart-grid");
+    grid.setAttribute("d", `M0 ${CHART_H / 2} H${CHART_W} M0 ${CHART_H - 0.5} H${CHART_W}`);
+    const area = document.createElementNS(svgNS, "polygon");
+    area.setAttribute("class", "chart-area");
+    const line = document.createElementNS(svgNS, "polyline");
+    line.setAttribute("class", "chart-line");
+    svg.append(grid, area, line);
+    const now = h("span", { class: "chart-now" });
+    const max = h("span", { class: "chart-max" });
+    const figure = h("figure", { class: "chart" },
+      h("figcaption", {}, h("span", { class: "chart-title", text: title }), now),
+      h("div", { class: "chart-box" }, max, svg),
+      h("div", { class: "chart-axis" }, h("span", { text: "15 min ago" }), h("span", { text: "now" })));
+    return { figure, line, area, now, max, unit };
+  }
+
+  function drawChart(c, points, key, windowS) {
+    const end = Date.now() / 1000;
+    const start = end - windowS;
+    const shown = points.filter((p) => p.t >= start && p[key] !== null && p[key] !== undefined);
+    const top = Math.max(1, ...shown.map((p) => p[key]));
+    const coords = shown.map((p) => {
+      const x = ((p.t - start) / windowS) * CHART_W;
+      const y = CHART_H - (p[key] / top) * (CHART_H - 4) - 1;
+      return `${x.toFixed(1)},${y.toFixed(1)}`;
+    });
+    c.line.setAttribute("points", coords.join(" "));
+    c.line.dataset.points = String(coords.length);
+    if (coords.length) {
+      const first = coords[0].split(",")[0];
+      const last = coords[coords.length - 1].split(",")[0];
+      c.area.setAttribute("points", `${first},${CHART_H} ${coords.join(" ")} ${last},${CHART_H}`);
+    } else {
+      c.area.setAttribute("points", "");
+    }
+    const latest = shown.length ? shown[shown.length - 1][key] : null;
+    c.now.textContent = latest === null ? "no data yet" : `${number(latest)} ${c.unit}`;
+    c.max.textContent = `max ${number(top)}`;
+  }
+
+  // ------------------------------------------------------------ the live panel
+
+  function setupPanel(panel) {
+    const uid = Number(panel.dataset.liveDb);
+    const admin = panel.dataset.admin === "1";
+    const windowS = Number(panel.dataset.chartSeconds) || 900;
+    const list = panel.querySelector("[data-source-list]");
+    const aggregate = panel.querySelector("[data-replica-aggregate]");
+    const none = panel.querySelector("[data-replica-none]");
+    const series = readJson("replica-series", {});
+    const rows = new Map(); // source uid -> row elements and chart state
+    let generationKey = "";
+
+    function buildRow(source) {
+      const name = h("span", { class: "source-name", text: source.name });
+      const badge = h("span", { class: "badge", "data-source-status": true });
+      const detail = h("span", { class: "source-detail", "data-source-detail": true });
+      const bar = h("progress", { max: "100", value: "0", "aria-label": `Full sync of ${source.name}` });
+      const percent = h("span", { class: "progress-percent" });
+      const progress = h("div", { class: "progress", hidden: true }, bar, percent);
+      const error = h("div", { class: "source-error", role: "alert", hidden: true });
+      const lag = chart("Lag", "ms");
+      const commands = chart("Commands/s", "/s");
+      const charts = h("div", { class: "charts" }, lag.figure, commands.figure);
+      const li = h("li", { class: "source", "data-source": String(source.uid) },
+        h("div", { class: "source-head" }, name, badge, detail), progress, error, charts);
+      const points = (series[String(source.uid)] || []).map((p) => ({
+        t: p.t, lag: p.lag, commands: p.commands,
+      }));
+      return { li, badge, detail, bar, percent, progress, error, lag, commands, points, sample: null };
+    }
+
+    function addPoint(row, source, when) {
+      // One point a second at most; commands/s from the change of the applied counter.
+      const t = when / 1000;
+      const last = row.sample;
+      if (last && t - last.t < 1) return;
+      let rate = null;
+      if (last && source.commands_applied >= last.commands) {
+        rate = (source.commands_applied - last.commands) / (t - last.t);
+      }
+      row.sample = { t, commands: source.commands_applied };
+      if (rate !== null || source.lag !== null) {
+        row.points.push({ t, lag: source.lag, commands: rate });
+      }
+      const cutoff = t - windowS;
+      while (row.points.length && row.points[0].t < cutoff) row.points.shift();
+    }
+
+    function renderSource(row, source, status) {
+      const sync = status.replica_sync;
+      let key = source.status;
+      if (sync === "stopped" || sync === "paused") key = sync;
+      row.badge.className = `badge replica-${key}`;
+      row.badge.textContent = label(key);
+      row.li.dataset.status = key;
+      let detail = "";
+      const showProgress = key === "syncing";
+      if (key === "syncing") {
+        const pct = source.progress === null ? 0 : Math.max(0, Math.min(100, source.progress));
+        row.bar.value = pct;
+        row.percent.textContent = `${Math.floor(pct)} %`;
+        detail = source.rdb_size ? `${number(source.rdb_transferred || 0)} of ${number(source.rdb_size)} bytes` : "full sync";
+      } else if (key === "in-sync") {
+        detail = `lag ${source.lag === null ? "–" : number(source.lag)} ms`;
+        if (source.last_update) detail += ` · last update ${localTime(source.last_update)}`;
+      } else if (key === "out-of-sync") {
+        detail = `retry ${source.retries}`;
+        if (source.last_error) detail += ` · ${source.last_error}`;
+      } else if (key === "paused") {
+        detail = source.last_update ? `last update ${localTime(source.last_update)}` : "";
+      }
+      row.detail.textContent = detail;
+      row.progress.hidden = !showProgress;
+      const error = key === "stopped" ? (source.last_error || status.last_error) : "";
+      row.error.hidden = !error;
+      if (error) {
+        const parts = [
+          h("p", {}, h("strong", { text: "Sync stopped: " }), error),
+          h("p", { class: "advice", text: advice(error, source, admin) }),
+        ];
+        if (admin && !isExternal(source) && AUTH_ERROR.test(error)) {
+          const form = h("form", { method: "post", action: panel.dataset.syncUrl, class: "inline" },
+            h("input", { type: "hidden", name: "csrfmiddlewaretoken", value: csrfToken() }),
+            h("input", { type: "hidden", name: "action", value: "credentials" }),
+            h("input", { type: "hidden", name: "source", value: String(source.uid) }),
+            h("button", { type: "submit", class: "button", text: "Use the new password" }));
+          form.dataset.confirm = "Sync again with the source's current password? This flushes the destination and loads everything again.";
+          form.dataset.confirmButton = "Flush and sync";
+          parts.push(form);
+        }
+        row.error.replaceChildren(...parts);
+      }
+      addPoint(row, source, Date.parse(status.time) || Date.now());
+      drawChart(row.lag, row.points, "lag", windowS);
+      drawChart(row.commands, row.points, "commands", windowS);
+    }
+
+    function render(status) {
+      const key = status.sources.map((s) => `${s.uid}:${s.name}`).join("|");
+      if (key !== generationKey) {
+        generationKey = key;
+        const kept = new Map(rows);
+        rows.clear();
+        list.replaceChildren();
+        for (const source of status.sources) {
+          const row = kept.get(source.uid) || buildRow(source);
+          rows.set(source.uid, row);
+          list.append(row.li);
+        }
+      }
+      for (const source of status.sources) renderSource(rows.get(source.uid), source, status);
+      none.hidden = status.sources.length > 0;
+      aggregate.replaceChildren();
+      if (status.replica_sync !== "disabled") {
+        aggregate.append(h("span", { class: `badge replica-${status.status}`, text: label(status.status) }));
+      }
+      panel.dataset.replicaSync = status.replica_sync;
+      panel.querySelectorAll("[data-replica-actions] [data-when]").forEach((form) => {
+        form.hidden = !form.dataset.when.split(" ").includes(status.replica_sync);
+      });
+    }
+
+    const initial = readJson("replica-live", null);
+    if (initial) render(initial);
+    document.addEventListener("live:status", (event) => {
+      if (event.detail.database === uid) render(event.detail);
+    });
+    // Keep the charts' time axis moving when no status arrives (a paused or stopped sync).
+    setInterval(() => {
+      for (const row of rows.values()) {
+        drawChart(row.lag, row.points, "lag", windowS);
+        drawChart(row.commands, row.points, "commands", windowS);
+      }
+    }, 5000);
+  }
+
+  // ------------------------------------------------------------ source URL dialog
+
+  function setupSourceUrl(opener) {
+    const dialog = document.getElementById("source-url-dialog");
+    if (!dialog) return;
+    const value = dialog.querySelector("#source-url-value");
+    const error = dialog.querySelector("[data-dialog-error]");
+    const status = dialog.querySelector("[data-dialog-status]");
+    const ask = dialog.querySelector("[data-regenerate-ask]");
+    const confirm = dialog.querySelector("[data-regenerate-confirm]");
+
+    function fail(message) { error.textContent = message; error.hidden = false; }
+
+    async function reveal() {
+      error.hidden = true;
+      const data = await post(dialog.dataset.sourceUrl);
+      if (data.errors) { fail(Object.values(data.errors)[0][0]); return; }
+      value.value = data.url;
+    }
+
+    opener.addEventListener("click", async () => {
+      value.value = "";
+      status.textContent = "";
+      ask.hidden = false;
+      confirm.hidden = true;
+      dialog.showModal();
+      await reveal();
+      value.focus();
+      value.select();
+    });
+    dialog.querySelector("[data-regenerate]").addEventListener("click", () => {
+      ask.hidden = true;
+      confirm.hidden = false;
+      dialog.querySelector("[data-regenerate-no]").focus();
+    });
+    dialog.querySelector("[data-regenerate-no]").addEventListener("click", () => {
+      confirm.hidden = true;
+      ask.hidden = false;
+      dialog.querySelector("[data-regenerate]").focus();
+    });
+    dialog.querySelector("[data-regenerate-yes]").addEventListener("click", async () => {
+      const data = await post(dialog.dataset.regenerateUrl);
+      confirm.hidden = true;
+      ask.hidden = false;
+      if (data.errors) { fail(Object.values(data.errors)[0][0]); return; }
+      await reveal();
+      status.textContent = "Password regenerated. The URL above holds the new one.";
+      value.focus();
+    });
+    dialog.addEventListener("close", () => { value.value = ""; opener.focus(); });
+  }
+
+  // ------------------------------------------------------------ Database → Edit → Replica Of
+
+  function setupEdit(section) {
+    const form = section.closest("form");
+    const list = section.querySelector("[data-source-list]");
+    const empty = section.querySelector("[data-no-sources]");
+    const hidden = form.querySelector("input[name=sources]");
+    const confirmFlush = form.querySelector("input[name=confirm_flush]");
+    const dialog = document.getElementById("add-source-dialog");
+    const dialogForm = dialog.querySelector("[data-add-source-form]");
+    const candidates = readJson("replica-candidates", []);
+    const saved = readJson("replica-saved", []);
+    let rows = readJson("replica-rows", []);
+
+    function sourcesChanged() {
+      const kept = rows.filter((r) => r.keep !== undefined).map((r) => r.keep);
+      return kept.length !== rows.length || kept.length !== saved.length ||
+        saved.some((uid) => !kept.includes(uid));
+    }
+
+    function renderRows() {
+      list.replaceChildren(...rows.map((row, index) => {
+        const tags = [row.kind === "internal" ? "this cluster" : "external"];
+        if (row.encryption) tags.push("TLS");
+        if (row.compression) tags.push("compressed");
+        const remove = h("button", {
+          type: "button", class: "button button-quiet", "aria-label": `Remove source ${row.name}`, text: "Remove",
+        });
+        remove.addEventListener("click", () => {
+          rows.splice(index, 1);
+          renderRows();
+          section.querySelector("[data-add-source]").focus();
+        });
+        return h("li", { class: "source source-edit" + (row.error ? " has-error" : "") },
+          h("div", { class: "source-head" },
+            h("span", { class: "source-name", text: row.name }),
+            h("span", { class: "muted", text: tags.join(" · ") }),
+            row.keep === undefined ? h("span", { class: "badge replica-new", text: "new" }) : null,
+            remove),
+          row.error ? h("p", { class: "field-error", role: "alert", text: row.error }) : null);
+      }));
+      empty.hidden = rows.length > 0;
+      hidden.value = JSON.stringify(rows.map(({ error, ...row }) => row));
+    }
+
+    // -- the dialog
+    const kindInputs = dialog.querySelectorAll("input[name=kind]");
+    const tlsToggle = dialog.querySelector("input[name=encryption]");
+    const tlsFields = dialog.querySelector("[data-tls-fields]");
+    const certFile = dialog.querySelector("[data-cert-file]");
+    const certText = dialog.querySelector("textarea[name=server_cert]");
+    const checking = dialog.querySelector("[data-checking]");
+    const submit = dialog.querySelector("[data-add-submit]");
+
+    function kind() { return dialog.querySelector("input[name=kind]:checked").value; }
+
+    function showKind() {
+      dialog.querySelectorAll("[data-kind-panel]").forEach((panel) => {
+        panel.hidden = panel.dataset.kindPanel !== kind();
+      });
+    }
+
+    function clearErrors() {
+      dialog.querySelectorAll(".field-error[data-dynamic]").forEach((el) => el.remove());
+      dialog.querySelectorAll(".has-error").forEach((el) => el.classList.remove("has-error"));
+      dialog.querySelectorAll("[data-error-for]").forEach((el) => { el.hidden = true; el.textContent = ""; });
+    }
+
+    function showError(field, message) {
+      const slot = dialog.querySelector(`[data-error-for="${field}"]`);
+      if (slot) { slot.textContent = message; slot.hidden = false; return; }
+      const input = dialog.querySelector(`[name="${field}"]`);
+      const box = input ? input.closest(".field") : null;
+      if (!box) { showError("__all__", message); return; }
+      box.classList.add("has-error");
+      box.append(h("p", { class: "field-error", role: "alert", "data-dynamic": true, text: message }));
+    }
+
+    function renderCandidates() {
+      const chosen = new Set(rows.filter((r) => r.database !== undefined).map((r) => r.database));
+      const box = dialog.querySelector("[data-candidates]");
+      box.replaceChildren(...candidates.map((c) => {
+        const taken = chosen.has(c.uid) || rows.some((r) => r.kind === "internal" && r.name === c.name);
+        const reason = c.reason || (taken ? "already a source" : "");
+        const id = `candidate-${c.uid}`;
+        const input = h("input", { type: "radio", name: "database", value: String(c.uid), id, disabled: !!reason });
+        return h("label", { class: "candidate" + (reason ? " is-disabled" : ""), for: id },
+          input,
+          h("span", { class: "candidate-name", text: c.name }),
+          h("code", { class: "muted", text: c.endpoint }),
+          reason ? h("span", { class: "candidate-reason", text: reason }) : null);
+      }));
+      if (!candidates.length) box.append(h("p", { class: "muted", text: "This cluster has no databases." }));
+    }
+
+    section.querySelector("[data-add-source]").addEventListener("click", () => {
+      dialogForm.reset();
+      clearErrors();
+      renderCandidates();
+      showKind();
+      tlsFields.hidden = true;
+      dialog.showModal();
+      dialog.querySelector("input[name=kind]:checked").focus();
+    });
+    dialog.querySelector("[data-dialog-close]").addEventListener("click", () => dialog.close());
+    dialog.addEventListener("close", () => section.querySelector("[data-add-source]").focus());
+    kindInputs.forEach((input) => input.addEventListener("change", () => { clearErrors(); showKind(); }));
+    tlsToggle.addEventListener("change", () => { tlsFields.hidden = !tlsToggle.checked; });
+    certFile.addEventListener("change", async () => {
+      const file = certFile.files[0];
+      if (file) certText.value = await file.text();
+    });
+
+    dialogForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearErrors();
+      const body = new FormData();
+      body.append("kind", kind());
+      if (kind() === "internal") {
+        const picked = dialog.querySelector("input[name=database]:checked");
+        if (!picked) { showError("database", "Choose a database."); return; }
+        body.append("database", picked.value);
+      } else {
+        for (const name of ["uri", "server_cert", "replication_tls_sni"]) {
+          body.append(name, dialog.querySelector(`[name=${name}]`).value);
+        }
+        if (tlsToggle.checked) body.append("encryption", "on");
+        if (dialog.querySelector("input[name=compression]").checked) body.append("compression", "on");
+      }
+      submit.disabled = true;
+      checking.hidden = false;
+      try {
+        const data = await post(section.dataset.checkUrl, body);
+        if (data.errors) {
+          for (const [field, messages] of Object.entries(data.errors)) {
+            const first = messages[0];
+            showError(field, typeof first === "string" ? first : first.message);
+          }
+          const bad = dialog.querySelector(".has-error input, .has-error textarea");
+          if (bad) bad.focus();
+          return;
+        }
+        rows.push(data.source);
+        renderRows();
+        dialog.close();
+      } finally {
+        submit.disabled = false;
+        checking.hidden = true;
+      }
+    });
+
+    form.addEventListener("submit", async (event) => {
+      renderRows();
+      if (!sourcesChanged() || confirmFlush.value) return;
+      event.preventDefault();
+      const ok = await window.confirmAction({
+        title: "Save and flush?",
+        message: `The sources of ${section.dataset.destination} change: saving flushes it (all its data is deleted) and loads everything again from ${rows.length ? "its sources" : "nowhere: it stops being a replica and keeps no data"}.`,
+        confirmLabel: "Save and flush",
+      });
+      if (ok) {
+        confirmFlush.value = "on";
+        form.submit();
+      }
+    });
+    renderRows();
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    document.addEventListener("live:status", (event) => {
+      document.querySelectorAll(`[data-replica-badge][data-live-db="${event.detail.database}"]`)
+        .forEach((cell) => renderBadge(cell, event.detail));
+      document.querySelectorAll(`[data-replica-destinations][data-live-db="${event.detail.database}"]`)
+        .forEach((el) => {
+          const n = event.detail.destinations;
+          el.textContent = n
+            ? `${n} database${n === 1 ? "" : "s"} of this cluster cop${n === 1 ? "ies" : "y"} from it.`
+            : "No database of this cluster copies from it.";
+        });
+    });
+    document.querySelectorAll("[data-replica-panel]").forEach(setupPanel);
+    document.querySelectorAll("[data-source-url-open]").forEach(setupSourceUrl);
+    document.querySelectorAll("[data-replica-edit]").forEach(setupEdit);
+  });
+})();
