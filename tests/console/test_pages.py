@@ -598,3 +598,164 @@ def test_audit_log_is_paginated(viewer_client: Client, admin_user: User) -> None
     assert "test.event000" in third and "test.event119" not in third
     # Bad page numbers fall back to a real page instead of failing.
     assert viewer_client.get(reverse("audit-log"), {"page": "zzz"}).status_code == 200
+
+
+# ---------------------------------------------------------------- Replica Of pages (no worker)
+
+
+def _edit_data(sources: object, **extra: object) -> dict[str, object]:
+    import json
+
+    return {"memory_mb": 100, "sources": json.dumps(sources), **extra}
+
+
+@pytest.fixture
+def pair(admin_user: User) -> tuple[Database, Database]:
+    a = _activate(services.database_create(actor=admin_user, name="a", memory_size=100 * MB))
+    b = _activate(services.database_create(actor=admin_user, name="b", memory_size=100 * MB))
+    return a, b
+
+
+@pytest.mark.parametrize(
+    ("sources", "message"),
+    [
+        ("not json", "not valid JSON"),
+        ({"keep": 1}, "must be a list"),
+        ([{"keep": 7}], "changed meanwhile"),
+        ([{"database": "a"}], "not a number"),
+        ([{"uri": "http://x:1"}], "use redis:// or rediss://"),
+        ([{"uri": ""}], "This field is required"),
+    ],
+)
+def test_edit_refuses_a_malformed_source_list(
+    admin_client: Client, pair: tuple[Database, Database], sources: object, message: str
+) -> None:
+    from replication.models import ReplicaSource
+
+    _, b = pair
+    url = reverse("database-edit", kwargs={"uid": b.pk})
+    raw = sources if isinstance(sources, str) else None
+    data = _edit_data(sources, confirm_flush="on")
+    if raw is not None:
+        data["sources"] = raw
+    response = admin_client.post(url, data)
+    assert response.status_code == 200
+    form = response.context["replica_form"]
+    # Shape errors belong to the list; a refused row (the service's) is shown under that row.
+    errors = [*form.errors.get("sources", []), *(r.get("error", "") for r in form.rows)]
+    assert any(message in e for e in errors), errors
+    assert form.errors
+    assert not ReplicaSource.objects.filter(destination=b).exists()
+
+
+def test_edit_needs_the_flush_confirmation_and_refuses_a_cycle(
+    admin_client: Client, pair: tuple[Database, Database], admin_user: User
+) -> None:
+    from replication.models import ReplicaSource
+    from replication.services import replica_sources_set
+    from replication.sources import SourceInput
+
+    a, b = pair
+    url = reverse("database-edit", kwargs={"uid": b.pk})
+    response = admin_client.post(url, _edit_data([{"database": a.pk, "name": "a"}]))
+    assert "flushes b: confirm" in response.context["replica_form"].errors["sources"][0]
+    assert not ReplicaSource.objects.filter(destination=b).exists()
+
+    # a copies from b already: b copying from a would close a loop (refused before connecting).
+    replica_sources_set(
+        actor=admin_user,
+        destination=a,
+        sources=[SourceInput(source_database_uid=b.pk)],
+        check_connection=False,
+    )
+    response = admin_client.post(
+        url, _edit_data([{"database": a.pk, "name": "a"}], confirm_flush="on")
+    )
+    assert response.status_code == 200
+    assert "cycle" in response.context["replica_form"].errors["sources"][0]
+    assert not ReplicaSource.objects.filter(destination=b).exists()
+    # And the picker of b shows a disabled, with the reason.
+    page = admin_client.get(url)
+    candidates = {c["name"]: c["reason"] for c in page.context["replica_candidates"]}
+    assert "cycle" in candidates["a"] and "itself" in candidates["b"]
+
+
+def test_edit_of_memory_alone_keeps_the_sources(
+    admin_client: Client, pair: tuple[Database, Database], admin_user: User
+) -> None:
+    from replication.models import ReplicaOf, ReplicaSource
+    from replication.services import replica_sources_set
+    from replication.sources import SourceInput
+
+    a, b = pair
+    replica_sources_set(
+        actor=admin_user,
+        destination=b,
+        sources=[SourceInput(source_database_uid=a.pk)],
+        check_connection=False,
+    )
+    _activate(b)  # what the node does after applying the read-only ACL
+    generation = ReplicaOf.objects.get(destination=b).generation
+    saved = ReplicaSource.objects.get(destination=b)
+    page = admin_client.get(reverse("database-edit", kwargs={"uid": b.pk}))
+    assert page.context["replica_rows"] == [
+        {"keep": saved.uid, "name": "a", "kind": "internal", "encryption": False, "compression": 0}
+    ]
+    assert a.internal_password not in page.content.decode()
+    response = admin_client.post(
+        reverse("database-edit", kwargs={"uid": b.pk}),
+        _edit_data([{"keep": saved.uid, "name": "a"}], memory_mb=120),
+    )
+    assert response.status_code == 302
+    b.refresh_from_db()
+    assert b.memory_size == 120 * MB
+    assert ReplicaOf.objects.get(destination=b).generation == generation  # no flush
+
+
+def test_source_check_answers_field_errors_as_json(
+    admin_client: Client, viewer_client: Client, pair: tuple[Database, Database]
+) -> None:
+    a, b = pair
+    url = reverse("replica-source-check", kwargs={"uid": b.pk})
+    assert viewer_client.post(url, {"kind": "internal", "database": a.pk}).status_code == 403
+    cases: list[tuple[dict[str, object], str, str]] = [
+        ({"kind": "internal", "database": "x"}, "database", "Choose a database"),
+        ({"kind": "internal", "database": b.pk}, "database", "source of itself"),
+        ({"kind": "external", "uri": ""}, "uri", "required"),
+        ({"kind": "external", "uri": "redis://h:99999"}, "uri", "port"),
+        ({"kind": "external", "uri": "redis://127.0.0.1:1"}, "uri", "cannot connect"),
+    ]
+    for body, field, message in cases:
+        response = admin_client.post(url, body)
+        assert response.status_code == 400, body
+        errors = response.json()["errors"][field]
+        text = errors[0] if isinstance(errors[0], str) else errors[0]["message"]
+        assert message in text, (body, text)
+
+
+def test_sync_actions_refuse_with_a_message(
+    admin_client: Client, viewer_client: Client, pair: tuple[Database, Database]
+) -> None:
+    _, b = pair
+    url = reverse("replica-sync", kwargs={"uid": b.pk})
+    assert viewer_client.post(url, {"action": "stop"}).status_code == 403
+    for action in ("bogus", "restart", "pause", "credentials"):
+        response = admin_client.post(url, {"action": action, "source": "x"}, follow=True)
+        assert response.status_code == 200
+        assert b"Not done:" in response.content, action
+
+
+def test_source_url_is_for_admins_and_audited(
+    admin_client: Client, viewer_client: Client, pair: tuple[Database, Database]
+) -> None:
+    a, _ = pair
+    url = reverse("replica-source-url", kwargs={"uid": a.pk})
+    refused = viewer_client.post(url)
+    assert refused.status_code == 403 and a.internal_password not in refused.content.decode()
+    response = admin_client.post(url)
+    assert response.json() == {"url": f"redis://admin:{a.internal_password}@127.0.0.1:{a.port}"}
+    assert AuditEntry.objects.filter(action="database.replica_source_url").count() == 1
+    assert (
+        viewer_client.post(reverse("replica-password-regenerate", kwargs={"uid": a.pk})).status_code
+        == 403
+    )
