@@ -56,6 +56,10 @@ log = logging.getLogger(__name__)
 TICK_S = 0.25
 SAVE_EVERY_S = 1.0
 
+# Set when the worker shuts down: jobs end at once (their position is saved in the destination)
+# and reconcile starts them again on a worker that runs.
+worker_shutting_down = threading.Event()
+
 
 @dataclass(slots=True)
 class _Source:
@@ -273,6 +277,8 @@ class _Supervisor:
                         self._stop("lost the destination's lock")
                     renewed = now
                     self._save(statuses)
+                if worker_shutting_down.is_set():
+                    self._stop("the worker is shutting down")
                 if not self.reason:
                     self._check_wanted()
             except (redis.RedisError, DatabaseError) as exc:

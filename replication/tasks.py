@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import shared_task
+from celery.signals import worker_shutting_down
 
 from replication import jobs, services
 
@@ -24,3 +26,9 @@ def sync_reconcile_task() -> None:
     requeued = services.sync_jobs_reconcile()
     if requeued:
         log.info("re-queued the sync jobs of databases %s", requeued)
+
+
+@worker_shutting_down.connect
+def _end_jobs(**kwargs: Any) -> None:
+    """A warm shutdown waits for running tasks, and a sync job runs until stopped: end them."""
+    jobs.worker_shutting_down.set()

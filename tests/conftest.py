@@ -162,6 +162,14 @@ class Workers:
         self.sync = self._start("sync", "sync", "16")
         return self.sync
 
+    def stop_sync(self) -> int:
+        """SIGTERM (Celery's warm shutdown) to the sync worker; returns its exit code."""
+        from tests.support.wait import wait_for
+
+        self.sync.send_signal(signal.SIGTERM)
+        wait_for(lambda: self.sync.poll() is not None, what="the sync worker to exit")
+        return self.sync.returncode
+
     def kill_sync(self) -> None:
         """kill -9 the sync worker (its jobs die with it, as when a host is lost)."""
         self.sync.send_signal(signal.SIGKILL)

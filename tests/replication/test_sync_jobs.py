@@ -370,6 +370,24 @@ def test_worker_killed_during_streaming_resumes_by_partial_sync(admin_api, live_
     assert_same_data([src], [dst])
 
 
+def test_warm_shutdown_of_the_sync_worker_ends_its_jobs_which_resume_elsewhere(
+    admin_api, live_worker
+):
+    a = create_active(admin_api, name="a")
+    b = create_active(admin_api, name="b")
+    src, dst = admin(a), admin(b)
+    make_replica(admin_api, b, a)
+    wait_status(admin_api, b, "in-sync")
+    dst.set("admin-marker", "gone if flushed")
+    assert live_worker.stop_sync() == 0  # a job that never ends would hold the shutdown
+    assert not control.lock_held(b.pk)  # released, not left to expire
+    src.set("while-no-worker", "1")
+    live_worker.start_sync()
+    wait_for(lambda: dst.get("while-no-worker") == b"1", what="the job to resume")
+    assert dst.get("admin-marker") == b"gone if flushed"  # partial sync, no flush
+    assert bdb(admin_api, b)["replica_sync"] == "enabled"
+
+
 def test_worker_killed_during_full_sync_reloads_clean(admin_api, live_worker, servers):
     source = RedisServer()
     servers.append(source.start())
