@@ -195,6 +195,7 @@
 
     function renderSource(row, source, status) {
       const sync = status.replica_sync;
+      row.last = sync === "enabled" ? source : null;
       let key = source.status;
       if (sync === "stopped" || sync === "paused") key = sync;
       row.badge.className = `badge replica-${key}`;
@@ -272,13 +273,20 @@
     document.addEventListener("live:status", (event) => {
       if (event.detail.database === uid) render(event.detail);
     });
-    // Keep the charts' time axis moving when no status arrives (a paused or stopped sync).
+    // Keep the charts moving when no status arrives. A running job pushes every change of lag or
+    // of the applied-commands counter, so while the socket is open, silence from an in-sync
+    // source means "same lag, no commands": that is drawn. Otherwise only the time axis moves.
     setInterval(() => {
+      const connected = document.documentElement.dataset.live === "live";
       for (const row of rows.values()) {
+        const quiet = row.sample && Date.now() / 1000 - row.sample.t >= 2;
+        if (connected && quiet && row.last && row.last.status === "in-sync") {
+          addPoint(row, row.last, Date.now());
+        }
         drawChart(row.lag, row.points, "lag", windowS);
         drawChart(row.commands, row.points, "commands", windowS);
       }
-    }, 5000);
+    }, 2000);
   }
 
   // ------------------------------------------------------------ source URL dialog

@@ -3,17 +3,21 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from django.conf import settings
 
 from console import services
-from console.models import AuditEntry, Database, DatabaseStatus
+from console.models import AuditEntry, Certificate, Database, DatabaseStatus
 from replication.models import ReplicaSource
 from replication.syncer.checkpoint import CHECKPOINT_KEY
-from tests.browser.conftest import off_loop, sign_in
+from tests.browser.conftest import NARROW, off_loop, sign_in
 from tests.conftest import VIEWER_PASSWORD
 from tests.support.wait import wait_for
 
@@ -54,15 +58,23 @@ def row_status(page: Any) -> str:
 def watch(page: Any) -> None:
     """Mark the document (a reload would lose the mark) and record every source status."""
     page.evaluate(
-        """() => { window.__sameDocument = true; window.__seen = [];
-           document.addEventListener("live:status", (e) =>
+        """() => { window.__sameDocument = true; window.__seen = []; window.__details = [];
+           document.addEventListener("live:status", (e) => {
              e.detail.sources.forEach((s) => window.__seen.push(e.detail.replica_sync === "enabled"
-               ? s.status : e.detail.replica_sync))); }"""
+               ? s.status : e.detail.replica_sync));
+             document.querySelectorAll("[data-source-detail]").forEach(
+               (el) => window.__details.push(el.textContent));
+           }); }"""
     )
 
 
 def seen(page: Any) -> list[str]:
     return list(page.evaluate("window.__seen || []"))
+
+
+def details(page: Any) -> list[str]:
+    """The detail texts the source row showed after each status (as rendered)."""
+    return list(page.evaluate("window.__details || []"))
 
 
 def not_reloaded(page: Any) -> bool:
@@ -151,6 +163,20 @@ def test_replica_of_from_the_console(
     assert not_reloaded(watcher)
     shot(watcher, "last-update")
 
+    # The source dies (kill -9): Reconnecting with the retry count; reconcile starts it again
+    # (empty: no persistence) and B follows by itself.
+    pidfile = Path(settings.DATA_DIR) / f"bdb-{a.pk}" / "shard-0" / "redis.pid"
+    os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+    wait_for(
+        lambda: any(re.match(r"retry [1-9]", d) for d in details(watcher)),
+        what="the row to show Reconnecting with its retry count",
+    )
+    assert "out-of-sync" in seen(watcher)
+    shot(watcher, "reconnecting")
+    wait_for(lambda: row_status(watcher) == "Synced", what="B to follow A again")
+    assert seen(watcher).index("out-of-sync") < len(seen(watcher)) - 1
+    assert not_reloaded(watcher)
+
     # 3. Stop → Sync stopped; Start (flushes, after a confirmation) → Syncing → Synced.
     page.goto(f"/databases/{b.pk}/")
     page.get_by_role("button", name="Stop").click()
@@ -237,10 +263,19 @@ def test_bad_external_source_and_the_viewer(
     dialog.get_by_label("External").check()
     url = dialog.get_by_label("Source URL")
     assert "redis://" in dialog.inner_text()  # the format hints
+    # TLS reveals the certificate (pasted, or read from a chosen file) and the SNI field.
+    assert dialog.get_by_label("Server name (SNI)").is_hidden()
     dialog.get_by_label("TLS").check()
-    dialog.get_by_label("Source cluster's certificate (PEM)").wait_for()
-    dialog.get_by_label("Server name (SNI)").wait_for()
+    pem = Certificate.objects.get(kind="proxy").certificate_pem
+    dialog.get_by_label("Or choose the certificate file").set_input_files(
+        files=[{"name": "proxy.pem", "mimeType": "text/plain", "buffer": pem.encode()}]
+    )
+    certificate = dialog.get_by_label("Source cluster's certificate (PEM)")
+    wait_for(lambda: certificate.input_value() == pem, what="the file in the certificate box")
+    dialog.get_by_label("Server name (SNI)").fill("src.example")
+    shot(page, "tls")
     dialog.get_by_label("TLS").uncheck()
+    assert dialog.get_by_label("Server name (SNI)").is_hidden()
     url.fill("redis//no-scheme:6379")
     dialog.get_by_role("button", name="Add source").click()
     field = dialog.locator(".field.has-error").filter(has=page.get_by_label("Source URL"))
@@ -254,7 +289,26 @@ def test_bad_external_source_and_the_viewer(
     dialog.get_by_role("button", name="Add source").click()
     dialog.get_by_text("cannot connect to 127.0.0.1:1").wait_for()
     shot(page, "unreachable-url")
-    dialog.get_by_role("button", name="Cancel").click()
+    # Escape closes the dialog; the focus goes back to the button that opened it.
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden")
+    adder = page.get_by_role("button", name="+ Add source database")
+    assert adder.evaluate("(el) => el === document.activeElement")
+
+    # A reachable external URL with compression joins the list; Remove takes it out again.
+    source.refresh_from_db()
+    adder.click()
+    dialog.get_by_label("External").check()
+    url.fill(f"redis://admin:{source.internal_password}@127.0.0.1:{source.port}")
+    dialog.get_by_label("Compression").check()
+    dialog.get_by_role("button", name="Add source").click()
+    dialog.wait_for(state="hidden")
+    row = page.locator("[data-replica-edit] li.source").first
+    assert "external · compressed" in row.inner_text()
+    assert source.internal_password not in row.inner_text()  # shown redacted
+    shot(page, "external-added")
+    row.get_by_role("button", name=re.compile("Remove source")).click()
+    assert page.locator("[data-replica-edit] li.source").count() == 0
     page.get_by_role("button", name="Save").click()
     page.wait_for_url(f"**/databases/{dest.pk}/")
     assert not ReplicaSource.objects.filter(destination=dest).exists()
@@ -292,6 +346,13 @@ def test_bad_external_source_and_the_viewer(
             assert viewer_page.get_by_role("link", name=name, exact=True).count() == 0, name
         assert source.internal_password not in viewer_page.content()
         shot(viewer_page, f"viewer-{db.name}")
+    # Narrow window: the Replica Of panel stays readable (no sideways scrolling).
+    narrow = new_page(NARROW)
+    sign_in(narrow, "viewer", VIEWER_PASSWORD)
+    narrow.goto(f"/databases/{dest.pk}/")
+    wait_for(lambda: row_status(narrow) == "Synced", what="the narrow page's row")
+    assert not narrow.evaluate("document.documentElement.scrollWidth > window.innerWidth + 1")
+    shot(narrow, "viewer-narrow")
     # Asking for the URL directly is refused.
     response = viewer_page.request.post(
         f"/databases/{source.pk}/source-url/",
