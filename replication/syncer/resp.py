@@ -375,32 +375,42 @@ class CommandStreamParser:
             self._reader = hiredis.Reader()
             self._reader_feeds, self._one_open = False, False
         fed = len(pending)
-        pending += data
-        n = len(pending)
+        # Nothing buffered (the usual case): frame `data` itself and keep only its partial tail.
+        whole = data if not fed and type(data) is bytes else None
+        buf: bytes | bytearray
+        if whole is not None:
+            buf = whole
+        else:
+            pending += data
+            buf = pending
+        n = len(buf)
         run = _plain_run(self._stop_names).match
         others: list[tuple[int, int, list[bytes]]] = []
         pos = 0
         with self._failing():
             if self._one_open:  # the rest of a command that did not fit before
-                args = self._one_more(pending, fed)
+                args = self._one_more(buf, fed)
                 if args is None:
                     return b"", others
-                pos = self._one_size(args, pending, 0)
+                pos = self._one_size(args, buf, 0)
                 others.append((0, pos, args))
             while True:
-                match = run(pending, pos)
+                match = run(buf, pos)
                 assert match is not None  # the pattern matches the empty string
                 pos = match.end()
                 if pos == n:
                     break
                 self._reader = hiredis.Reader()
-                args = self._one_more(pending, pos)
+                args = self._one_more(buf, pos)
                 if args is None:
                     break
-                end = pos + self._one_size(args, pending, pos)
+                end = pos + self._one_size(args, buf, pos)
                 others.append((pos, end, args))
                 pos = end
-        return self._take(pos), others
+        if whole is None:
+            return self._take(pos), others
+        pending += whole[pos:]
+        return (whole if pos == n else whole[:pos]), others
 
     def _take(self, pos: int) -> bytes:
         """The complete commands framed so far, removed from the buffer."""
@@ -424,7 +434,7 @@ class CommandStreamParser:
             self._broken = True
             raise
 
-    def _one_more(self, pending: bytearray, start: int) -> list[bytes] | None:
+    def _one_more(self, pending: bytes | bytearray, start: int) -> list[bytes] | None:
         """The command at `start`, parsed alone by `_reader`; None while it is incomplete.
 
         With `_one_open`, the reader already holds `pending[:start]`, the beginning of the command
@@ -450,7 +460,7 @@ class CommandStreamParser:
         return args
 
     @staticmethod
-    def _one_size(args: list[bytes], pending: bytearray, start: int) -> int:
+    def _one_size(args: list[bytes], pending: bytes | bytearray, start: int) -> int:
         """Length of the command at `start`, which must be exactly the canonical encoding of
         `args` (hiredis alone does not check every CRLF)."""
         packed = pack_command(tuple(args))

@@ -29,6 +29,9 @@ from .urls import RedisUrl
 __all__ = ["PsyncReply", "SourceLink", "discover_primaries"]
 
 _CHUNK = 1 << 18
+# A read of the command stream takes everything buffered (the stream reader pauses the socket at
+# twice its 1 MiB limit): asking for less makes the reader move the rest of its buffer each time.
+_STREAM_READ = 8 << 20
 _EOF_MARK_LEN = 40
 # A healthy master sends at least a PING every repl-ping-replica-period (10 s) and newlines while
 # it prepares the RDB; silence for this long means the link is dead (Redis's repl-timeout is 60).
@@ -140,8 +143,9 @@ class SourceLink:
                 yield body
 
     async def read(self) -> bytes:
-        """The next bytes of the command stream (raises RetryableError when the link ends)."""
-        return await self._read(_CHUNK)
+        """The next bytes of the command stream, all that arrived (raises RetryableError when the
+        link ends)."""
+        return await self._read(_STREAM_READ)
 
     def send(self, *args: bytes | int | str) -> None:
         if self._writer is not None and not self._writer.is_closing():
