@@ -126,8 +126,10 @@ def database_edit(request: HttpRequest, uid: int) -> HttpResponse:
     initial = {"memory_mb": max(database.memory_size // (1024 * 1024), 1)}
     form = DatabaseEditForm(request.POST or None, initial=initial)
     replica = replica_views.replica_form(request, database)
-    # Both parts are checked before anything is saved; both saves commit together or not at all.
-    if request.method == "POST" and form.is_valid() and replica.is_valid():
+    # Both parts are checked before anything is saved (both, so that a re-rendered page keeps
+    # the source list even when only the memory field was wrong); both saves commit together.
+    valid = request.method == "POST" and all([form.is_valid(), replica.is_valid()])
+    if valid:
         try:
             with transaction.atomic():
                 services.database_update(

@@ -759,3 +759,19 @@ def test_source_url_is_for_admins_and_audited(
         viewer_client.post(reverse("replica-password-regenerate", kwargs={"uid": a.pk})).status_code
         == 403
     )
+
+
+def test_edit_with_a_bad_memory_value_keeps_the_new_sources_on_the_page(
+    admin_client: Client, pair: tuple[Database, Database]
+) -> None:
+    from replication.models import ReplicaSource
+
+    a, b = pair
+    response = admin_client.post(
+        reverse("database-edit", kwargs={"uid": b.pk}),
+        _edit_data([{"database": a.pk, "name": "a"}], memory_mb="lots", confirm_flush="on"),
+    )
+    assert response.status_code == 200
+    assert "whole number" in response.context["form"].errors["memory_mb"][0]
+    assert response.context["replica_rows"] == [{"database": a.pk, "name": "a", "kind": "internal"}]
+    assert not ReplicaSource.objects.filter(destination=b).exists()
