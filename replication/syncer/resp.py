@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 Arg = bytes | bytearray | memoryview | str | int | float
+# What a connection's reply parser returns while no complete reply is buffered.
+_NOT_YET: Any = object()
 _READ_SIZE = 1 << 18
 
 
@@ -124,7 +126,7 @@ class RespConnection:
         self.url = url
         self.reader = reader
         self.writer = writer
-        self.parser = hiredis.Reader()
+        self.parser = hiredis.Reader(notEnoughData=_NOT_YET)
         self.bytes_in = 0
 
     @classmethod
@@ -158,7 +160,7 @@ class RespConnection:
     async def read_reply(self) -> Any:
         while True:
             reply = self.parser.gets()
-            if reply is not False:
+            if reply is not _NOT_YET:
                 return reply
             await self._fill()
 
@@ -177,12 +179,8 @@ class RespConnection:
 
     def replies_ready(self) -> list[Any]:
         """Every reply already parsed, without waiting."""
-        # Not iter(gets, False): an integer reply 0 compares equal to False.
-        out = []
-        gets = self.parser.gets
-        while (reply := gets()) is not False:
-            out.append(reply)
-        return out
+        # C-level iteration; the sentinel is our own object (False would stop at an integer 0).
+        return list(iter(self.parser.gets, _NOT_YET))
 
     async def read_some_replies(self) -> list[Any]:
         """At least one reply: all that the next read completes."""
