@@ -5,7 +5,8 @@
 For each of (native REPLICAOF, syncer), on a fresh source: attach, wait for the initial sync,
 then run `redis-benchmark -t set -n N -P 16 -r 1000000 -d 100` against the source while a marker
 key is written to the source every 10 ms and polled on the destination. Reports lag p50/p99/max,
-catch-up time after the load, commands applied per second and the source's accepted ops/s.
+catch-up time after the load, commands applied per second, the source's accepted ops/s, and the CPU
+seconds the replica side used (destination server, and the syncer process) during the load.
 Prints a table and writes bench/results/streaming-*.json.
 """
 
@@ -20,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -65,6 +68,11 @@ class Marker:
             t.join()
 
 
+def _cpu_seconds(ps: psutil.Process) -> float:
+    t = ps.cpu_times()
+    return float(t.user + t.system)
+
+
 def run_load(src: RedisServer, n: int) -> tuple[float, float]:
     t0 = time.monotonic()
     out = subprocess.run(
@@ -95,6 +103,10 @@ def measure(kind: str, n: int) -> dict[str, Any]:
             syncer = Syncer(src.url, "--to", dst.url)
             wait(lambda: loaded(dst), "syncer loaded")
         cpu0 = syncer.cpu_seconds() if syncer else 0.0
+        assert dst.proc is not None
+        dst_ps = psutil.Process(dst.proc.pid)
+        dst_cpu0 = _cpu_seconds(dst_ps)
+        load_before = machine_load()
         with Marker(src, dst) as marker:
             time.sleep(0.3)
             t_start = time.time()
@@ -114,6 +126,8 @@ def measure(kind: str, n: int) -> dict[str, Any]:
             "samples": len(lags),
             "catch_up_s": caught_up,
             "applied_per_s": applied_per_s,
+            "destination_cpu_s": _cpu_seconds(dst_ps) - dst_cpu0,
+            "machine_load_before": load_before,
         }
         if syncer is not None:
             result["syncer_cpu_s"] = syncer.cpu_seconds() - cpu0
@@ -131,7 +145,12 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=2_000_000)
     args = ap.parse_args()
     results = [measure("native", args.n), measure("syncer", args.n)]
-    rows = [("replica", "src ops/s", "lag p50", "p99", "max ms", "catch-up s", "applied/s")]
+    rows = [
+        (
+            *("replica", "src ops/s", "lag p50", "p99", "max ms", "catch-up s", "applied/s"),
+            *("dest CPU s", "syncer CPU s"),
+        )
+    ]
     for r in results:
         rows.append(
             (
@@ -142,9 +161,13 @@ def main() -> None:
                 f"{r['lag_max_ms']:.1f}",
                 f"{r['catch_up_s']:.2f}",
                 f"{r['applied_per_s']:.0f}",
+                f"{r['destination_cpu_s']:.2f}",
+                f"{r['syncer_cpu_s']:.2f}" if "syncer_cpu_s" in r else "-",
             )
         )
     print(table(rows))
+    for r in results:
+        print(f"{r['kind']}: before the load, {r['machine_load_before']}")
     native, ours = results
     slow = ours["source_ops_per_s"] / native["source_ops_per_s"]
     print(f"source ops/s with syncer / with native replica: {slow:.2f}; {machine_load()}")
