@@ -168,6 +168,10 @@ def test_viewer_sees_every_page_but_no_secrets_and_no_mutating_controls(
     page.goto("/cluster/security/")
     assert page.get_by_role("button", name="Copy").count() == 2
     assert page.get_by_role("link", name="Download").count() == 2
+    # Times are in the browser's zone (Europe/Berlin in these tests), not the server's UTC.
+    expires = page.locator("[data-certificate=proxy] time").last
+    assert "UTC" in str(expires.get_attribute("title"))
+    assert re.search(r"GMT\+[12]|CES?T", expires.inner_text()), expires.inner_text()
 
     # Typing a mutating URL by hand is refused with a page that says why.
     for url in (

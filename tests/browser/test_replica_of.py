@@ -353,6 +353,14 @@ def test_bad_external_source_and_the_viewer(
     wait_for(lambda: row_status(narrow) == "Synced", what="the narrow page's row")
     assert not narrow.evaluate("document.documentElement.scrollWidth > window.innerWidth + 1")
     shot(narrow, "viewer-narrow")
+    # The admin's edit page and its dialog, narrow.
+    narrow_admin = new_page(NARROW)
+    sign_in(narrow_admin, "admin", "admin-test-password-1")
+    narrow_admin.goto(f"/databases/{dest.pk}/edit/")
+    narrow_admin.get_by_role("button", name="+ Add source database").click()
+    narrow_admin.get_by_role("dialog").get_by_label("External").check()
+    assert not narrow_admin.evaluate("document.documentElement.scrollWidth > window.innerWidth + 1")
+    shot(narrow_admin, "edit-dialog-narrow")
     # Asking for the URL directly is refused.
     response = viewer_page.request.post(
         f"/databases/{source.pk}/source-url/",
