@@ -128,6 +128,8 @@ def source_check(request: HttpRequest, uid: int) -> JsonResponse:
         if database is None:
             return JsonResponse({"errors": {"database": ["Choose a database."]}}, status=400)
         reason = graph.cycle_reason(destination, {database.pk})
+        if database.status == DatabaseStatus.DELETE_PENDING:
+            reason = f"database {database.name} is being deleted"
         if reason:
             return JsonResponse({"errors": {"database": [reason]}}, status=400)
         try:

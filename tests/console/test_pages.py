@@ -725,6 +725,13 @@ def test_source_check_answers_field_errors_as_json(
         ({"kind": "external", "uri": "redis://h:99999"}, "uri", "port"),
         ({"kind": "external", "uri": "redis://127.0.0.1:1"}, "uri", "cannot connect"),
     ]
+    deleting = _activate(
+        services.database_create(
+            actor=User.objects.get(username="admin"), name="gone", memory_size=MB
+        )
+    )
+    services.database_status_set(database=deleting, status=DatabaseStatus.DELETE_PENDING)
+    cases.append(({"kind": "internal", "database": deleting.pk}, "database", "being deleted"))
     for body, field, message in cases:
         response = admin_client.post(url, body)
         assert response.status_code == 400, body
