@@ -46,7 +46,8 @@ def _snapshots(user: User, uids: list[int]) -> list[dict[str, Any]]:
 
 
 class StatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
-    """`ws/status/?db=<uid>&db=<uid>…`: messages `{"kind": "status", **database_live_status}`."""
+    """`ws/status/?db=<uid>&db=<uid>…`: messages `{"kind": "status", **database_live_status}`,
+    first one snapshot per database (with `"snapshot": true`), then the sync jobs' pushes."""
 
     groups_joined: list[str]
 
@@ -61,12 +62,15 @@ class StatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         uids = await database_sync_to_async(_readable)(
             user, _wanted_uids(self.scope.get("query_string", b""))
         )
-        # Join first, then read: a push that races the snapshot arrives after it and is newer.
+        # Join first, then read: no push is lost, and the pushes are forwarded only after the
+        # snapshots. The snapshot comes from the rows (saved once a second), so a push that
+        # raced it is usually fresher though older by `time`: the page applies pushes in order
+        # after a snapshot (`"snapshot": true`), whatever their `time`.
         for uid in uids:
             await self.channel_layer.group_add(group_name(uid), self.channel_name)
             self.groups_joined.append(group_name(uid))
         for snapshot in await database_sync_to_async(_snapshots)(user, uids):
-            await self.send_json({"kind": "status", **snapshot})
+            await self.send_json({"kind": "status", **snapshot, "snapshot": True})
 
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "groups_joined", []):

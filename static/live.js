@@ -16,7 +16,7 @@
   if (!uids.length) return;
 
   const indicator = document.querySelector("[data-live-indicator]");
-  const newest = new Map(); // database uid -> time (ms) of the newest status applied
+  const newest = new Map(); // database uid -> time (ms) of the newest push applied
   let delay = MIN_DELAY_MS;
   let leaving = false;
   let connects = 0;
@@ -31,11 +31,16 @@
 
   function deliver(message) {
     if (message.kind !== "status" || message.database === undefined) return;
-    // Ignore a status older than one already shown (a push that crossed a snapshot).
-    const when = Date.parse(message.time);
-    const last = newest.get(message.database);
-    if (last !== undefined && when < last) return;
-    newest.set(message.database, when);
+    // A snapshot (first on each connection) is always applied; a push older than one already
+    // applied is stale (e.g. the last word of a job that a newer one replaced) and ignored.
+    // Snapshots do not raise that bar: they are read from rows saved once a second, so a push
+    // that raced one is usually fresher even when its `time` is a little older.
+    if (!message.snapshot) {
+      const when = Date.parse(message.time);
+      const last = newest.get(message.database);
+      if (last !== undefined && when < last) return;
+      newest.set(message.database, when);
+    }
     document.dispatchEvent(new CustomEvent("live:status", { detail: message }));
   }
 

@@ -88,6 +88,7 @@ def test_pushes_reach_the_page_and_it_comes_back_after_a_restart(
             ("status", two.pk),
         ]
         assert messages[0]["name"] == "one" and messages[0]["replica_sync"] == "disabled"
+        assert [m.get("snapshot", False) for m in messages] == [True, True, False]
         assert messages[2]["status"] == "in-sync"
         assert "password" not in str(messages).lower()
     finally:
