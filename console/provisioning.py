@@ -319,12 +319,35 @@ def form_cluster(spec: DatabaseSpec) -> None:
         time.sleep(0.1)
 
 
+def acl_setuser_commands(spec: DatabaseSpec) -> list[list[str]]:
+    """`acl_lines` as ACL SETUSER commands. Redis 7.0's ACL LOAD closes every client connection
+    (Redis 7.2 only those of deleted users), which would cut the Replica Of links and the syncer's
+    writers on each edit; SETUSER changes users in place and closes nothing."""
+    default = f"#{_sha256(spec.password)}" if spec.password else "nopass"
+    rights = ["-@all", "+@all", *(["-@write"] if spec.read_only else [])]
+    common = ["resetkeys", "~*", "resetchannels", "&*"]
+    return [
+        ["ACL", "SETUSER", "default", "on", "resetpass", default, *common, *rights],
+        [
+            "ACL",
+            "SETUSER",
+            ADMIN_USER,
+            "on",
+            "resetpass",
+            f"#{_sha256(spec.internal_password)}",
+            *common,
+            "+@all",
+        ],
+    ]
+
+
 def apply_runtime_config(spec: DatabaseSpec) -> None:
     """Push ACL users and maxmemory to running shards (after an edit)."""
     for shard in spec.shards:
         write_files(spec, shard)
         client = admin_client(spec, shard)
-        client.execute_command("ACL", "LOAD")
+        for command in acl_setuser_commands(spec):
+            client.execute_command(*command)
         per_shard = max(spec.memory_size // len(spec.shards), 1024 * 1024)
         client.config_set("maxmemory", per_shard)
 

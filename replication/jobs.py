@@ -399,6 +399,12 @@ class _Supervisor:
         return current is not None and current.internal_password != self.plan.destination_password
 
     def _failed(self, exc: BaseException, statuses: list[SourceStatus]) -> str:
+        if isinstance(exc, SyncError) and not exc.fatal:
+            # Not the operator's business (the engine retries these itself; one escaped):
+            # end this job, reconcile starts the next one, which resumes where this one was.
+            log.warning("sync job %s ended by a retryable error: %s", self.uid, exc)
+            self._save(statuses)
+            return f"ended by a retryable error, reconcile restarts it: {exc}"
         if isinstance(exc, AuthError) and self._destination_password_changed():
             # Its internal password was regenerated while we ran: start again with the new one.
             self._save(statuses)

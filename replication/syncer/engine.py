@@ -220,6 +220,7 @@ class SyncEngine:
             await self._detect_destination()
             links = await self._resolve_links()
             flush = self.flush
+            round_backoff = 0.5
             while not self._stop_requested:
                 if self._paused:
                     self._set_all(Phase.STOPPED, None)
@@ -235,6 +236,17 @@ class SyncEngine:
                             for ln in st.links:
                                 ln.last_error = str(exc)
                     flush = True
+                    continue
+                except RetryableError as exc:
+                    # The destination dropped the connection that reads the checkpoints (it
+                    # restarted, or closed its clients): try the round again, flush still pending.
+                    self._set_all(Phase.OUT_OF_SYNC, None)
+                    with self._lock:
+                        for st in self._statuses:
+                            for ln in st.links:
+                                ln.last_error = f"destination: {exc}"
+                    await asyncio.sleep(round_backoff)
+                    round_backoff = min(round_backoff * 2, self.backoff_max)
                     continue
                 flush = False  # paused: the next round resumes from the checkpoints
         except SyncError as exc:
