@@ -25,19 +25,7 @@ from replication.serializers import (
     SyncStatsQuerySerializer,
     source_uri_redacted,
 )
-from replication.sources import SourceInput
-
-
-def _as_input(source: ReplicaSource) -> SourceInput:
-    return SourceInput(
-        source_database_uid=source.source_database_id,
-        uri="" if source.source_database_id else source.external_uri,
-        compression=source.compression,
-        encryption=source.encryption,
-        server_cert=source.server_cert,
-        client_cert=source.client_cert,
-        replication_tls_sni=source.replication_tls_sni,
-    )
+from replication.sources import SourceInput, source_input_of
 
 
 def _wanted_sources(database: Database, items: list[dict[str, Any]]) -> list[SourceInput]:
@@ -48,7 +36,7 @@ def _wanted_sources(database: Database, items: list[dict[str, Any]]) -> list[Sou
     for item in items:
         kept = current.get(item["uri"]) if item["bdb_uid"] is None else None
         if kept is not None:
-            base = _as_input(kept)
+            base = source_input_of(kept)
             wanted.append(
                 SourceInput(
                     source_database_uid=base.source_database_uid,
@@ -83,7 +71,7 @@ def bdb_replica_update(*, actor: User, database: Database, data: Any) -> None:
     body.is_valid(raise_exception=True)
     if "replica_sources" in body.validated_data:
         wanted = _wanted_sources(database, body.validated_data["replica_sources"])
-        current = [_as_input(s) for s in selectors.replica_sources_of(database)]
+        current = [source_input_of(s) for s in selectors.replica_sources_of(database)]
         if wanted != current:
             services.replica_sources_set(
                 actor=actor,

@@ -10,9 +10,8 @@ from django import forms
 
 from console.errors import ApplicationError
 from console.models import Database
-from replication.apis import _as_input as saved_source_input
 from replication.models import ReplicaSource
-from replication.sources import MAX_SOURCES, SourceInput
+from replication.sources import MAX_SOURCES, SourceInput, source_input_of
 
 # zlib level 6 over the sync gateway when the operator turns compression on (DESIGN §3).
 COMPRESSION_LEVEL = 6
@@ -169,7 +168,7 @@ class ReplicaSourcesForm(forms.Form):
 
     def _source_input(self, row: dict[str, Any]) -> SourceInput:
         if "keep" in row:
-            return saved_source_input(self.saved[row["keep"]])
+            return source_input_of(self.saved[row["keep"]])
         if "database" in row:
             return SourceInput(source_database_uid=row["database"])
         return SourceInput(

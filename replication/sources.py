@@ -34,6 +34,19 @@ class SourceInput:
     replication_tls_sni: str = ""
 
 
+def source_input_of(source: ReplicaSource) -> SourceInput:
+    """A saved source as the input that would save it again (to compare or keep it)."""
+    return SourceInput(
+        source_database_uid=source.source_database_id,
+        uri="" if source.source_database_id else source.external_uri,
+        compression=source.compression,
+        encryption=source.encryption,
+        server_cert=source.server_cert,
+        client_cert=source.client_cert,
+        replication_tls_sni=source.replication_tls_sni,
+    )
+
+
 def internal_source_url(database: Database, *, redact: bool = False) -> str:
     """`redis://admin:<internal password>@host:port`; `rediss://` when the database needs TLS."""
     scheme = "redis" if database.tls_mode == TlsMode.DISABLED else "rediss"
