@@ -118,11 +118,3 @@ def stats_append(uid: int, samples: dict[int, dict[str, Any]]) -> None:
 def stats_read(uid: int, source_uid: int) -> list[dict[str, Any]]:
     raw = client().lrange(_key(uid, f"stats:{source_uid}"), 0, -1)
     return [json.loads(r) for r in raw]
-
-
-def forget(uid: int) -> None:
-    """Drop everything about a destination (Replica Of removed or database deleted)."""
-    c = client()
-    keys = [_key(uid, n) for n in ("desired", "queued")]
-    keys += [k.decode() for k in c.scan_iter(match=_key(uid, "stats:*"))]
-    c.delete(*keys)

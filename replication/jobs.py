@@ -235,6 +235,8 @@ class _Supervisor:
         desired = control.desired_read(self.uid)
         self.revision = desired.revision if desired else 0
         self.last_push: dict[str, Any] | None = None
+        # Read once: pushes go out four times a second and this rarely changes meanwhile.
+        self.destinations = selectors.destinations_count(plan.destination)
         self.reason = ""
 
     def _engine_main(self) -> None:
@@ -351,12 +353,13 @@ class _Supervisor:
             f = self._fields(src, st)
             f["last_update"] = f["last_update"].isoformat() if f["last_update"] else None
             sources.append({"uid": src.uid, "name": src.name, **f})
-        replica_of = ReplicaOf(
-            destination=self.plan.destination,
+        return selectors.live_payload(
+            self.plan.destination,
             replica_sync=ReplicaSync.ENABLED,
-            generation=self.plan.generation,
+            last_error="",
+            destinations=self.destinations,
+            sources=sources,
         )
-        return selectors.live_payload(self.plan.destination, replica_of, sources)
 
     def _push(self, statuses: list[SourceStatus], *, final: bool = False) -> None:
         if final:

@@ -57,27 +57,42 @@ def source_live(source: ReplicaSource) -> dict[str, Any]:
 
 
 def live_payload(
-    database: Database, replica_of: ReplicaOf | None, sources: list[dict[str, Any]]
+    database: Database,
+    *,
+    replica_sync: str,
+    last_error: str,
+    destinations: int,
+    sources: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """The shape pushed to `database-<uid>` and sent as a snapshot (see replication.consumers)."""
-    replica_sync = replica_of.replica_sync if replica_of else ReplicaSync.DISABLED
     return {
         "database": database.pk,
         "name": database.name,
         "replica_sync": replica_sync,
         "status": aggregate_status(replica_sync, [s["status"] for s in sources]),
-        "last_error": replica_of.last_error if replica_of else "",
-        "destinations": ReplicaSource.objects.filter(source_database=database).count(),
+        "last_error": last_error,
+        "destinations": destinations,
         "sources": sources,
         "time": timezone.now().isoformat(),
     }
+
+
+def destinations_count(database: Database) -> int:
+    """How many databases of this cluster use `database` as a source."""
+    return ReplicaSource.objects.filter(source_database=database).count()
 
 
 def database_live_status(database: Database) -> dict[str, Any]:
     """The Replica Of state of a database as saved (the sync job saves it every second)."""
     replica_of = ReplicaOf.objects.filter(destination=database).first()
     sources = ReplicaSource.objects.filter(destination=database).select_related("source_database")
-    return live_payload(database, replica_of, [source_live(s) for s in sources])
+    return live_payload(
+        database,
+        replica_sync=replica_of.replica_sync if replica_of else ReplicaSync.DISABLED,
+        last_error=replica_of.last_error if replica_of else "",
+        destinations=destinations_count(database),
+        sources=[source_live(s) for s in sources],
+    )
 
 
 def replica_sources_of(database: Database) -> list[ReplicaSource]:
@@ -85,11 +100,4 @@ def replica_sources_of(database: Database) -> list[ReplicaSource]:
         ReplicaSource.objects.filter(destination=database).select_related(
             "source_database", "source_database__node"
         )
-    )
-
-
-def destinations_of(database: Database) -> list[Database]:
-    """Databases of this cluster that use `database` as a source."""
-    return list(
-        Database.objects.filter(replica_sources__source_database=database).distinct().order_by("pk")
     )
