@@ -9,6 +9,18 @@ so the destination holds the data of exactly the commands up to `offset` and say
 command once. During a full sync the state is `loading`: an interrupted load cannot be continued
 and means flush + full sync.
 
+Blind batches. A batch made only of *blind writes* (`SET key value`, `SET key value PXAT ms`,
+`DEL`/`UNLINK`: commands that replace or remove whole keys whatever they held; see
+`resp._blind_run`) is sent as a plain pipeline followed by its checkpoint, without MULTI, when the
+destination has a single link (one source, not sharded). After a crash inside such a batch the
+destination holds some prefix of it and the previous checkpoint, and the batch is applied again
+from its start. Each key then ends as the batch's last write to it left it, the same as applying
+the batch once. The difference can be seen only while that recovery runs, and only
+for a key written twice in that one cut batch: a reader may see its earlier value for a moment.
+Why bother: inside MULTI the destination queues a whole batch and runs it later from cold
+caches. Under a saturating SET load it spent about 30% more CPU than a native replica, and the
+lag grew (bench/streaming.py). With several links, or any other command, batches stay in MULTI.
+
 The key lives in database 0 under a name no application uses (`CHECKPOINT_KEY`). It is part of
 the destination's keyspace, so comparisons must skip it: `is_bookkeeping_key()` is what the
 comparison helpers (tests/support/compare.py, the benchmarks) call. On a Redis Cluster

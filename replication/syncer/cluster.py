@@ -377,7 +377,11 @@ class ClusterWriter:
         link_id: str,
         ckpt: Checkpoint,
         on_done: Callable[[int], None],
+        *,
+        blind: bool = False,
     ) -> None:
+        # `blind` changes nothing here: every batch is already written without MULTI and its
+        # checkpoint follows once every primary acknowledged it (module docstring).
         await self._send(self._route(cmds), ckpt, link_id, functools.partial(on_done, ncmds))
 
     async def wait_idle(self) -> None:

@@ -15,8 +15,9 @@ How one run goes (state machine of the engine):
    generation always starts clean, a re-queued job of the same generation resumes.
 3. Each link runs independently (its own source connection, its own destination connection):
    full sync (snapshot → RESTORE or decoded commands) then the command stream, batch by batch in
-   `MULTI … EXEC` with its checkpoint. A dropped link is retried with backoff and resumes from
-   its checkpoint.
+   `MULTI … EXEC` with its checkpoint (or, for a batch of blind writes when there is one link,
+   pipelined and followed by its checkpoint: checkpoint.py). A dropped link is retried with
+   backoff and resumes from its checkpoint.
 4. When a link cannot resume (the source answers FULLRESYNC to our PSYNC, or the link dropped
    in the middle of a snapshot we had started to load), the whole round ends with
    `FullSyncRequired`: with `auto_full_sync` the engine flushes and starts again at 2, otherwise
@@ -164,6 +165,7 @@ class SyncEngine:
         self._drops: dict[str, int] = {}
         self._framer_ready: asyncio.Future[None] | None = None
         self._dest_cluster = False
+        self.single_link = False  # one source with one primary: the destination's only writer
         self.full_sync_rounds = 0  # how many times every link started from a full sync
 
     # -- control (thread-safe) -------------------------------------------------------------------
@@ -300,6 +302,7 @@ class SyncEngine:
                 links.append(_Link(self, p, src.tls, link_id, ln))
             with self._lock:
                 self._statuses[i].links = status_links
+        self.single_link = len(links) == 1
         return links
 
     async def _retry(self, fn: Callable[[], Any], status: SourceStatus, url: RedisUrl) -> Any:
@@ -732,6 +735,10 @@ class _Link:
         getack = False
         notable: Iterable[tuple[int, int, list[bytes]]]
         gather = False
+        blind = False
+        # Blind batches skip MULTI (checkpoint.py): only when this link is the destination's
+        # only writer, so that applying a cut batch again cannot undo another source's writes.
+        may_skip_multi = self.engine.single_link
         try:
             while True:
                 if gather:
@@ -745,6 +752,7 @@ class _Link:
                     raw, notable = parser.frame(data)
                     if not raw:
                         continue
+                    blind = may_skip_multi and parser.blind and not runs
                 else:
                     raw, parsed = parser.feed(data)
                     if not parsed:
@@ -796,9 +804,15 @@ class _Link:
                     continue  # never split a source transaction between two of our batches
                 new = Checkpoint(CheckpointState.STREAMING, replid, offset, db)
                 await writer.apply_stream(
-                    runs, cmds, ncmds, self.link_id, new, self._committed(link, new, getack)
+                    runs,
+                    cmds,
+                    ncmds,
+                    self.link_id,
+                    new,
+                    self._committed(link, new, getack),
+                    blind=blind,
                 )
-                runs, cmds, ncmds, getack = [], [], 0, False
+                runs, cmds, ncmds, getack, blind = [], [], 0, False, False
                 if self.catching_up:
                     await self._fixup_ttls(writer, new)
         finally:

@@ -164,7 +164,8 @@ class RespConnection:
                 return reply
             await self._fill()
 
-    async def _fill(self) -> None:
+    async def read_raw(self) -> bytes:
+        """The next bytes that arrived, not given to `parser` (the caller owns them)."""
         try:
             data = await self.reader.read(_READ_SIZE)
         except OSError as exc:
@@ -172,10 +173,17 @@ class RespConnection:
         if not data:
             raise RetryableError(f"{self.url.address}: connection closed by peer")
         self.bytes_in += len(data)
+        return data
+
+    def parse(self, data: bytes) -> None:
+        """Give `parser` more bytes (then `replies_ready()` has the replies they complete)."""
         try:
             self.parser.feed(data)
         except hiredis.ProtocolError as exc:
             raise ProtocolError(f"{self.url.address}: {exc}") from exc
+
+    async def _fill(self) -> None:
+        self.parse(await self.read_raw())
 
     def replies_ready(self) -> list[Any]:
         """Every reply already parsed, without waiting."""
@@ -295,6 +303,46 @@ def _plain_run(stop_names: frozenset[bytes]) -> re.Pattern[bytes]:
     return re.compile(rb"(?:" + command + rb")*", re.DOTALL)
 
 
+@functools.cache
+def _blind_run() -> re.Pattern[bytes]:
+    """A maximal run of *blind writes*: commands whose effect on their keys does not depend on
+    what the keys held, so that applying a run again in order, over any prefix of it already
+    applied, ends with the same data. Only `SET key value`, `SET key value PXAT ms` (what a
+    Redis 7 master propagates for SET EX/PX, SETEX and PSETEX), and `DEL`/`UNLINK` of one to
+    four keys (what it propagates for expired and evicted keys), in canonical multibulk with
+    arguments of at most _FAST_LEN bytes. Conditional or relative forms (NX, XX, GET, KEEPTTL,
+    EX, PX) and PEXPIREAT (which depends on the key existing) are not blind."""
+    b = rb"(?:" + _bulk_pattern(_FAST_LEN) + rb")"
+    delete = rb"(?:\$3\r\n(?i:DEL)|\$6\r\n(?i:UNLINK))\r\n"
+    set_ = rb"\$3\r\n(?i:SET)\r\n"
+    command = (
+        rb"\*(?:2\r\n"
+        + delete
+        + b
+        + rb"|3\r\n(?:"
+        + set_
+        + b
+        + b
+        + rb"|"
+        + delete
+        + b
+        + rb"{2})|4\r\n"
+        + delete
+        + b
+        + rb"{3}|5\r\n(?:"
+        + set_
+        + b
+        + b
+        + rb"\$4\r\n(?i:PXAT)\r\n"
+        + b
+        + rb"|"
+        + delete
+        + b
+        + rb"{4}))"
+    )
+    return re.compile(rb"(?:" + command + rb")*", re.DOTALL)
+
+
 class CommandStreamParser:
     """Frames a master's replication stream into commands with exact byte counts.
 
@@ -313,6 +361,7 @@ class CommandStreamParser:
         """Compile the fast framer's pattern now (once per process, ~0.3 s of CPU) rather than
         when the first commands of the stream are waiting."""
         _plain_run(stop_names)
+        _blind_run()
 
     def __init__(self, stop_names: frozenset[bytes] = frozenset()) -> None:
         self._reader = hiredis.Reader()
@@ -323,6 +372,8 @@ class CommandStreamParser:
         # it for one command at a time, fed from the start of `_pending` (`_one_open`).
         self._reader_feeds = True
         self._one_open = False
+        # After frame(): the `raw` it returned holds only blind writes (see _blind_run).
+        self.blind = False
 
     @property
     def buffered(self) -> int:
@@ -336,6 +387,7 @@ class CommandStreamParser:
 
     def feed(self, data: bytes | bytearray | memoryview) -> tuple[bytes, list[list[bytes]]]:
         self._check_usable()
+        self.blind = False
         pending = self._pending
         if not self._reader_feeds:  # coming from frame(): resume from the buffered bytes
             self._reader = hiredis.Reader()
@@ -366,7 +418,8 @@ class CommandStreamParser:
         does not take come back, as `(start, end, args)` in `raw`: commands named in `stop_names`
         and ones with more than `_FAST_ARGC` arguments or an argument over `_FAST_LEN` bytes.
         Every other command is framed by one regex match over the whole run (no Python object per
-        command), so the caller does not learn how many commands `raw` holds."""
+        command), so the caller does not learn how many commands `raw` holds. Afterwards
+        `blind` says whether `raw` holds only blind writes (see `_blind_run`)."""
         self._check_usable()
         pending = self._pending
         if self._reader_feeds:  # coming from feed(): its reader holds only what `pending` does
@@ -385,6 +438,8 @@ class CommandStreamParser:
         run = _plain_run(self._stop_names).match
         others: list[tuple[int, int, list[bytes]]] = []
         pos = 0
+        blind_end = -1
+        self.blind = False
         with self._failing():
             if self._one_open:  # the rest of a command that did not fit before
                 args = self._one_more(buf, fed)
@@ -392,6 +447,11 @@ class CommandStreamParser:
                     return b"", others
                 pos = self._one_size(args, buf, 0)
                 others.append((0, pos, args))
+            else:
+                # Blind writes first (one pass when that is all there is), then anything.
+                match = _blind_run().match(buf)
+                assert match is not None  # the pattern matches the empty string
+                pos = blind_end = match.end()
             while True:
                 match = run(buf, pos)
                 assert match is not None  # the pattern matches the empty string
@@ -405,6 +465,7 @@ class CommandStreamParser:
                 end = pos + self._one_size(args, buf, pos)
                 others.append((pos, end, args))
                 pos = end
+        self.blind = pos > 0 and pos == blind_end
         if whole is None:
             return self._take(pos), others
         pending += whole[pos:]

@@ -6,7 +6,9 @@ stream to a standalone destination. Each replication link gets its own writer (i
 connection), so several sources never serialise on a lock and each keeps its own order.
 
 Stream batches are applied as `MULTI … EXEC` together with the checkpoint (see checkpoint.py), so
-a crash at any moment leaves the destination with whole batches and a position that matches them.
+a crash at any moment leaves the destination with whole batches and a position that matches them;
+batches of blind writes are pipelined and followed by the checkpoint and a PING, and their
+one-line replies are checked in the received bytes, without one Python object per reply.
 """
 
 from __future__ import annotations
@@ -24,12 +26,17 @@ from .errors import FatalSyncError, SyncError, classify_reply_error
 from .resp import RespConnection, TlsOptions, pack, pack_command
 from .urls import RedisUrl
 
-__all__ = ["UNTIL_EXEC", "Pipeline", "StandaloneWriter", "Writer"]
+__all__ = ["UNTIL_EXEC", "UNTIL_PONG", "Pipeline", "StandaloneWriter", "Writer"]
 
 _MAX_IN_FLIGHT = 8 << 20
 # A MULTI … EXEC batch whose number of commands the sender does not know: inside MULTI every
 # command answers +QUEUED or an error, so its replies end at the first array or nil (EXEC's).
 UNTIL_EXEC = -1
+# Commands whose replies are each one line (+OK, :n or an error), then a PING: the replies end
+# at +PONG. The reader checks and counts them in the received bytes, with no object per reply.
+UNTIL_PONG = -2
+_PONG = b"+PONG\r\n"
+_PING = pack(b"PING")
 _NoneType = type(None)
 _MULTI = pack(b"MULTI")
 _EXEC = pack(b"EXEC")
@@ -47,6 +54,7 @@ class _Batch:
     exec_at: int = -1  # index of the EXEC reply whose array must be checked too
     cmds: Sequence[bytes] | None = None  # packed commands, one per reply: can be redirected
     seen: int = 0
+    scanned: int = 0  # UNTIL_PONG read from the bytes: where the search for +PONG goes on
     collected: list[Any] = field(default_factory=list)
 
 
@@ -88,7 +96,8 @@ class Pipeline:
         on_exec: Callable[[int], None] | None = None,
     ) -> None:
         """Queue `data` (packed commands) that produce `replies` replies (or `UNTIL_EXEC`: one
-        `MULTI … EXEC`, whose EXEC array is checked and its length given to `on_exec`); waits
+        `MULTI … EXEC`, whose EXEC array is checked and its length given to `on_exec`; or
+        `UNTIL_PONG`: one-line replies up to a PING's, their number given to `on_exec`); waits
         for room, not for the replies: batches follow each other on the connection."""
         self.send_nowait(
             data, replies, on_done=on_done, exec_at=exec_at, cmds=cmds, on_exec=on_exec
@@ -149,34 +158,35 @@ class Pipeline:
         self._check()
 
     async def _read_replies(self) -> None:
+        """Match every reply to its batch, in order, and check it.
+
+        Replies of `UNTIL_PONG` batches are read *directly*: searched and counted in the bytes
+        as they arrive (a line that starts with `-` is an error, then parsed to be classified).
+        Any other batch goes through hiredis; the reader returns to direct reading whenever
+        hiredis holds no partial reply."""
         try:
+            conn = self.conn
             batches = self._batches
+            raw = bytearray()  # received, not given to hiredis
+            direct = True  # hiredis holds nothing: new bytes go to `raw`
             while True:
-                replies = await self.conn.read_some_replies()
-                i, n = 0, len(replies)
-                types: list[type] | None = None
-                while i < n:
-                    if not batches:
-                        raise FatalSyncError(f"{self.where}: unexpected reply {replies[i]!r:.80}")
-                    b = batches[0]
-                    if b.replies == UNTIL_EXEC:
-                        if types is None:
-                            types = list(map(type, replies))
-                        i = self._until_exec(b, replies, types, i)
+                data = await conn.read_raw()
+                if direct:
+                    raw += data
+                    self._direct(raw)
+                    if not raw:
                         continue
-                    take = min(b.replies - b.seen, n - i)
-                    chunk = replies[i : i + take]
-                    i += take
-                    if b.future is not None:
-                        b.collected += chunk
-                    else:
-                        if ReplyError in map(type, chunk):
-                            self._reply_errors(b, chunk)
-                        if b.seen <= b.exec_at < b.seen + take:
-                            self._check_exec(chunk[b.exec_at - b.seen])
-                    b.seen += take
-                    if b.seen == b.replies:
-                        self._finish(batches.popleft())
+                    if not batches:
+                        raise FatalSyncError(f"{self.where}: unexpected reply {bytes(raw)!r:.80}")
+                    if batches[0].replies == UNTIL_PONG:
+                        continue  # the rest of its replies is still coming
+                    conn.parse(bytes(raw))
+                    raw.clear()
+                    direct = False
+                else:
+                    conn.parse(data)
+                self._parsed(conn.replies_ready())
+                direct = not conn.parser.has_data()
         except SyncError as exc:
             self.error = exc
         except Exception as exc:
@@ -187,6 +197,70 @@ class Pipeline:
             for b in self._batches:
                 if b.future is not None and not b.future.done():
                     b.future.set_exception(self.error)
+
+    def _direct(self, raw: bytearray) -> None:
+        """Take the replies of the `UNTIL_PONG` batches at the front from `raw`."""
+        batches = self._batches
+        while batches and batches[0].replies == UNTIL_PONG:
+            b = batches[0]
+            at = raw.find(_PONG, b.scanned)
+            if at < 0:
+                b.scanned = max(0, len(raw) - len(_PONG) + 1)
+                return
+            if raw.startswith(b"-") or raw.find(b"\n-", 0, at) >= 0:
+                self._line_errors(bytes(raw[:at]))
+            n = b.seen + raw.count(b"\r\n", 0, at)
+            del raw[: at + len(_PONG)]
+            self._finish(batches.popleft(), n)
+
+    def _line_errors(self, replies: bytes) -> None:
+        """Raise the first error among these one-line replies."""
+        reader = hiredis.Reader()
+        reader.feed(replies)
+        for reply in iter(reader.gets, False):
+            if type(reply) is ReplyError:
+                raise classify_reply_error(str(reply), where=self.where)
+
+    def _parsed(self, replies: list[Any]) -> None:
+        """Hand parsed replies to the batches they answer, in order."""
+        batches = self._batches
+        i, n = 0, len(replies)
+        types: list[type] | None = None
+        while i < n:
+            if not batches:
+                raise FatalSyncError(f"{self.where}: unexpected reply {replies[i]!r:.80}")
+            b = batches[0]
+            if b.replies == UNTIL_EXEC:
+                if types is None:
+                    types = list(map(type, replies))
+                i = self._until_exec(b, replies, types, i)
+                continue
+            if b.replies == UNTIL_PONG:
+                try:
+                    j = replies.index(b"PONG", i)
+                except ValueError:
+                    j = n
+                chunk = replies[i:j]
+                if ReplyError in map(type, chunk):
+                    self._reply_errors(b, chunk)
+                b.seen += j - i
+                i = j + 1
+                if j < n:
+                    self._finish(batches.popleft(), b.seen)
+                continue
+            take = min(b.replies - b.seen, n - i)
+            chunk = replies[i : i + take]
+            i += take
+            if b.future is not None:
+                b.collected += chunk
+            else:
+                if ReplyError in map(type, chunk):
+                    self._reply_errors(b, chunk)
+                if b.seen <= b.exec_at < b.seen + take:
+                    self._check_exec(chunk[b.exec_at - b.seen])
+            b.seen += take
+            if b.seen == b.replies:
+                self._finish(batches.popleft())
 
     def _until_exec(self, b: _Batch, replies: list[Any], types: list[type], i: int) -> int:
         """Consume the replies of an UNTIL_EXEC batch from `i`; where the next batch starts."""
@@ -272,6 +346,8 @@ class Writer(Protocol):
         link_id: str,
         ckpt: Checkpoint,
         on_done: Callable[[int], None],
+        *,
+        blind: bool = False,
     ) -> None: ...
     async def wait_idle(self) -> None: ...
 
@@ -360,26 +436,37 @@ class StandaloneWriter:
         link_id: str,
         ckpt: Checkpoint,
         on_done: Callable[[int], None],
+        *,
+        blind: bool = False,
     ) -> None:
-        """Send one batch and return without waiting for its EXEC: `on_done` runs, with the
+        """Send one batch and return without waiting for its replies: `on_done` runs, with the
         number of commands of `raw` (counted by the destination: `ncmds` is not needed), when
         the batch is applied. Batches apply in order on this one connection; if it breaks, the
-        checkpoint in the destination says which of them did (each is all or nothing)."""
+        checkpoint in the destination says which of them did: each is all or nothing
+        (`MULTI … EXEC`), or, with `blind` (`raw` holds only blind writes, checkpoint.py), a
+        pipeline followed by its checkpoint, which is applied again from its start when it
+        was cut before its checkpoint."""
         # The forwarded bytes may contain SELECTs; ckpt.db is where the stream is at the end.
-        parts: list[bytes | memoryview] = [_MULTI, *raw]
+        parts: list[bytes | memoryview] = [] if blind else [_MULTI]
+        parts += raw
         tail = pack(b"HSET", CHECKPOINT_KEY, link_id, ckpt.encode())
         if ckpt.db != 0:
-            parts += [_SELECT0, tail, pack(b"SELECT", ckpt.db), _EXEC]
+            parts += [_SELECT0, tail, pack(b"SELECT", ckpt.db)]
             ours = 3
         else:
-            parts += [tail, _EXEC]
+            parts.append(tail)
             ours = 1
         self.db = ckpt.db
 
         def applied(n: int) -> None:
             on_done(n - ours)
 
-        await self.pipe.send(parts, UNTIL_EXEC, on_exec=applied)
+        if blind:
+            parts.append(_PING)
+            await self.pipe.send(parts, UNTIL_PONG, on_exec=applied)
+        else:
+            parts.append(_EXEC)
+            await self.pipe.send(parts, UNTIL_EXEC, on_exec=applied)
 
     async def wait_idle(self) -> None:
         await self.pipe.wait_idle()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
+from typing import Self
 
 import pytest
 import redis
@@ -45,7 +47,7 @@ class Load:
             n = self.client.incr("counter")
             self.client.rpush("log", n)
 
-    def __enter__(self) -> Load:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
@@ -86,6 +88,75 @@ def test_kill9_during_streaming_applies_every_command_once(
     assert_same_data([s], [d])
     assert "full sync" not in proc.output()
     assert proc.stop() == 0
+
+
+class BlindLoad(Load):
+    """Pipelines of blind writes only (SET, SET … PXAT, DEL, UNLINK) over a small key space, so
+    that most batches write some keys twice: the batches the syncer sends without MULTI."""
+
+    batches = 0
+
+    def _run(self) -> None:
+        rnd = random.Random(5)
+        far = int(time.time() * 1000) + 3_600_000
+        while not self.stop.is_set():
+            pipe = self.client.pipeline(transaction=False)
+            for _ in range(200):
+                key = f"b:{rnd.randrange(500)}"
+                r = rnd.random()
+                if r < 0.6:
+                    pipe.set(key, f"{self.batches}:{rnd.random()}")
+                elif r < 0.8:
+                    pipe.set(key, str(self.batches), pxat=far + rnd.randrange(1000))
+                elif r < 0.9:
+                    pipe.delete(key, f"b:{rnd.randrange(500)}")
+                else:
+                    pipe.unlink(key)
+            pipe.set("last", self.batches)
+            pipe.execute()
+            self.batches += 1
+
+
+def test_kill9_during_blind_writes_ends_with_the_same_data(
+    servers: Callable[..., RedisServer], cli: Callable[..., Cli]
+) -> None:
+    """Blind batches are pipelined without MULTI; the one cut by the kill is applied again from
+    its checkpoint, which leaves the same data as applying it once."""
+    src, dst = servers(), servers()
+    args = (src.url, "--to", dst.url, "--quiet")
+    proc = cli(*args)
+    wait_for(lambda: caught_up(dst, src), what="first sync", timeout=60)
+    src.client().set("last", -1)  # the first stream commands (SELECT) go through MULTI
+    wait_for(lambda: caught_up(dst, src), what="first command")
+    multi_before = _calls(dst, "multi")
+    with BlindLoad(src.client()) as load:
+        for _ in range(3):
+            wait_for(lambda: dst.client().get("last") != b"-1", what="load arriving")
+            time.sleep(0.5)
+            proc.kill9()
+            before = checkpoint(dst)
+            assert before is not None
+            time.sleep(0.2)
+            proc = cli(*args)
+            wait_for(
+                lambda b=before.offset: (c := checkpoint(dst)) is not None and c.offset > b,
+                what="the restarted syncer applying again",
+            )
+    assert load.batches > 20
+    wait_for(lambda: caught_up(dst, src), what="catch up after the load", timeout=60)
+    assert dst.client().get("last") == str(load.batches - 1).encode()
+    assert_same_data([src.client()], [dst.client()])
+    assert "full sync" not in proc.output()
+    assert proc.stop() == 0
+    # The load went the blind way: a PING closes each blind batch; MULTI only for the
+    # reconnections' first commands.
+    assert _calls(dst, "ping") > 20
+    assert _calls(dst, "multi") - multi_before < _calls(dst, "ping") / 10
+
+
+def _calls(server: RedisServer, command: str) -> int:
+    stats = server.client().info("commandstats").get(f"cmdstat_{command}")
+    return int(stats["calls"]) if stats else 0
 
 
 def test_kill9_during_full_sync_reloads_clean(

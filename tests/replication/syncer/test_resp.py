@@ -238,3 +238,106 @@ def test_fuzz_frame_mutated_streams_end_cleanly(
     assert len(consumed) + p.buffered == len(stream)
     raw, cmds = CommandStreamParser().feed(consumed)
     assert raw == consumed and b"".join(pack(*c) for c in cmds) == consumed
+
+
+# -- blind writes (batches that may skip MULTI, checkpoint.py) ----------------------------------
+
+
+def _is_blind(args: list[bytes]) -> bool:
+    """The reference rule: SET k v, SET k v PXAT t, DEL/UNLINK of 1..4 keys (names in any case,
+    every argument at most 999 bytes)."""
+    name = args[0].upper()
+    if max(map(len, args)) > 999:
+        return False
+    if name == b"SET":
+        return len(args) == 3 or (len(args) == 5 and args[3].upper() == b"PXAT")
+    return name in (b"DEL", b"UNLINK") and 2 <= len(args) <= 5
+
+
+BLIND = [
+    [b"SET", b"k", b"v"],
+    [b"set", b"k", b""],
+    [b"SET", b"k", b"v" * 999],
+    [b"SET", b"k", b"v", b"PXAT", b"1795329457881"],
+    [b"Set", b"k", b"v", b"pxat", b"1"],
+    [b"DEL", b"a"],
+    [b"del", b"a", b"b", b"c", b"d"],
+    [b"UNLINK", b"a", b"b"],
+]
+NOT_BLIND = [
+    [b"SET", b"k", b"v", b"NX"],
+    [b"set", b"k", b"v", b"keepttl"],
+    [b"SET", b"k", b"v", b"EX", b"10"],
+    [b"SET", b"k", b"v", b"PX", b"10"],
+    [b"SET", b"k", b"v", b"GET"],
+    [b"SET", b"k", b"v", b"PXAT", b"1", b"GET"],
+    [b"SET", b"k", b"v" * 1000],
+    [b"SETX", b"k", b"v"],
+    [b"DEL", b"a", b"b", b"c", b"d", b"e"],
+    [b"PEXPIREAT", b"k", b"1795329457881"],
+    [b"INCR", b"k"],
+    [b"HSET", b"h", b"f", b"v"],
+    [b"SELECT", b"0"],
+    [b"PING"],
+]
+
+
+def test_blind_writes_are_recognised() -> None:
+    for cmd in BLIND:
+        assert _is_blind(cmd)
+        p = CommandStreamParser(STOP)
+        raw, _ = p.frame(pack(*cmd) * 3)
+        assert raw == pack(*cmd) * 3 and p.blind, cmd
+    for cmd in NOT_BLIND:
+        assert not _is_blind(cmd)
+        for stream in (pack(*cmd), pack(*BLIND[0]) + pack(*cmd), pack(*cmd) + pack(*BLIND[0])):
+            p = CommandStreamParser(STOP)
+            raw, _ = p.frame(stream)
+            assert raw == stream and not p.blind, (cmd, stream)
+
+
+def test_blind_is_about_the_complete_commands_returned() -> None:
+    stream = pack(b"SET", b"a", b"1") + pack(b"DEL", b"a")
+    p = CommandStreamParser(STOP)
+    raw, _ = p.frame(stream + pack(b"INCR", b"n")[:5])  # a partial INCR stays buffered
+    assert (raw, p.blind) == (stream, True)
+    raw, _ = p.frame(pack(b"INCR", b"n")[5:])
+    assert (raw, p.blind) == (pack(b"INCR", b"n"), False)
+    p.frame(stream)
+    raw, _ = p.frame(b"")
+    assert (raw, p.blind) == (b"", False)  # nothing returned is nothing to apply
+    p.frame(stream)
+    p.feed(stream)
+    assert p.blind is False  # feed() says nothing about it
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    commands=st.lists(
+        st.one_of(
+            st.sampled_from(BLIND + NOT_BLIND),
+            st.lists(
+                st.one_of(
+                    st.sampled_from([b"SET", b"del", b"UNLINK", b"PXAT", b"NX", b"x" * 1000]),
+                    st.binary(max_size=20),
+                ),
+                min_size=1,
+                max_size=6,
+            ),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    chunk=st.integers(1, 400),
+)
+def test_fuzz_blind_means_every_returned_command_is_blind(
+    commands: list[list[bytes]], chunk: int
+) -> None:
+    stream = b"".join(pack(*c) for c in commands)
+    p = CommandStreamParser(STOP)
+    for i in range(0, len(stream), chunk):
+        raw, _ = p.frame(stream[i : i + chunk])
+        if not raw:
+            continue
+        got = CommandStreamParser().feed(raw)[1]
+        assert p.blind == all(map(_is_blind, got)), got
