@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from replication.syncer.crc64 import crc64
 from replication.syncer.rdb import RdbKey
+from replication.syncer.resp import pack_restore
 
 _TYPE_BYTES = tuple(bytes((t,)) for t in range(256))
 _VERSION_BYTES: dict[int, bytes] = {}
@@ -45,18 +46,26 @@ def restore_command(
     expiry has passed, and the engine decides whether to send them at all.
     """
     del now_ms
-    expire = item.expire_ms
-    if expire == -1:
-        ttl = b"0"
-    elif expire < 1:
-        ttl = b"1"
-    else:
-        ttl = b"%d" % expire
     return [
         b"RESTORE",
         key,
-        ttl,
+        _ttl(item.expire_ms),
         dump_payload(item.type, item.payload, rdb_version),
         b"REPLACE",
         b"ABSTTL",
     ]
+
+
+def restore_packed(key: bytes, item: RdbKey, rdb_version: int) -> bytes:
+    """`restore_command` already packed as RESP (what a standalone destination is sent)."""
+    return pack_restore(
+        key, _ttl(item.expire_ms), dump_payload(item.type, item.payload, rdb_version)
+    )
+
+
+def _ttl(expire_ms: int) -> bytes:
+    if expire_ms == -1:
+        return b"0"
+    if expire_ms < 1:
+        return b"1"
+    return b"%d" % expire_ms

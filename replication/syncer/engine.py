@@ -598,11 +598,19 @@ class _Link:
 
             return done
 
+        # A standalone destination is sent RESTOREs packed as they are built (no argument lists).
+        packer = writer if isinstance(writer, StandaloneWriter) else None
+        packed: list[bytes] = []
+
         async def flush() -> None:
-            nonlocal batch, nkeys
+            nonlocal batch, packed, nkeys
+            done = loaded(nkeys)
+            if packed:
+                assert packer is not None
+                await packer.load_packed(packed, None if batch else done)
             if batch:
-                await writer.load(batch, loaded(nkeys))
-                batch, nkeys = [], 0
+                await writer.load(batch, done)
+            batch, packed, nkeys = [], [], 0
 
         async for chunk in link.rdb_chunks():
             items = parser.feed(chunk)
@@ -635,12 +643,14 @@ class _Link:
                         self._update(restore_mode=self.restore_mode)
                         st.keys_loaded += 1
                         continue
-                    if self.restore_mode == "restore":
-                        batch.append(dump.restore_command(item.key, item, parser.version))
-                    else:
+                    if self.restore_mode != "restore":
                         batch.extend(self._decoded(decode, item))
+                    elif packer is not None:
+                        packed.append(dump.restore_packed(item.key, item, parser.version))
+                    else:
+                        batch.append(dump.restore_command(item.key, item, parser.version))
                     nkeys += 1
-                    if len(batch) >= _LOAD_BATCH:
+                    if len(batch) >= _LOAD_BATCH or len(packed) >= _LOAD_BATCH:
                         await flush()
                 elif type(item) is rdb.RdbAux:
                     if item.key == b"ctime":

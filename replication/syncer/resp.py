@@ -35,6 +35,7 @@ __all__ = [
     "RespConnection",
     "TlsOptions",
     "pack",
+    "pack_restore",
     "ssl_context",
 ]
 
@@ -46,6 +47,19 @@ _READ_SIZE = 1 << 18
 
 # hiredis's stub types the argument as a 1-tuple; it takes a tuple of any length.
 pack_command: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command
+
+
+_RESTORE = (
+    b"*6\r\n$7\r\nRESTORE\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
+    b"$7\r\nREPLACE\r\n$6\r\nABSTTL\r\n"
+)
+
+
+def pack_restore(key: bytes, ttl: bytes, payload: bytes) -> bytes:
+    """`RESTORE key ttl payload REPLACE ABSTTL` as multibulk: byte for byte what `pack()` gives
+    (every argument length-prefixed), in one C-level format instead of hiredis's per-argument
+    work, for the million calls of a full sync."""
+    return _RESTORE % (len(key), key, len(ttl), ttl, len(payload), payload)
 
 
 def pack(*args: Arg) -> bytes:

@@ -420,6 +420,10 @@ class StandaloneWriter:
         packcmd = pack_command
         await self.pipe.send([packcmd(tuple(c)) for c in cmds], len(cmds), on_done=on_done)
 
+    async def load_packed(self, packed: list[bytes], on_done: Callable[[], None] | None) -> None:
+        """Like `load`, for commands already packed (`dump.restore_packed`)."""
+        await self.pipe.send(packed, len(packed), on_done=on_done)
+
     async def commit_load(self, link_id: str, ckpt: Checkpoint) -> None:
         """Record a checkpoint after everything before it was acknowledged."""
         await self.pipe.wait_idle()

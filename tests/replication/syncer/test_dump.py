@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from replication.syncer.dump import dump_payload, restore_command
+from replication.syncer.dump import dump_payload, restore_command, restore_packed
 from replication.syncer.rdb import RdbKey
+from replication.syncer.resp import pack
 from tests.replication.syncer.rdb_fixtures import (
     VALKEY_SERVER,
     assert_applies_like_a_server_load,
@@ -134,3 +137,12 @@ def test_million_element_list_and_50mb_string(redis_a: RedisServer, redis_b: Red
     assert redis_b.client().llen("biglist") == 1_000_000
     assert redis_b.client().strlen("bigstring") == 50 * 1024 * 1024
     assert digest(redis_b) == digest(redis_a)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    key=st.binary(max_size=300), expire=st.integers(-1, 1 << 50), payload=st.binary(max_size=2000)
+)
+def test_packed_restore_is_the_packed_command(key: bytes, expire: int, payload: bytes) -> None:
+    item = RdbKey(db=0, key=key, type=0, payload=payload, expire_ms=expire)
+    assert restore_packed(key, item, 10) == pack(*restore_command(key, item, 10))
