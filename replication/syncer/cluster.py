@@ -7,7 +7,10 @@
   is routed by the destination's own description of it.
 - A command whose keys map to different slots is a fatal `CrossSlotError`; keyless commands
   (FLUSHALL, FUNCTION LOAD, SCRIPT FLUSH …) go to every primary; `PUBLISH` to one.
-- `MOVED` re-routes the command and updates the map; `ASK` sends `ASKING` + the command.
+- `MOVED` re-routes the command and updates the map; `ASK` sends `ASKING` + the command. A batch
+  counts as applied only once its redirected commands are applied too. A slot's commands keep
+  going to the old primary, which redirects them in order, until it has answered everything
+  sent to it, so that a slot migration on the destination never reorders them.
 
 Exactly-once is weaker than on a standalone destination: Redis Cluster runs `MULTI` only within
 one slot, so a batch is applied on several primaries without a transaction, and the checkpoint
@@ -206,6 +209,7 @@ class ClusterWriter:
         self._urls: dict[str, RedisUrl] = {}
         self._pending: deque[_Pending] = deque()
         self._ckpt_slot = key_slot(CHECKPOINT_KEY)
+        self._moved: dict[int, str] = {}  # slot -> its new primary, once the old one is idle
 
     async def open(self) -> None:
         seed = await RespConnection.open(self.url, self.tls, select_db=False)
@@ -240,18 +244,32 @@ class ClusterWriter:
         self.pipes = {}
 
     def _pipe_for_slot(self, slot: int) -> Pipeline:
-        return self.pipes[self.slot_node[slot]]
+        return self.pipes[self._node_for(slot)]
 
-    def _redirect(self, msg: str, cmd: bytes) -> None:
+    def _redirect(self, msg: str, cmd: bytes, applied: Callable[[], None]) -> None:
+        """Send a redirected command again, to the primary named (after ASKING for ASK).
+
+        Order: every command of a slot still goes to the node we had for it, which redirects
+        them in the order it received them, until that node has answered everything we sent it;
+        only then does MOVED change where the slot's commands go (`_route`). So a later command
+        never overtakes an earlier one that is being redirected."""
         kind, slot_s, addr = msg.split()[:3]
         pipe = self.pipes.get(addr)
         if pipe is None:
             raise RetryableError(f"destination: {msg}: a primary we do not know yet; reconnecting")
         if kind == "MOVED":
-            self.slot_node[int(slot_s)] = addr
-            pipe.send_nowait(cmd, 1)
+            self._moved[int(slot_s)] = addr
+            pipe.send_nowait(cmd, 1, on_done=applied, cmds=(cmd,))
         else:
-            pipe.send_nowait(pack(b"ASKING") + cmd, 2)
+            pipe.send_nowait(pack(b"ASKING") + cmd, 2, on_done=applied)
+
+    def _node_for(self, slot: int) -> str:
+        """Where this slot's commands go now (see `_redirect` for a slot that moved)."""
+        new = self._moved.get(slot)
+        if new is not None and self.pipes[self.slot_node[slot]].idle:
+            self.slot_node[slot] = new
+            del self._moved[slot]
+        return self.slot_node[slot]
 
     def slot_of(self, args: Sequence[bytes]) -> int | None:
         """The one slot of the command's keys; None when keyless; CrossSlotError otherwise."""
@@ -317,7 +335,7 @@ class ClusterWriter:
             packed = pack_command(tuple(args))
             slot = self.slot_of(args)
             if slot is not None:
-                by_node.setdefault(self.slot_node[slot], []).append(packed)
+                by_node.setdefault(self._node_for(slot), []).append(packed)
             elif name in _BROADCAST_NONE:
                 by_node.setdefault(next(iter(self.pipes)), []).append(packed)
             else:

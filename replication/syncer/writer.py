@@ -14,6 +14,7 @@ one-line replies are checked in the received bytes, without one Python object pe
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ class _Batch:
     cmds: Sequence[bytes] | None = None  # packed commands, one per reply: can be redirected
     seen: int = 0
     scanned: int = 0  # UNTIL_PONG read from the bytes: where the search for +PONG goes on
+    holds: int = 0  # redirected commands not yet applied elsewhere: on_done waits for them
+    answered: bool = False  # every reply arrived (on_done then runs when holds reach 0)
     collected: list[Any] = field(default_factory=list)
 
 
@@ -66,10 +69,12 @@ class Pipeline:
         conn: RespConnection,
         *,
         max_in_flight: int = _MAX_IN_FLIGHT,
-        redirect: Callable[[str, bytes], None] | None = None,
+        redirect: Callable[[str, bytes, Callable[[], None]], None] | None = None,
     ) -> None:
         self.conn = conn
-        self.redirect = redirect  # called with a MOVED/ASK error and the command it answers
+        # Called with a MOVED/ASK error, the command it answers, and a function to call once
+        # the command is applied where it was sent again: the batch is done only then.
+        self.redirect = redirect
         self.where = conn.url.redacted()
         self.max_in_flight = max_in_flight
         self._batches: deque[_Batch] = deque()
@@ -141,6 +146,11 @@ class Pipeline:
         await self.conn.drain()
         await self._wait(fut)
         return fut.result()
+
+    @property
+    def idle(self) -> bool:
+        """Every command sent so far has been answered."""
+        return not self._batches
 
     async def wait_idle(self) -> None:
         """Every command sent so far has been answered without error."""
@@ -295,13 +305,21 @@ class Pipeline:
                 and b.cmds is not None
                 and msg.startswith(("MOVED ", "ASK "))
             ):
-                self.redirect(msg, b.cmds[b.seen + j])
+                b.holds += 1
+                self.redirect(msg, b.cmds[b.seen + j], functools.partial(self._release, b))
             else:
                 raise classify_reply_error(msg, where=self.where)
 
+    def _release(self, b: _Batch) -> None:
+        """A command of `b` that was redirected is applied where it was sent again."""
+        b.holds -= 1
+        if b.holds == 0 and b.answered and b.on_done is not None:
+            b.on_done()
+
     def _finish(self, b: _Batch, exec_len: int = 0) -> None:
         self._in_flight -= b.nbytes
-        if b.on_done is not None:
+        b.answered = True
+        if b.on_done is not None and b.holds == 0:
             b.on_done()
         if b.on_exec is not None:
             b.on_exec(exec_len)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -117,3 +119,73 @@ def test_sharded_source_of_three_into_standalone(
             lambda off=off, link=link: et.status().links[link].offset >= off, what="shard caught up"
         )
     assert assert_same_data(primaries(cluster), [dst.client()]) == 2700 + 11
+
+
+class _SlotLoad:
+    """INCR a counter, RPUSH its value to a log and SET a key, all in the slot of {mig}, in
+    pipelines of 100 rounds."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            pipe = self.client.pipeline(transaction=False)
+            for _ in range(100):  # many commands in flight to the primary that loses the slot
+                n += 1
+                pipe.incr("{mig}n")
+                pipe.rpush("{mig}log", n)
+                pipe.set(f"{{mig}}k:{n % 300}", n)
+            pipe.execute()
+
+    def __enter__(self) -> _SlotLoad:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def test_slot_migration_on_the_destination_while_streaming(
+    servers: Callable[..., RedisServer],
+    engines: Callable[..., EngineThread],
+    cluster: RedisClusterServers,
+) -> None:
+    """The slot being written moves to another primary (MIGRATING/IMPORTING, MIGRATE, SETSLOT
+    NODE) while the stream runs: ASK and then MOVED are followed, nothing is lost, duplicated
+    or reordered."""
+    src = servers()
+    et = engines([src.url], cluster.url)
+    et.wait_phase("in-sync")
+    slot = key_slot(b"mig")
+    owner = next(n for i, n in enumerate(cluster.nodes) if slot < 16384 * (i + 1) // 3)
+    target = next(n for n in cluster.nodes if n is not owner)
+    own, tgt = owner.client(), target.client()
+    own_id, tgt_id = (c.execute_command("CLUSTER", "MYID").decode() for c in (own, tgt))
+    with _SlotLoad(src.client()):
+        wait_for(
+            lambda: len(own.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 400)) >= 300,
+            what="the slot filled",
+        )
+        tgt.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", own_id)
+        own.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", tgt_id)
+        while keys := own.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 5):
+            own.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+            time.sleep(0.02)  # the stream goes on meanwhile: some of its keys are gone (ASK)
+        for node in [target, owner, *[n for n in cluster.nodes if n not in (owner, target)]]:
+            node.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", tgt_id)
+        before = int(src.client().get("{mig}n") or 0)
+        wait_for(lambda: int(src.client().get("{mig}n") or 0) > before + 5000, what="more load")
+    et.wait_offset(source_offset(src))
+    s = src.client()
+    n = int(s.get("{mig}n") or 0)
+    assert int(tgt.get("{mig}n") or 0) == n
+    assert [int(x) for x in tgt.lrange("{mig}log", 0, -1)] == list(range(1, n + 1))
+    assert assert_same_data([s], primaries(cluster)) == 302
+    assert int(tgt.info("commandstats")["cmdstat_asking"]["calls"]) > 0  # ASK was followed
+    assert int(own.info("errorstats")["errorstat_MOVED"]["count"]) > 0  # and MOVED
+    assert et.status().phase == "in-sync"
