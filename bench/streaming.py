@@ -1,12 +1,15 @@
 """Streaming: lag and throughput under redis-benchmark, our syncer beside a native replica.
 
-    .venv/bin/python bench/streaming.py [-n 2000000]
+    .venv/bin/python bench/streaming.py [-n 2000000] [--mix 300000]
 
 For each of (native REPLICAOF, syncer), on a fresh source: attach, wait for the initial sync,
 then run `redis-benchmark -t set -n N -P 16 -r 1000000 -d 100` against the source while a marker
 key is written to the source every 10 ms and polled on the destination. Reports lag p50/p99/max,
 catch-up time after the load, commands applied per second, the source's accepted ops/s, and the CPU
 seconds the replica side used (destination server, and the syncer process) during the load.
+Then the same for DESIGN §6's mix (`-t set,incr,lpush,hset,sadd,zadd`, --mix commands each,
+run one test after the other): its INCR, LPUSH, HSET, SADD and ZADD are not blind writes, so
+the syncer applies them in MULTI … EXEC (checkpoint.py).
 Prints a table and writes bench/results/streaming-*.json.
 """
 
@@ -73,11 +76,16 @@ def _cpu_seconds(ps: psutil.Process) -> float:
     return float(t.user + t.system)
 
 
-def run_load(src: RedisServer, n: int) -> tuple[float, float]:
+# The issue's load, and DESIGN §6's mix (redis-benchmark runs its tests one after the other).
+WORKLOADS = {"set": "set", "mix": "set,incr,lpush,hset,sadd,zadd"}
+
+
+def run_load(src: RedisServer, n: int, tests: str = "set") -> tuple[float, float, int]:
+    """Runs redis-benchmark; returns (seconds, the source's accepted ops/s, commands sent)."""
     t0 = time.monotonic()
     out = subprocess.run(
         [
-            *("redis-benchmark", "-p", str(src.port), "-t", "set", "-n", str(n), "-P", "16"),
+            *("redis-benchmark", "-p", str(src.port), "-t", tests, "-n", str(n), "-P", "16"),
             *("-r", "1000000", "-d", "100", "-q"),
         ],
         capture_output=True,
@@ -85,11 +93,16 @@ def run_load(src: RedisServer, n: int) -> tuple[float, float]:
         check=True,
     ).stdout
     elapsed = time.monotonic() - t0
-    m = re.findall(r"SET: ([0-9.]+) requests per second", out.replace("\r", "\n"))
-    return elapsed, float(m[-1]) if m else n / elapsed
+    total = n * len(tests.split(","))
+    rates = re.findall(r"^\s*(\S+): ([0-9.]+) requests per second", out.replace("\r", "\n"), re.M)
+    final = {name: float(rate) for name, rate in rates}  # the last figure of each test
+    if len(final) != len(tests.split(",")):
+        return elapsed, total / elapsed, total
+    # The same number of commands per test: the overall rate is the harmonic mean.
+    return elapsed, total / sum(n / r for r in final.values()), total
 
 
-def measure(kind: str, n: int) -> dict[str, Any]:
+def measure(kind: str, n: int, workload: str = "set") -> dict[str, Any]:
     src = server()
     dst = server()
     syncer: Syncer | None = None
@@ -110,14 +123,16 @@ def measure(kind: str, n: int) -> dict[str, Any]:
         with Marker(src, dst) as marker:
             time.sleep(0.3)
             t_start = time.time()
-            load_s, rps = run_load(src, n)
+            load_s, rps, total = run_load(src, n, WORKLOADS[workload])
             t_end = time.time()
             wait(lambda: marker.last_seen >= t_end, "catch-up marker", period=0.001)
             caught_up = time.time() - t_end
-        applied_per_s = n / (t_end - t_start + caught_up)
+        applied_per_s = total / (t_end - t_start + caught_up)
         lags = sorted(marker.lags_ms)
         result = {
             "kind": kind,
+            "workload": workload,
+            "commands": total,
             "load_s": load_s,
             "source_ops_per_s": rps,
             "lag_p50_ms": statistics.median(lags),
@@ -142,18 +157,24 @@ def measure(kind: str, n: int) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("-n", type=int, default=2_000_000)
+    ap.add_argument("-n", type=int, default=2_000_000, help="SETs of the issue's load")
+    ap.add_argument(
+        "--mix", type=int, default=300_000, help="commands per test of the mix (0: skip it)"
+    )
     args = ap.parse_args()
     results = [measure("native", args.n), measure("syncer", args.n)]
+    if args.mix:
+        results += [measure("native", args.mix, "mix"), measure("syncer", args.mix, "mix")]
     rows = [
         (
-            *("replica", "src ops/s", "lag p50", "p99", "max ms", "catch-up s", "applied/s"),
-            *("dest CPU s", "syncer CPU s"),
+            *("workload", "replica", "src ops/s", "lag p50", "p99", "max ms", "catch-up s"),
+            *("applied/s", "dest CPU s", "syncer CPU s"),
         )
     ]
     for r in results:
         rows.append(
             (
+                r["workload"],
                 r["kind"],
                 f"{r['source_ops_per_s']:.0f}",
                 f"{r['lag_p50_ms']:.1f}",
@@ -167,11 +188,16 @@ def main() -> None:
         )
     print(table(rows))
     for r in results:
-        print(f"{r['kind']}: before the load, {r['machine_load_before']}")
-    native, ours = results
-    slow = ours["source_ops_per_s"] / native["source_ops_per_s"]
-    print(f"source ops/s with syncer / with native replica: {slow:.2f}; {machine_load()}")
-    path = write_results("streaming", {"n": args.n, "results": results, "ops_ratio": slow})
+        print(f"{r['workload']} {r['kind']}: before the load, {r['machine_load_before']}")
+    ratios = {}
+    for native, ours in zip(results[::2], results[1::2], strict=True):
+        slow = ours["source_ops_per_s"] / native["source_ops_per_s"]
+        ratios[ours["workload"]] = slow
+        print(f"{ours['workload']}: source ops/s with syncer / with native replica: {slow:.2f}")
+    print(machine_load())
+    path = write_results(
+        "streaming", {"n": args.n, "mix": args.mix, "results": results, "ops_ratio": ratios}
+    )
     print(f"wrote {path}")
 
 
