@@ -31,7 +31,7 @@ def server(*args: str) -> RedisServer:
     return RedisServer(args=[*SOURCE_ARGS, *args]).start()
 
 
-def populate_workload(srv: RedisServer, n: int, seed: int = 7) -> float:
+def populate_workload(srv: RedisServer, n: int, seed: int = 7, prefix: bytes = b"key") -> float:
     """DESIGN §6: 70% strings of 100 B, 10% hashes of 10 fields, 10% lists of 10, 5% sets of 10,
     5% zsets of 10; 10% of keys with a TTL. Fed through `redis-cli --pipe`; returns seconds."""
     rnd = random.Random(seed)
@@ -46,7 +46,7 @@ def populate_workload(srv: RedisServer, n: int, seed: int = 7) -> float:
     out: list[bytes] = []
     val = rnd.randbytes(4096)
     for i in range(n):
-        key = b"key:%d" % i
+        key = b"%s:%d" % (prefix, i)
         r = i % 20
         if r < 14:
             o = rnd.randrange(0, 3900)

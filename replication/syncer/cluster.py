@@ -34,7 +34,7 @@ from .checkpoint import CHECKPOINT_KEY, Checkpoint
 from .errors import CrossSlotError, FatalSyncError, RetryableError, classify_reply_error
 from .resp import RespConnection, TlsOptions, pack, pack_command
 from .urls import RedisUrl
-from .writer import Pipeline, read_checkpoint_hash
+from .writer import MAX_IN_FLIGHT, Pipeline, read_checkpoint_hash
 
 __all__ = ["ClusterWriter", "KeySpecs", "key_slot"]
 
@@ -200,9 +200,12 @@ class ClusterWriter:
 
     needs_args = True
 
-    def __init__(self, url: RedisUrl, tls: TlsOptions | None = None) -> None:
+    def __init__(
+        self, url: RedisUrl, tls: TlsOptions | None = None, *, max_in_flight: int = MAX_IN_FLIGHT
+    ) -> None:
         self.url = url
         self.tls = tls
+        self.max_in_flight = max_in_flight  # for the whole writer, shared by its pipelines
         self.slot_node: list[str] = [""] * SLOTS
         self.pipes: dict[str, Pipeline] = {}
         self.specs: KeySpecs | None = None
@@ -234,9 +237,10 @@ class ClusterWriter:
                 self.slot_node[s] = addr
         if "" in self.slot_node:
             raise RetryableError(f"{self.url.redacted()}: not every slot is served (cluster down?)")
+        per_pipe = max(256 << 10, self.max_in_flight // len(self._urls))
         for addr, url in self._urls.items():
             conn = await RespConnection.open(url, self.tls, select_db=False)
-            self.pipes[addr] = Pipeline(conn, redirect=self._redirect)
+            self.pipes[addr] = Pipeline(conn, redirect=self._redirect, max_in_flight=per_pipe)
 
     async def aclose(self) -> None:
         for p in self.pipes.values():

@@ -74,7 +74,7 @@ from .resp import CommandStreamParser, RespConnection, TlsOptions, pack
 from .source import SourceLink, discover_primaries
 from .status import LagMeter, LinkStatus, Phase, SourceStatus
 from .urls import RedisUrl, UrlError, parse_redis_url
-from .writer import StandaloneWriter, Writer
+from .writer import MAX_IN_FLIGHT, StandaloneWriter, Writer
 
 __all__ = ["DestinationConfig", "SourceConfig", "SyncEngine"]
 
@@ -166,6 +166,7 @@ class SyncEngine:
         self._framer_ready: asyncio.Future[None] | None = None
         self._dest_cluster = False
         self.single_link = False  # one source with one primary: the destination's only writer
+        self.in_flight_per_link = MAX_IN_FLIGHT
         self.full_sync_rounds = 0  # how many times every link started from a full sync
 
     # -- control (thread-safe) -------------------------------------------------------------------
@@ -303,6 +304,9 @@ class SyncEngine:
             with self._lock:
                 self._statuses[i].links = status_links
         self.single_link = len(links) == 1
+        # Unanswered bytes to the destination: 8 MiB for one link, 64 MiB shared by many (the
+        # syncer's memory stays bounded with 32 sources), never under 1 MiB per link.
+        self.in_flight_per_link = max(1 << 20, min(MAX_IN_FLIGHT, (64 << 20) // len(links)))
         return links
 
     async def _retry(self, fn: Callable[[], Any], status: SourceStatus, url: RedisUrl) -> Any:
@@ -325,9 +329,10 @@ class SyncEngine:
         url = _as_url(self.destination.url)
         if self._writer_factory is not None:
             return self._writer_factory(url, self.destination.tls)
+        budget = self.in_flight_per_link
         if self._dest_cluster:
-            return ClusterWriter(url, self.destination.tls)
-        return StandaloneWriter(url, self.destination.tls)
+            return ClusterWriter(url, self.destination.tls, max_in_flight=budget)
+        return StandaloneWriter(url, self.destination.tls, max_in_flight=budget)
 
     async def _detect_destination(self) -> None:
         url = _as_url(self.destination.url)

@@ -27,9 +27,11 @@ from .errors import FatalSyncError, SyncError, classify_reply_error
 from .resp import RespConnection, TlsOptions, pack, pack_command
 from .urls import RedisUrl
 
-__all__ = ["UNTIL_EXEC", "UNTIL_PONG", "Pipeline", "StandaloneWriter", "Writer"]
+__all__ = ["MAX_IN_FLIGHT", "UNTIL_EXEC", "UNTIL_PONG", "Pipeline", "StandaloneWriter", "Writer"]
 
-_MAX_IN_FLIGHT = 8 << 20
+# Bytes sent to the destination and not yet answered, per writer (the engine lowers it when
+# there are many links, so that their sum stays bounded).
+MAX_IN_FLIGHT = _MAX_IN_FLIGHT = 8 << 20
 # A MULTI … EXEC batch whose number of commands the sender does not know: inside MULTI every
 # command answers +QUEUED or an error, so its replies end at the first array or nil (EXEC's).
 UNTIL_EXEC = -1
@@ -386,9 +388,12 @@ class StandaloneWriter:
 
     needs_args = False
 
-    def __init__(self, url: RedisUrl, tls: TlsOptions | None = None) -> None:
+    def __init__(
+        self, url: RedisUrl, tls: TlsOptions | None = None, *, max_in_flight: int = _MAX_IN_FLIGHT
+    ) -> None:
         self.url = url
         self.tls = tls
+        self.max_in_flight = max_in_flight
         self.db = 0
         self._pipe: Pipeline | None = None
 
@@ -399,7 +404,7 @@ class StandaloneWriter:
 
     async def open(self) -> None:
         conn = await RespConnection.open(self.url, self.tls, select_db=False)
-        self._pipe = Pipeline(conn)
+        self._pipe = Pipeline(conn, max_in_flight=self.max_in_flight)
         self.db = 0
 
     async def aclose(self) -> None:
