@@ -9,9 +9,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import psutil
 
@@ -123,6 +123,24 @@ class Syncer:
             _, err = self.proc.communicate()
         self._stop.set()
         return err.decode(errors="replace")
+
+
+class BackgroundThreads:
+    """Threads started on `with` and joined on its exit, after `stop` is set."""
+
+    def __init__(self, *targets: Callable[[], None]) -> None:
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=t) for t in targets]
+
+    def __enter__(self) -> Self:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join()
 
 
 def wait(cond: Any, what: str, timeout: float = 600.0, period: float = 0.01) -> None:

@@ -19,7 +19,6 @@ import argparse
 import random
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
+    BackgroundThreads,
     Syncer,
     machine_load,
     populate_workload,
@@ -49,7 +49,7 @@ def streaming_links(dst: RedisServer) -> int:
     return n
 
 
-class Markers:
+class Markers(BackgroundThreads):
     """Every 10 ms the wall time goes to `marker` on each source; the destination is polled."""
 
     def __init__(self, sources: list[RedisServer], dst: RedisServer) -> None:
@@ -58,8 +58,7 @@ class Markers:
         self.names = [f"bench:marker:{i}" for i in range(len(sources))]
         self.lags: list[list[float]] = [[] for _ in sources]
         self.seen = [0.0] * len(sources)
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._write), threading.Thread(target=self._poll)]
+        super().__init__(self._write, self._poll)
 
     def _write(self) -> None:
         while not self.stop.wait(0.01):
@@ -75,16 +74,6 @@ class Markers:
                     self.seen[i] = t
                     self.lags[i].append((now - t) * 1000)
             time.sleep(0.001)
-
-    def __enter__(self) -> Markers:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join()
 
 
 def write_load(sources: list[RedisServer], seconds: float) -> int:

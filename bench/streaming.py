@@ -20,7 +20,6 @@ import re
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,21 +28,29 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Syncer, loaded, machine_load, server, table, wait, write_results
+from bench.common import (
+    BackgroundThreads,
+    Syncer,
+    loaded,
+    machine_load,
+    server,
+    table,
+    wait,
+    write_results,
+)
 from tests.support.servers import RedisServer
 
 MARKER = "bench:marker"
 
 
-class Marker:
+class Marker(BackgroundThreads):
     """Writes the wall time to the source every 10 ms; notes when each value shows on the dest."""
 
     def __init__(self, src: RedisServer, dst: RedisServer) -> None:
         self.src, self.dst = src.client(), dst.client()
         self.lags_ms: list[float] = []
-        self.stop = threading.Event()
         self.last_seen = 0.0
-        self.threads = [threading.Thread(target=self._write), threading.Thread(target=self._poll)]
+        super().__init__(self._write, self._poll)
 
     def _write(self) -> None:
         while not self.stop.wait(0.01):
@@ -59,16 +66,6 @@ class Marker:
                     self.last_seen = t
                     self.lags_ms.append((now - t) * 1000)
             time.sleep(0.001)
-
-    def __enter__(self) -> Marker:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join()
 
 
 def _cpu_seconds(ps: psutil.Process) -> float:
