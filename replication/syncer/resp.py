@@ -204,14 +204,6 @@ class RespConnection:
         # C-level iteration; the sentinel is our own object (False would stop at an integer 0).
         return list(iter(self.parser.gets, _NOT_YET))
 
-    async def read_some_replies(self) -> list[Any]:
-        """At least one reply: all that the next read completes."""
-        out = self.replies_ready()
-        while not out:
-            await self._fill()
-            out = self.replies_ready()
-        return out
-
     async def call_raw(self, *args: Arg) -> Any:
         self.send(pack(*args))
         await self.drain()
