@@ -26,7 +26,7 @@ import functools
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 
@@ -34,7 +34,7 @@ from .checkpoint import CHECKPOINT_KEY, Checkpoint
 from .errors import CrossSlotError, FatalSyncError, RetryableError, classify_reply_error
 from .resp import RespConnection, TlsOptions, pack, pack_command
 from .urls import RedisUrl
-from .writer import MAX_IN_FLIGHT, Pipeline, read_checkpoint_hash
+from .writer import MAX_IN_FLIGHT, Command, Pipeline, read_checkpoint_hash
 
 __all__ = ["ClusterWriter", "KeySpecs", "key_slot"]
 
@@ -381,8 +381,9 @@ class ClusterWriter:
                     on_done=ckpt_done,
                 )
 
-    async def load(self, cmds: list[list[bytes]], on_done: Callable[[], None] | None) -> None:
-        await self._send(self._route(cmds), None, "", on_done)
+    async def load(self, cmds: list[Command], on_done: Callable[[], None] | None) -> None:
+        # needs_args: the engine gives this writer arguments, never packed commands.
+        await self._send(self._route(cast(list[list[bytes]], cmds)), None, "", on_done)
 
     async def commit_load(self, link_id: str, ckpt: Checkpoint) -> None:
         await self.wait_idle()

@@ -74,7 +74,7 @@ from .resp import CommandStreamParser, RespConnection, TlsOptions, pack
 from .source import SourceLink, discover_primaries
 from .status import LagMeter, LinkStatus, Phase, SourceStatus
 from .urls import RedisUrl, UrlError, parse_redis_url
-from .writer import MAX_IN_FLIGHT, StandaloneWriter, Writer
+from .writer import MAX_IN_FLIGHT, Command, StandaloneWriter, Writer
 
 __all__ = ["DestinationConfig", "SourceConfig", "SyncEngine"]
 
@@ -594,7 +594,7 @@ class _Link:
         self.grace_ms = start_ms + _GRACE_MS
         self.pending_ttl = {}
         db = 0
-        batch: list[list[bytes]] = []
+        batch: list[Command] = []
         nkeys = 0
 
         def loaded(n: int) -> Callable[[], None]:
@@ -603,19 +603,14 @@ class _Link:
 
             return done
 
-        # A standalone destination is sent RESTOREs packed as they are built (no argument lists).
-        packer = writer if isinstance(writer, StandaloneWriter) else None
-        packed: list[bytes] = []
+        # A writer that does not route by arguments is sent RESTOREs packed as they are built.
+        packs = not writer.needs_args
 
         async def flush() -> None:
-            nonlocal batch, packed, nkeys
-            done = loaded(nkeys)
-            if packed:
-                assert packer is not None
-                await packer.load_packed(packed, None if batch else done)
+            nonlocal batch, nkeys
             if batch:
-                await writer.load(batch, done)
-            batch, packed, nkeys = [], [], 0
+                await writer.load(batch, loaded(nkeys))
+                batch, nkeys = [], 0
 
         async for chunk in link.rdb_chunks():
             items = parser.feed(chunk)
@@ -650,12 +645,12 @@ class _Link:
                         continue
                     if self.restore_mode != "restore":
                         batch.extend(self._decoded(decode, item))
-                    elif packer is not None:
-                        packed.append(dump.restore_packed(item.key, item, parser.version))
+                    elif packs:
+                        batch.append(dump.restore_packed(item.key, item, parser.version))
                     else:
                         batch.append(dump.restore_command(item.key, item, parser.version))
                     nkeys += 1
-                    if len(batch) >= _LOAD_BATCH or len(packed) >= _LOAD_BATCH:
+                    if len(batch) >= _LOAD_BATCH:
                         await flush()
                 elif type(item) is rdb.RdbAux:
                     if item.key == b"ctime":

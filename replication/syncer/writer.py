@@ -345,6 +345,11 @@ class Pipeline:
         await self.conn.aclose()
 
 
+# A command to load: its arguments, or already packed (`dump.restore_packed`), which only a
+# writer without `needs_args` is given.
+Command = list[bytes] | bytes
+
+
 class Writer(Protocol):
     """What a replication link needs from its destination (standalone or cluster)."""
 
@@ -355,7 +360,7 @@ class Writer(Protocol):
     async def read_checkpoints(self) -> dict[str, Checkpoint]: ...
     async def flushall(self) -> None: ...
     async def probe(self, cmd: Sequence[bytes]) -> Any: ...
-    async def load(self, cmds: list[list[bytes]], on_done: Callable[[], None] | None) -> None: ...
+    async def load(self, cmds: list[Command], on_done: Callable[[], None] | None) -> None: ...
     async def select(self, db: int) -> None: ...
     async def commit_load(self, link_id: str, ckpt: Checkpoint) -> None: ...
     async def apply_stream(
@@ -439,13 +444,10 @@ class StandaloneWriter:
             await self.pipe.send(pack(b"SELECT", db), 1)
             self.db = db
 
-    async def load(self, cmds: list[list[bytes]], on_done: Callable[[], None] | None) -> None:
+    async def load(self, cmds: list[Command], on_done: Callable[[], None] | None) -> None:
         packcmd = pack_command
-        await self.pipe.send([packcmd(tuple(c)) for c in cmds], len(cmds), on_done=on_done)
-
-    async def load_packed(self, packed: list[bytes], on_done: Callable[[], None] | None) -> None:
-        """Like `load`, for commands already packed (`dump.restore_packed`)."""
-        await self.pipe.send(packed, len(packed), on_done=on_done)
+        packed = [c if type(c) is bytes else packcmd(tuple(c)) for c in cmds]
+        await self.pipe.send(packed, len(cmds), on_done=on_done)
 
     async def commit_load(self, link_id: str, ckpt: Checkpoint) -> None:
         """Record a checkpoint after everything before it was acknowledged."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -16,6 +15,7 @@ from tests.support.servers import RedisClusterServers, RedisServer
 from tests.support.wait import wait_for
 
 from .conftest import EngineThread, source_offset
+from .test_cli import Load
 from .test_engine import populate
 
 pytestmark = pytest.mark.integration
@@ -121,14 +121,9 @@ def test_sharded_source_of_three_into_standalone(
     assert assert_same_data(primaries(cluster), [dst.client()]) == 2700 + 11
 
 
-class _SlotLoad:
+class _SlotLoad(Load):
     """INCR a counter, RPUSH its value to a log and SET a key, all in the slot of {mig}, in
     pipelines of 100 rounds."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run)
 
     def _run(self) -> None:
         n = 0
@@ -140,14 +135,6 @@ class _SlotLoad:
                 pipe.rpush("{mig}log", n)
                 pipe.set(f"{{mig}}k:{n % 300}", n)
             pipe.execute()
-
-    def __enter__(self) -> _SlotLoad:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
 
 
 def test_slot_migration_on_the_destination_while_streaming(
