@@ -510,8 +510,16 @@ class _Link:
                         # The destination is the authority: a batch may have committed after
                         # we lost its reply.
                         saved = (await writer.read_checkpoints()).get(self.link_id)
-                        if saved is not None and saved.state is CheckpointState.STREAMING:
-                            self.ckpt = saved
+                        if saved is None or saved.state is not CheckpointState.STREAMING:
+                            # Our position is gone from the destination: it restarted empty or
+                            # was flushed. Continuing by PSYNC would add new writes to a copy
+                            # that lost the old ones; everything must be loaded again.
+                            raise FullSyncRequired(
+                                self.link_id,
+                                "the destination lost the replication position it held (it "
+                                "restarted without its data, or was flushed)",
+                            )
+                        self.ckpt = saved
                         reply = await link.psync(self.ckpt.replid, self.ckpt.offset)
                         accepted = True
                         if reply.full:

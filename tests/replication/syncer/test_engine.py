@@ -476,3 +476,27 @@ def test_job_tag_flushes_for_a_new_job_and_resumes_the_same_job(
     assert et.status().as_dict()["full_syncs"] == 1
     assert dst.client().get("stray") is None
     assert_same_data([src.client()], [dst.client()])
+
+
+def test_destination_restarted_empty_is_loaded_again(servers: Servers, engines: Engines) -> None:
+    """A destination without persistence that is killed and restarts empty has lost every key
+    and the checkpoint: the syncer must not resume by PSYNC into it, but load everything again."""
+    src, dst = servers(), servers()
+    populate(src.client(), 2000)
+    et = engines([src.url], dst.url)
+    in_sync_and_caught_up(et, src)
+    c = src.client()
+    for i in range(300):
+        c.incr("counter")
+        c.rpush("seq", i)
+    in_sync_and_caught_up(et, src)
+    dst.kill()
+    dst.start()
+    for i in range(300, 600):
+        c.incr("counter")
+        c.rpush("seq", i)
+    wait_for(lambda: et.engine.full_sync_rounds == 2, what="a second full sync")
+    in_sync_and_caught_up(et, src)
+    assert dst.client().get("counter") == b"600"
+    assert dst.client().lrange("seq", 0, -1) == [b"%d" % i for i in range(600)]
+    assert_same_data([src.client()], [dst.client()])
