@@ -1,7 +1,1 @@
-"""The Django project and the cluster domain (cluster, nodes, databases, certificates, users)."""
-
-from __future__ import annotations
-
-from console.celery import app as celery_app
-
-__all__ = ["celery_app"]
+"""The cluster domain: cluster, nodes, databases, certificates, users, audit log, provisioning."""

@@ -1,94 +1,22 @@
-"""REST API /v1 (Redis Enterprise compatible where it overlaps). Thin: shape, selector, service."""
+"""REST API /v1 of the cluster domain: cluster, nodes, certificates (Redis Enterprise compatible
+where it overlaps). Thin: shape, selector, service. The bdb resource is assembled with its
+Replica Of fields in the roof (config.apis)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.conf import settings
-from django.db import transaction
 from drf_spectacular.utils import extend_schema
-from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from console import selectors, services
-from console.errors import ApplicationError
 from console.serializers import (
-    BdbCreateSerializer,
-    BdbSerializer,
-    BdbUpdateSerializer,
     CertificateReplaceSerializer,
     CertificateSerializer,
     ClusterSerializer,
     NodeSerializer,
 )
-from replication.apis import bdb_replica_update
-
-IMMUTABLE_BDB_FIELDS = {"name": "name", "port": "port", "shards_count": "shards_count"}
-
-
-class BdbListApi(APIView):
-    @extend_schema(responses=BdbSerializer(many=True))
-    def get(self, request: Request) -> Response:
-        dbs = selectors.database_list(user=request.user)  # type: ignore[arg-type]
-        return Response(BdbSerializer(dbs, many=True).data)
-
-    @extend_schema(request=BdbCreateSerializer, responses={201: BdbSerializer})
-    def post(self, request: Request) -> Response:
-        body = BdbCreateSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        db = services.database_create(
-            actor=request.user,  # type: ignore[arg-type]
-            name=body.validated_data["name"],
-            memory_size=body.validated_data["memory_size"],
-            shards_count=body.validated_data["shards_count"],
-            port=body.validated_data["port"],
-            password=body.validated_data["authentication_redis_pass"],
-            persistence=body.validated_data["data_persistence"],
-            tls_mode=body.validated_data["tls_mode"],
-            enforce_client_authentication=(
-                body.validated_data["enforce_client_authentication"] == "enabled"
-            ),
-            client_certificates=[
-                c["client_cert"] for c in body.validated_data["authentication_ssl_client_certs"]
-            ],
-        )
-        return Response(BdbSerializer(db).data, status=status.HTTP_201_CREATED)
-
-
-class BdbDetailApi(APIView):
-    @extend_schema(responses=BdbSerializer)
-    def get(self, request: Request, uid: int) -> Response:
-        db = selectors.database_get_for_user(user=request.user, uid=uid)  # type: ignore[arg-type]
-        return Response(BdbSerializer(db).data)
-
-    @extend_schema(request=BdbUpdateSerializer, responses=BdbSerializer)
-    def put(self, request: Request, uid: int) -> Response:
-        db = selectors.database_get_for_user(user=request.user, uid=uid)  # type: ignore[arg-type]
-        data: Any = request.data
-        for field, attr in IMMUTABLE_BDB_FIELDS.items():
-            if isinstance(data, dict) and field in data and data[field] != getattr(db, attr):
-                raise ApplicationError(f"{field} cannot be changed", field=field)
-        body = BdbUpdateSerializer(data=data)
-        body.is_valid(raise_exception=True)
-        # One PUT, one outcome: a refused Replica Of change undoes the rest of it.
-        with transaction.atomic():
-            db = services.database_update(
-                actor=request.user,  # type: ignore[arg-type]
-                database=db,
-                memory_size=body.validated_data.get("memory_size"),
-                password=body.validated_data.get("authentication_redis_pass"),
-            )
-            bdb_replica_update(actor=request.user, database=db, data=data)  # type: ignore[arg-type]
-        db.refresh_from_db()
-        return Response(BdbSerializer(db).data)
-
-    @extend_schema(responses={204: None})
-    def delete(self, request: Request, uid: int) -> Response:
-        db = selectors.database_get_for_user(user=request.user, uid=uid)  # type: ignore[arg-type]
-        services.database_delete(actor=request.user, database=db)  # type: ignore[arg-type]
-        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ClusterApi(APIView):

@@ -136,6 +136,9 @@ class Database(models.Model):
     # PEM bundle of client certificates accepted besides this cluster's own (e.g. the syncer
     # certificate of another cluster that replicates this database).
     client_certificates = models.TextField(blank=True, default="")
+    # A Replica Of destination: its application users may read but not write (the syncer writes
+    # as `admin`). Set by Replica Of through console.services.database_read_only_set.
+    read_only = models.BooleanField(default=False, editable=False)
     status = models.CharField(
         max_length=32,
         choices=DatabaseStatus.choices,

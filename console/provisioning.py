@@ -20,6 +20,8 @@ from pathlib import Path
 
 import redis
 
+from console.files import write_private
+
 START_TIMEOUT_S = 30.0
 CLUSTER_TIMEOUT_S = 60.0
 ADMIN_USER = "admin"
@@ -152,27 +154,21 @@ def config_text(spec: DatabaseSpec, shard: ShardSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-
-
 def write_files(spec: DatabaseSpec, shard: ShardSpec) -> Path:
     d = spec.shard_dir(shard)
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _write_private(d / "users.acl", "\n".join(acl_lines(spec)) + "\n")
+    write_private(d / "users.acl", "\n".join(acl_lines(spec)) + "\n")
     if spec.tls is not None:
-        _write_private(d / "tls.crt", spec.tls.cert)
-        _write_private(d / "tls.key", spec.tls.key)
+        write_private(d / "tls.crt", spec.tls.cert)
+        write_private(d / "tls.key", spec.tls.key)
         # Our own certificates are always trusted: the console manages the database with the
         # syncer certificate, and the shards of a cluster meet each other with the proxy one.
         bundle = "\n".join((spec.tls.trusted.strip(), spec.tls.client_cert.strip(), spec.tls.cert))
-        _write_private(d / "trusted.crt", bundle)
-        _write_private(d / "client.crt", spec.tls.client_cert)
-        _write_private(d / "client.key", spec.tls.client_key)
+        write_private(d / "trusted.crt", bundle)
+        write_private(d / "client.crt", spec.tls.client_cert)
+        write_private(d / "client.key", spec.tls.client_key)
     conf = d / "redis.conf"
-    _write_private(conf, config_text(spec, shard))
+    write_private(conf, config_text(spec, shard))
     return conf
 
 

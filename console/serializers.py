@@ -4,21 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from console.models import Certificate, Database, Node, Persistence, TlsMode
-from replication.models import ReplicaOf, ReplicaSync
-from replication.selectors import replica_sources_of
-from replication.serializers import ReplicaSourceSerializer
 
 
 def _enabled(flag: bool) -> str:
     return "enabled" if flag else "disabled"
 
 
-class BdbSerializer(serializers.ModelSerializer[Database]):
-    """GET /v1/bdbs/{uid}; never carries a secret."""
+class BdbCoreSerializer(serializers.ModelSerializer[Database]):
+    """The cluster domain's fields of GET /v1/bdbs/{uid}; never a secret. The roof adds the
+    Replica Of fields (config.serializers.BdbSerializer)."""
 
     uid = serializers.IntegerField(source="pk", read_only=True)
     status = serializers.CharField(read_only=True)
@@ -31,8 +28,6 @@ class BdbSerializer(serializers.ModelSerializer[Database]):
     created_time = serializers.DateTimeField(source="created", read_only=True)
     last_changed_time = serializers.DateTimeField(source="updated", read_only=True)
     shard_list = serializers.SerializerMethodField()
-    replica_sources = serializers.SerializerMethodField()
-    replica_sync = serializers.SerializerMethodField()
 
     class Meta:
         model = Database
@@ -51,8 +46,6 @@ class BdbSerializer(serializers.ModelSerializer[Database]):
             "tls_mode",
             "enforce_client_authentication",
             "shard_list",
-            "replica_sources",
-            "replica_sync",
             "created_time",
             "last_changed_time",
         ]
@@ -75,14 +68,6 @@ class BdbSerializer(serializers.ModelSerializer[Database]):
                 "oss_cluster_api_preferred_ip_type": "internal" if obj.is_sharded else None,
             }
         ]
-
-    @extend_schema_field(ReplicaSourceSerializer(many=True))
-    def get_replica_sources(self, obj: Database) -> list[dict[str, Any]]:
-        return list(ReplicaSourceSerializer(replica_sources_of(obj), many=True).data)
-
-    def get_replica_sync(self, obj: Database) -> str:
-        replica_of = ReplicaOf.objects.filter(destination=obj).first()
-        return replica_of.replica_sync if replica_of else ReplicaSync.DISABLED
 
     def get_shard_list(self, obj: Database) -> list[dict[str, Any]]:
         return [

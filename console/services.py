@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import psutil
+from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Model, Sum
@@ -27,6 +28,7 @@ from console.models import (
     TlsMode,
     User,
 )
+from console.tls import database_tls_spec
 
 log = logging.getLogger(__name__)
 
@@ -351,33 +353,34 @@ def database_update(
 
 
 def database_delete(*, actor: User, database: Database) -> None:
-    """Mark for deletion; the node stops the processes, removes files, then the row goes."""
+    """Mark for deletion; the node stops the processes, removes files, then the row goes.
+
+    Replica Of refuses or prepares the deletion first (`replication.services.database_delete`
+    is what views and APIs call); this is the cluster domain's part of it."""
     if database.status == DatabaseStatus.DELETE_PENDING:
         raise ApplicationError("the database is already being deleted")
-    from replication.models import ReplicaSource  # the replication app builds on this one
-
-    used_by = ReplicaSource.objects.filter(source_database=database).select_related("destination")
-    if used_by.exists():
-        names = ", ".join(sorted({s.destination.name for s in used_by}))
-        raise ApplicationError(
-            f"the database is a Replica Of source of {names}; remove it from there first"
-        )
     with transaction.atomic():
         database_status_set(database=database, status=DatabaseStatus.DELETE_PENDING)
         audit_record(actor=actor, action="database.delete", obj=database)
-        if hasattr(database, "replica_of"):
-            from replication.services import replica_of_forget
-
-            replica_of_forget(destination=database)
         enqueue_node_task("console.tasks.database_remove_task", database)
+
+
+def database_read_only_set(*, database: Database, read_only: bool) -> None:
+    """Make the database's application users read-only (a Replica Of destination) or writable
+    again; the node rewrites the ACL of the running processes."""
+    if database.read_only == read_only:
+        return
+    database.read_only = read_only
+    Database.objects.filter(pk=database.pk).update(read_only=read_only)
+    if database.status == DatabaseStatus.ACTIVE:
+        database_status_set(database=database, status=DatabaseStatus.CHANGE_PENDING)
+        enqueue_node_task("console.tasks.database_apply_task", database)
 
 
 def enqueue_node_task(task_name: str, database: Database) -> None:
     """Send a node task for `database` to its node's queue once the transaction commits."""
-    from console.celery import app
-
     db_id, queue = database.pk, database.node.queue
-    _on_commit(lambda: app.send_task(task_name, args=[db_id], queue=queue))
+    _on_commit(lambda: current_app.send_task(task_name, args=[db_id], queue=queue))
 
 
 def database_status_set(*, database: Database, status: str, reason: str = "") -> None:
@@ -411,26 +414,8 @@ def database_spec(database: Database) -> provisioning.DatabaseSpec:
         shards=shards,
         data_dir=settings.DATA_DIR,
         redis_server=settings.REDIS_SERVER_BIN,
-        read_only=database.replica_sources.exists(),
-        tls=_tls_spec(database),
-    )
-
-
-def _tls_spec(database: Database) -> provisioning.TlsSpec | None:
-    if database.tls_mode == TlsMode.DISABLED:
-        return None
-    proxy = Certificate.objects.get(kind=Certificate.Kind.PROXY)
-    syncer = Certificate.objects.get(kind=Certificate.Kind.SYNCER)
-    trusted = "\n".join(
-        p for p in (syncer.certificate_pem.strip(), database.client_certificates.strip()) if p
-    )
-    return provisioning.TlsSpec(
-        cert=proxy.certificate_pem,
-        key=proxy.private_key_pem,
-        trusted=trusted,
-        auth_clients=database.enforce_client_authentication,
-        client_cert=syncer.certificate_pem,
-        client_key=syncer.private_key_pem,
+        read_only=database.read_only,
+        tls=database_tls_spec(database),
     )
 
 

@@ -1,5 +1,7 @@
-"""Pages of the cluster domain. Each view validates shape, fetches with a selector, calls one
-service and renders; refused operations come back from the services as ApplicationError."""
+"""Pages of the cluster domain: sign-in, creating a database, nodes, cluster, certificates, audit.
+Each view validates shape, fetches with a selector, calls one service and renders; refused
+operations come back from the services as ApplicationError. The pages of a database, which show
+its Replica Of side too, are assembled in the roof (config.views)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -19,15 +20,8 @@ from console import selectors, services
 from console.auth import login_failed, login_succeeded, login_throttled
 from console.decorators import admin_required, page_user
 from console.errors import ApplicationError
-from console.forms import (
-    AuditFilterForm,
-    CertificateReplaceForm,
-    DatabaseCreateForm,
-    DatabaseEditForm,
-)
+from console.forms import AuditFilterForm, CertificateReplaceForm, DatabaseCreateForm
 from console.models import Certificate, Database, DatabaseStatus
-from replication import services as replica_services
-from replication import views as replica_views
 
 # While a database is in one of these, its page reloads itself until the node is done.
 PENDING_STATUSES = frozenset(
@@ -75,14 +69,6 @@ def home(request: HttpRequest) -> HttpResponseRedirect:
     return redirect("database-list")
 
 
-@require_GET
-def database_list(request: HttpRequest) -> HttpResponse:
-    databases = list(selectors.database_list(user=page_user(request)).order_by("name"))
-    rows = replica_views.database_rows(databases)
-    context = {"databases": rows, "replica_labels": replica_views.STATUS_LABELS}
-    return render(request, "console/database_list.html", context)
-
-
 @require_http_methods(["GET", "POST"])
 @admin_required
 def database_create(request: HttpRequest) -> HttpResponse:
@@ -98,7 +84,8 @@ def database_create(request: HttpRequest) -> HttpResponse:
     return render(request, "console/database_create.html", {"form": form})
 
 
-def _database_context(database: Database, tab: str) -> dict[str, Any]:
+def database_context(database: Database, tab: str) -> dict[str, Any]:
+    """What every tab of a database page shows about the database itself."""
     return {
         "database": database,
         "shards": list(database.shards.all()),
@@ -107,69 +94,6 @@ def _database_context(database: Database, tab: str) -> dict[str, Any]:
         # database_update refuses other states; the Edit button is hidden until then.
         "editable": database.status in EDITABLE_STATUSES,
     }
-
-
-@require_GET
-def database_detail(request: HttpRequest, uid: int) -> HttpResponse:
-    database = selectors.database_get_for_user(user=page_user(request), uid=uid)
-    context = _database_context(database, "configuration")
-    # Only whether a password is set reaches the template, never the password.
-    context["has_password"] = bool(database.password)
-    context.update(replica_views.panel_context(database))
-    return render(request, "console/database_configuration.html", context)
-
-
-@require_http_methods(["GET", "POST"])
-@admin_required
-def database_edit(request: HttpRequest, uid: int) -> HttpResponse:
-    database = selectors.database_get_for_user(user=page_user(request), uid=uid)
-    initial = {"memory_mb": max(database.memory_size // (1024 * 1024), 1)}
-    form = DatabaseEditForm(request.POST or None, initial=initial)
-    replica = replica_views.replica_form(request, database)
-    # Both parts are checked before anything is saved (both, so that a re-rendered page keeps
-    # the source list even when only the memory field was wrong); both saves commit together.
-    valid = request.method == "POST" and all([form.is_valid(), replica.is_valid()])
-    if valid:
-        try:
-            with transaction.atomic():
-                services.database_update(
-                    actor=page_user(request), database=database, **form.service_kwargs()
-                )
-                if replica.changed:
-                    replica_services.replica_sources_set(
-                        actor=page_user(request), destination=database, sources=replica.inputs
-                    )
-        except ApplicationError as exc:
-            if (exc.field or "").startswith("replica_sources"):
-                replica.add_service_error(exc)
-            else:
-                form.add_service_error(exc)
-            database.refresh_from_db()
-        else:
-            messages.success(request, f"Changes to {database.name} saved.")
-            return redirect("database-detail", uid=database.pk)
-    context = _database_context(database, "configuration")
-    context.update(form=form, has_password=bool(database.password))
-    context.update(replica_views.edit_context(page_user(request), database, replica))
-    return render(request, "console/database_edit.html", context)
-
-
-@require_http_methods(["GET", "POST"])
-@admin_required
-def database_delete(request: HttpRequest, uid: int) -> HttpResponse:
-    database = selectors.database_get_for_user(user=page_user(request), uid=uid)
-    error = ""
-    if request.method == "POST":
-        try:
-            services.database_delete(actor=page_user(request), database=database)
-        except ApplicationError as exc:
-            error = exc.message
-        else:
-            messages.success(request, f"Database {database.name} is being deleted.")
-            return redirect("database-list")
-    context = _database_context(database, "configuration")
-    context["error"] = error
-    return render(request, "console/database_delete.html", context, status=400 if error else 200)
 
 
 # ---------------------------------------------------------------- nodes, cluster, audit log

@@ -1,8 +1,11 @@
-"""REST API of Replica Of: `replica_sources`/`replica_sync` in PUT /v1/bdbs/{uid}, the actions,
-`sync_source_stats` and the Prometheus `/metrics`. Thin: shape, selector, service."""
+"""REST API of Replica Of: `replica_sources`/`replica_sync` of PUT /v1/bdbs/{uid} (the roof's
+bdb resource calls `bdb_replica_change`), the actions, `sync_source_stats` and the Prometheus
+`/metrics`. Thin: shape, selector, service."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpResponse
@@ -16,8 +19,7 @@ from console import selectors as console_selectors
 from console.errors import ApplicationError
 from console.models import Database, User
 from console.permissions import IsAdmin
-from console.serializers import BdbSerializer
-from replication import selectors, services, stats
+from replication import selectors, series, services
 from replication.models import ReplicaOf, ReplicaSource, ReplicaSync
 from replication.serializers import (
     BdbReplicaUpdateSerializer,
@@ -63,25 +65,40 @@ def _wanted_sources(database: Database, items: list[dict[str, Any]]) -> list[Sou
     return wanted
 
 
-def bdb_replica_update(*, actor: User, database: Database, data: Any) -> None:
-    """The Replica Of part of PUT /v1/bdbs/{uid}: sources first, then the `replica_sync` move."""
+@dataclass(frozen=True, slots=True)
+class ReplicaChange:
+    """The Replica Of part of a PUT /v1/bdbs/{uid}, checked (network included) and ready to be
+    saved inside the caller's transaction by `apply`."""
+
+    database: Database
+    sources: list[SourceInput] | None  # None: the sources stay as they are
+    state: str | None  # the wanted `replica_sync`, if any
+
+    def apply(self, *, actor: User) -> None:
+        if self.sources is not None:
+            services.replica_sources_set(
+                actor=actor, destination=self.database, sources=self.sources
+            )
+        if self.state is not None:
+            services.replica_sync_set(actor=actor, destination=self.database, state=self.state)
+
+
+def bdb_replica_change(*, database: Database, data: Any) -> ReplicaChange:
+    """Read and check `replica_sources`/`replica_sync` of a PUT body: sources first, then the
+    `replica_sync` move. Connection checks run here, before any transaction opens."""
     if not isinstance(data, dict) or not ({"replica_sources", "replica_sync"} & data.keys()):
-        return
+        return ReplicaChange(database, None, None)
     body = BdbReplicaUpdateSerializer(data=data)
     body.is_valid(raise_exception=True)
+    sources = None
     if "replica_sources" in body.validated_data:
         wanted = _wanted_sources(database, body.validated_data["replica_sources"])
         current = [source_input_of(s) for s in selectors.replica_sources_of(database)]
         if wanted != current:
-            services.replica_sources_set(
-                actor=actor,
-                destination=database,
-                sources=wanted,
-                check_connection=body.validated_data["check_connection"],
-            )
-    state = body.validated_data.get("replica_sync")
-    if state is not None:
-        services.replica_sync_set(actor=actor, destination=database, state=state)
+            sources = wanted
+            if body.validated_data["check_connection"]:
+                services.replica_sources_check(destination=database, sources=wanted)
+    return ReplicaChange(database, sources, body.validated_data.get("replica_sync"))
 
 
 def _database(request: Request, uid: int) -> Database:
@@ -106,20 +123,28 @@ class RegenerateAdminPasswordApi(APIView):
         return Response({"result": "ok"})
 
 
-class ReplicaSyncRestartApi(APIView):
-    permission_classes = [IsAdmin]
+class _ResourceActionApi(APIView):
+    """An action on a database that answers with the database as GET shows it. The bdb resource
+    is assembled in the roof, which passes its view of it (`resource`) in the URLconf."""
 
-    @extend_schema(request=None, responses=BdbSerializer)
+    permission_classes = [IsAdmin]
+    resource: Callable[[User, int], dict[str, Any]] | None = None
+
+    def _answer(self, request: Request, uid: int) -> Response:
+        assert self.resource is not None, "the URLconf passes resource="
+        return Response(self.resource(request.user, uid))  # type: ignore[arg-type]
+
+
+class ReplicaSyncRestartApi(_ResourceActionApi):
+    @extend_schema(request=None, responses={200: dict})
     def post(self, request: Request, uid: int) -> Response:
         db = _database(request, uid)
         services.replica_sync_restart(actor=request.user, destination=db)  # type: ignore[arg-type]
-        return Response(BdbSerializer(db).data)
+        return self._answer(request, uid)
 
 
-class ReplicaCredentialsUpdateApi(APIView):
-    permission_classes = [IsAdmin]
-
-    @extend_schema(request=SourceUidSerializer, responses=BdbSerializer)
+class ReplicaCredentialsUpdateApi(_ResourceActionApi):
+    @extend_schema(request=SourceUidSerializer, responses={200: dict})
     def post(self, request: Request, uid: int) -> Response:
         db = _database(request, uid)
         body = SourceUidSerializer(data=request.data)
@@ -129,7 +154,7 @@ class ReplicaCredentialsUpdateApi(APIView):
             destination=db,
             source_uid=body.validated_data["source_uid"],
         )
-        return Response(BdbSerializer(db).data)
+        return self._answer(request, uid)
 
 
 class SyncSourceStatsApi(APIView):
@@ -148,7 +173,7 @@ class SyncSourceStatsApi(APIView):
                 "sync_source_stats": [
                     {
                         "uid": s.uid,
-                        "intervals": stats.source_intervals(db.pk, s.uid, **query.validated_data),
+                        "intervals": series.source_intervals(db.pk, s.uid, **query.validated_data),
                     }
                     for s in sources
                 ]
@@ -194,7 +219,7 @@ class MetricsApi(APIView):
             for s in sources:
                 labels = (
                     f'bdb="{s.destination_id}",bdb_name="{_label(s.destination.name)}",'
-                    f'source="{s.uid}",source_name="{_label(selectors.source_name(s))}"'
+                    f'source="{s.uid}",source_name="{_label(s.name)}"'
                 )
                 value: object
                 if name == "replicaof_source_up":

@@ -16,7 +16,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from console import selectors as console_selectors
 from console.models import User
 from replication import selectors
-from replication.jobs import group_name
+from replication.live import group_name
 
 # Close code for "sign in first" (4000-4999 are the application's); the page does not retry it.
 CLOSE_UNAUTHENTICATED = 4401
@@ -42,7 +42,7 @@ def _readable(user: User, uids: list[int]) -> list[int]:
 
 def _snapshots(user: User, uids: list[int]) -> list[dict[str, Any]]:
     databases = console_selectors.database_list(user=user).filter(pk__in=uids).order_by("pk")
-    return [selectors.database_live_status(database) for database in databases]
+    return selectors.databases_live_status(selectors.with_replica_of(databases))
 
 
 class StatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]

@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import shutil
 import tempfile
 import threading
@@ -35,19 +34,17 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
-from console.models import Certificate, Database, TlsMode
-from replication import control, selectors
+from console.models import Database, TlsMode
+from console.tls import own_database_client_material, source_client_material
+from replication import control, endpoints, selectors
 from replication import services as replica_services
-from replication import sources as graph
-from replication.models import ReplicaOf, ReplicaSource, ReplicaSync
+from replication.live import LiveSource, LiveStatus, live_message, source_status, status_push
+from replication.models import ReplicaOf, ReplicaSync
 from replication.syncer.engine import DestinationConfig, SourceConfig, SyncEngine
-from replication.syncer.errors import AuthError, CrossSlotError, SyncError
-from replication.syncer.resp import TlsOptions
+from replication.syncer.errors import AuthError, SyncError
 from replication.syncer.status import Phase, SourceStatus
 from replication.syncer.urls import parse_redis_url
 
@@ -65,7 +62,7 @@ worker_shutting_down = threading.Event()
 class _Source:
     uid: int
     name: str
-    addresses: set[str]
+    source_database_id: int | None
     retries: int = 0
     last_phase: str = ""
     last_commands: int = 0
@@ -79,54 +76,12 @@ class _Plan:
     engine: SyncEngine
     sources: list[_Source]
     workdir: Path
-    destination_address: str
     destination_password: str = field(repr=False, default="")
 
 
-def group_name(uid: int) -> str:
-    return f"database-{uid}"
-
-
-def status_push(uid: int, payload: dict[str, Any]) -> None:
-    """Send a status to the pages that show this database (best effort: never stops a job)."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(
-            group_name(uid), {"type": "database.status", "status": payload}
-        )
-    except Exception as exc:  # a channel layer hiccup must not stop replication
-        log.warning("status push for database %s failed: %s", uid, type(exc).__name__)
-
-
-def _write_private(directory: Path, name: str, text: str) -> str:
-    path = directory / name
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    return str(path)
-
-
-def _tls_for(source: ReplicaSource, workdir: Path, *, internal: bool) -> TlsOptions | None:
-    """Client TLS for a source: this cluster's syncer certificate, the server cert to trust."""
-    if not source.encryption:
-        return None
-    syncer = Certificate.objects.filter(kind=Certificate.Kind.SYNCER).first()
-    cert = key = ca = None
-    if syncer is not None:
-        cert = _write_private(workdir, f"syncer-{source.uid}.crt", syncer.certificate_pem)
-        key = _write_private(workdir, f"syncer-{source.uid}.key", syncer.private_key_pem)
-    trusted = source.server_cert
-    if not trusted and internal:
-        proxy = Certificate.objects.filter(kind=Certificate.Kind.PROXY).first()
-        trusted = proxy.certificate_pem if proxy else ""
-    if trusted:
-        ca = _write_private(workdir, f"server-{source.uid}.crt", trusted)
-    return TlsOptions(cert=cert, key=key, ca=ca, sni=source.replication_tls_sni or None)
-
-
 def _plan(replica_of: ReplicaOf) -> _Plan:
+    """The engine for this destination, from its rows (secrets decrypted here; TLS material only
+    in private files under the job's own directory)."""
     destination = replica_of.destination
     workdir = Path(tempfile.mkdtemp(prefix=f"job-{destination.pk}-", dir=_jobs_dir()))
     sources: list[_Source] = []
@@ -134,28 +89,24 @@ def _plan(replica_of: ReplicaOf) -> _Plan:
     for src in selectors.replica_sources_of(destination):
         internal = src.source_database is not None
         if src.source_database is not None:
-            url = parse_redis_url(graph.internal_source_url(src.source_database))
+            url = endpoints.internal_source(src.source_database)
         else:
             url = parse_redis_url(src.external_uri)
-        if src.encryption and not url.tls:
+        tls = None
+        if src.encryption:
             url = dataclasses.replace(url, tls=True)
-        configs.append(
-            SourceConfig(url, _tls_for(src, workdir, internal=internal), name=f"source-{src.uid}")
-        )
-        sources.append(_Source(src.uid, selectors.source_name(src), {url.address}))
-    dest_url = parse_redis_url(graph.internal_source_url(destination))
+            material = source_client_material(
+                server_cert=src.server_cert, internal=internal, sni=src.replication_tls_sni
+            )
+            tls = material.options(workdir, f"source-{src.uid}")
+        configs.append(SourceConfig(url, tls, name=f"source-{src.uid}"))
+        sources.append(_Source(src.uid, src.name, src.source_database_id))
     dest_tls = None
     if destination.tls_mode != TlsMode.DISABLED:
-        proxy = Certificate.objects.filter(kind=Certificate.Kind.PROXY).first()
-        syncer = Certificate.objects.filter(kind=Certificate.Kind.SYNCER).first()
-        dest_tls = TlsOptions(
-            cert=_write_private(workdir, "dest.crt", syncer.certificate_pem) if syncer else None,
-            key=_write_private(workdir, "dest.key", syncer.private_key_pem) if syncer else None,
-            ca=_write_private(workdir, "proxy.crt", proxy.certificate_pem) if proxy else None,
-        )
+        dest_tls = own_database_client_material().options(workdir, "destination")
     engine = SyncEngine(
         configs,
-        DestinationConfig(dest_url, dest_tls),
+        DestinationConfig(endpoints.internal_source(destination), dest_tls),
         auto_full_sync=True,
         job_tag=f"{destination.pk}:{replica_of.generation}",
     )
@@ -165,7 +116,6 @@ def _plan(replica_of: ReplicaOf) -> _Plan:
         engine,
         sources,
         workdir,
-        dest_url.address,
         destination.internal_password,
     )
 
@@ -312,86 +262,80 @@ class _Supervisor:
     def _track(self, statuses: list[SourceStatus]) -> None:
         for src, st in zip(self.plan.sources, statuses, strict=True):
             phase = str(st.phase)
-            src.addresses.update(ln.address for ln in st.links)
             if phase == Phase.OUT_OF_SYNC and src.last_phase != Phase.OUT_OF_SYNC:
                 src.retries += 1
             elif phase == Phase.IN_SYNC:
                 src.retries = 0
             src.last_phase = phase
 
-    def _source_status(self, src: _Source, st: SourceStatus) -> str:
-        phase = st.phase
-        if phase is Phase.IN_SYNC:
-            return "in-sync"
-        if phase is Phase.OUT_OF_SYNC or (phase is Phase.CONNECTING and src.retries):
-            return "out-of-sync"
-        if phase is Phase.STOPPED:
-            return "out-of-sync" if src.retries else "syncing"
-        return "syncing"
-
-    def _fields(self, src: _Source, st: SourceStatus) -> dict[str, Any]:
-        d = st.as_dict()
-        last_update = d["last_update"]
-        return {
-            "status": self._source_status(src, st),
-            "progress": d["progress"],
-            "lag": int(d["lag"]) if d["lag"] is not None else None,
-            "last_update": (
-                datetime.fromtimestamp(last_update, tz=UTC) if last_update is not None else None
-            ),
-            "last_error": d["last_error"] or "",
-            "rdb_size": d["rdb_size"],
-            "rdb_transferred": d["rdb_transferred"],
-            "commands_applied": d["commands_applied"],
-            "ingress_bytes": d["ingress_bytes"],
-            "retries": src.retries,
-        }
-
-    def _payload(self, statuses: list[SourceStatus]) -> dict[str, Any]:
-        sources = []
+    def _live(self, statuses: list[SourceStatus]) -> list[LiveSource]:
+        live = []
         for src, st in zip(self.plan.sources, statuses, strict=True):
-            f = self._fields(src, st)
-            f["last_update"] = f["last_update"].isoformat() if f["last_update"] else None
-            sources.append({"uid": src.uid, "name": src.name, **f})
-        return selectors.live_payload(
-            self.plan.destination,
-            replica_sync=ReplicaSync.ENABLED,
-            last_error="",
-            destinations=self.destinations,
-            sources=sources,
-        )
+            last_update = st.last_update
+            live.append(
+                LiveSource(
+                    uid=src.uid,
+                    name=src.name,
+                    source_database_id=src.source_database_id,
+                    status=source_status(st.phase, src.retries),
+                    progress=st.progress,
+                    lag=int(st.lag_ms) if st.lag_ms is not None else None,
+                    last_update=(
+                        datetime.fromtimestamp(last_update, tz=UTC)
+                        if last_update is not None
+                        else None
+                    ),
+                    last_error=st.last_error or "",
+                    last_error_kind=str(st.last_error_kind or ""),
+                    rdb_size=st.rdb_size,
+                    rdb_transferred=sum(ln.rdb_transferred for ln in st.links),
+                    commands_applied=sum(ln.commands_applied for ln in st.links),
+                    ingress_bytes=sum(ln.ingress_bytes for ln in st.links),
+                    retries=src.retries,
+                )
+            )
+        return live
 
     def _push(self, statuses: list[SourceStatus], *, final: bool = False) -> None:
         if final:
             # The last word comes from the saved rows: the state may be stopped or paused now.
-            status_push(self.uid, selectors.database_live_status(self.plan.destination))
+            destination = selectors.with_replica_of(Database.objects.filter(pk=self.uid)).first()
+            if destination is not None:
+                status_push(self.uid, selectors.database_live_status(destination))
             return
-        payload = self._payload(statuses)
+        payload = live_message(
+            LiveStatus(
+                database=self.uid,
+                name=self.plan.destination.name,
+                replica_sync=ReplicaSync.ENABLED,
+                last_error="",
+                last_error_kind="",
+                destinations=self.destinations,
+                sources=self._live(statuses),
+            )
+        )
         comparable = {k: v for k, v in payload.items() if k != "time"}
         if comparable != self.last_push:
             self.last_push = comparable
             status_push(self.uid, payload)
 
     def _save(self, statuses: list[SourceStatus]) -> None:
+        live = self._live(statuses)
+        replica_services.replica_sources_live_save(
+            destination_id=self.uid, generation=self.plan.generation, sources=live
+        )
+        now = round(time.time(), 3)
         samples: dict[int, dict[str, Any]] = {}
-        now = time.time()
-        for src, st in zip(self.plan.sources, statuses, strict=True):
-            f = self._fields(src, st)
-            ReplicaSource.objects.filter(
-                destination_id=self.uid,
-                uid=src.uid,
-                destination__replica_of__generation=self.plan.generation,
-            ).update(**f)
-            commands, ingress = f["commands_applied"], f["ingress_bytes"]
+        for src, s in zip(self.plan.sources, live, strict=True):
             samples[src.uid] = {
-                "t": round(now, 3),
-                "lag": f["lag"],
-                "commands": max(0, commands - src.last_commands),
-                "ingress_bytes": max(0, ingress - src.last_ingress),
-                "ingress_bytes_decompressed": max(0, ingress - src.last_ingress),
-                "status": f["status"],
+                "t": now,
+                "lag": s.lag,
+                "commands": max(0, s.commands_applied - src.last_commands),
+                "ingress_bytes": max(0, s.ingress_bytes - src.last_ingress),
+                "ingress_bytes_decompressed": max(0, s.ingress_bytes - src.last_ingress),
+                "status": s.status,
             }
-            src.last_commands, src.last_ingress = commands, ingress
+            src.last_commands, src.last_ingress = s.commands_applied, s.ingress_bytes
         with contextlib.suppress(Exception):
             control.stats_append(self.uid, samples)
 
@@ -413,25 +357,24 @@ class _Supervisor:
             self._save(statuses)
             replica_services.sync_job_enqueue(self.uid, self.plan.generation)
             return "restarting with the destination's new password"
-        message = str(exc) if isinstance(exc, SyncError) else f"internal error: {exc!r}"
-        if isinstance(exc, CrossSlotError) and "cross" not in message.lower():
-            message = f"cross slot violation: {message}"
         source_uid = None
-        for src in self.plan.sources:
-            if any(addr in message for addr in src.addresses):
-                source_uid = src.uid
-                break
-        if source_uid is not None:
-            message = f"source {source_uid}: {message}"
-        elif self.plan.destination_address in message:
-            message = f"destination: {message}"
-        if not isinstance(exc, SyncError):
+        if isinstance(exc, SyncError):
+            message, kind = str(exc), str(exc.kind)
+            if exc.source is not None:
+                source = self.plan.sources[exc.source]
+                source_uid = source.uid
+                message = f"source {source.name}: {message}"
+            elif exc.side == "destination":
+                message = f"destination {self.plan.destination.name}: {message}"
+        else:
+            message, kind = f"internal error: {exc!r}", "internal"
             log.error("sync job of database %s failed", self.uid, exc_info=exc)
         self._save(statuses)
         replica_services.replica_sync_fail(
             destination_id=self.uid,
             generation=self.plan.generation,
             message=message,
+            kind=kind,
             source_uid=source_uid,
         )
         self._push(statuses, final=True)

@@ -8,6 +8,7 @@ from django.db import models
 
 from console.crypto import EncryptedTextField
 from console.models import Database
+from replication.syncer.urls import UrlError, parse_redis_url
 
 
 class ReplicaSync(models.TextChoices):
@@ -26,9 +27,18 @@ class SourceStatus(models.TextChoices):
 class ReplicaOf(models.Model):
     """The Replica Of state of one destination database (one row per destination)."""
 
-    # Moves of `replica_sync` that Redis Enterprise allows; replication.services checks them.
-    # `disabled` is reached only by removing every source.
+    # Every move of `replica_sync`; replication.services._replica_sync_move is the only code that
+    # changes it and checks against this (staying in a state, e.g. enabled with a new generation
+    # after the sources changed, is always allowed). `disabled` is reached only by removing every
+    # source.
     TRANSITIONS: ClassVar[dict[str, set[str]]] = {
+        ReplicaSync.DISABLED: {ReplicaSync.ENABLED},
+        ReplicaSync.ENABLED: {ReplicaSync.PAUSED, ReplicaSync.STOPPED, ReplicaSync.DISABLED},
+        ReplicaSync.PAUSED: {ReplicaSync.ENABLED, ReplicaSync.STOPPED, ReplicaSync.DISABLED},
+        ReplicaSync.STOPPED: {ReplicaSync.ENABLED, ReplicaSync.DISABLED},
+    }
+    # The moves an operator may ask for through `replica_sync` (Redis Enterprise's).
+    OPERATOR_MOVES: ClassVar[dict[str, set[str]]] = {
         ReplicaSync.DISABLED: {ReplicaSync.ENABLED},
         ReplicaSync.ENABLED: {ReplicaSync.PAUSED, ReplicaSync.STOPPED},
         ReplicaSync.PAUSED: {ReplicaSync.ENABLED, ReplicaSync.STOPPED},
@@ -44,6 +54,8 @@ class ReplicaOf(models.Model):
     # Bumped on restart and on every change of the source set: a job of an older generation exits.
     generation = models.PositiveIntegerField(default=0, editable=False)
     last_error = models.TextField(blank=True, default="", editable=False)
+    # replication.syncer.errors.ErrorKind of `last_error` (the page picks its advice by it).
+    last_error_kind = models.CharField(max_length=32, blank=True, default="", editable=False)
     updated = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
@@ -79,6 +91,7 @@ class ReplicaSource(models.Model):
     lag = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
     last_update = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True, default="", editable=False)
+    last_error_kind = models.CharField(max_length=32, blank=True, default="", editable=False)
     rdb_size = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
     rdb_transferred = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
     progress = models.FloatField(null=True, blank=True, editable=False)
@@ -95,3 +108,13 @@ class ReplicaSource(models.Model):
 
     def __str__(self) -> str:
         return f"source {self.uid} of {self.destination.name}"
+
+    @property
+    def name(self) -> str:
+        """What the operator sees: the database's name, or host:port of an external source."""
+        if self.source_database_id is not None:
+            return self.source_database.name if self.source_database else "?"
+        try:
+            return parse_redis_url(self.external_uri).address
+        except UrlError:
+            return "(invalid URL)"

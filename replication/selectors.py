@@ -2,97 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
 from typing import Any
 
-from django.utils import timezone
+from django.db.models import Prefetch, QuerySet
 
 from console.models import Database
+from replication.live import LiveStatus, live_message
 from replication.models import ReplicaOf, ReplicaSource, ReplicaSync
-from replication.syncer.urls import UrlError, parse_redis_url
-
-# Worst first: a destination shows the worst of its sources.
-_SOURCE_ORDER = ("out-of-sync", "syncing", "in-sync")
-
-
-def source_name(source: ReplicaSource) -> str:
-    """What the operator sees for a source: the database's name or the redacted URL."""
-    if source.source_database_id is not None:
-        return source.source_database.name if source.source_database else "?"
-    try:
-        return parse_redis_url(source.external_uri).redacted()
-    except UrlError:
-        return "(invalid URL)"
-
-
-def aggregate_status(replica_sync: str, source_statuses: list[str]) -> str:
-    """`disabled`, `paused`, `stopped`, or the worst status of the sources while enabled."""
-    if replica_sync != ReplicaSync.ENABLED or not source_statuses:
-        return replica_sync if source_statuses else ReplicaSync.DISABLED
-    for status in _SOURCE_ORDER:
-        if status in source_statuses:
-            return status
-    return "syncing"
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def source_live(source: ReplicaSource) -> dict[str, Any]:
-    return {
-        "uid": source.uid,
-        "name": source_name(source),
-        "status": source.status,
-        "progress": source.progress,
-        "lag": source.lag,
-        "last_update": _iso(source.last_update),
-        "last_error": source.last_error,
-        "rdb_size": source.rdb_size,
-        "rdb_transferred": source.rdb_transferred,
-        "commands_applied": source.commands_applied,
-        "ingress_bytes": source.ingress_bytes,
-        "retries": source.retries,
-    }
-
-
-def live_payload(
-    database: Database,
-    *,
-    replica_sync: str,
-    last_error: str,
-    destinations: int,
-    sources: list[dict[str, Any]],
-) -> dict[str, Any]:
-    """The shape pushed to `database-<uid>` and sent as a snapshot (see replication.consumers)."""
-    return {
-        "database": database.pk,
-        "name": database.name,
-        "replica_sync": replica_sync,
-        "status": aggregate_status(replica_sync, [s["status"] for s in sources]),
-        "last_error": last_error,
-        "destinations": destinations,
-        "sources": sources,
-        "time": timezone.now().isoformat(),
-    }
-
-
-def destinations_count(database: Database) -> int:
-    """How many databases of this cluster use `database` as a source."""
-    return ReplicaSource.objects.filter(source_database=database).count()
-
-
-def database_live_status(database: Database) -> dict[str, Any]:
-    """The Replica Of state of a database as saved (the sync job saves it every second)."""
-    replica_of = ReplicaOf.objects.filter(destination=database).first()
-    sources = ReplicaSource.objects.filter(destination=database).select_related("source_database")
-    return live_payload(
-        database,
-        replica_sync=replica_of.replica_sync if replica_of else ReplicaSync.DISABLED,
-        last_error=replica_of.last_error if replica_of else "",
-        destinations=destinations_count(database),
-        sources=[source_live(s) for s in sources],
-    )
 
 
 def replica_sources_of(database: Database) -> list[ReplicaSource]:
@@ -101,3 +18,63 @@ def replica_sources_of(database: Database) -> list[ReplicaSource]:
             "source_database", "source_database__node"
         )
     )
+
+
+def with_replica_of(databases: QuerySet[Database]) -> QuerySet[Database]:
+    """`databases` with their Replica Of state and sources fetched in two queries, whatever their
+    number (what the list pages and `GET /v1/bdbs` read: `replica_of_state`, `sources_of`)."""
+    return databases.select_related("replica_of").prefetch_related(
+        Prefetch(
+            "replica_sources",
+            queryset=ReplicaSource.objects.select_related(
+                "source_database", "source_database__node"
+            ),
+        ),
+        "replica_destinations",
+    )
+
+
+def replica_of_state(database: Database) -> ReplicaOf | None:
+    """The database's ReplicaOf row (None when it never was a destination)."""
+    try:
+        return database.replica_of
+    except ReplicaOf.DoesNotExist:
+        return None
+
+
+def replica_sync_of(database: Database) -> str:
+    replica_of = replica_of_state(database)
+    return replica_of.replica_sync if replica_of else ReplicaSync.DISABLED
+
+
+def sources_of(database: Database) -> list[ReplicaSource]:
+    """The database's sources (prefetched by `with_replica_of`, else one query)."""
+    return list(database.replica_sources.all())
+
+
+def destinations_count(database: Database) -> int:
+    """How many databases of this cluster use `database` as a source."""
+    return len(database.replica_destinations.all())
+
+
+def database_live(database: Database) -> LiveStatus:
+    """The Replica Of state of a database as saved (the sync job saves it every second)."""
+    replica_of = replica_of_state(database)
+    return LiveStatus(
+        database=database.pk,
+        name=database.name,
+        replica_sync=replica_of.replica_sync if replica_of else ReplicaSync.DISABLED,
+        last_error=replica_of.last_error if replica_of else "",
+        last_error_kind=replica_of.last_error_kind if replica_of else "",
+        destinations=destinations_count(database),
+        sources=sources_of(database),
+    )
+
+
+def database_live_status(database: Database) -> dict[str, Any]:
+    """`database_live` as the live message (WebSocket snapshot, page's first render)."""
+    return live_message(database_live(database))
+
+
+def databases_live_status(databases: Iterable[Database]) -> list[dict[str, Any]]:
+    return [database_live_status(db) for db in databases]

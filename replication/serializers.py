@@ -6,9 +6,10 @@ from typing import Any
 
 from rest_framework import serializers
 
-from replication import selectors
+from replication.endpoints import internal_source_url
+from replication.live import LiveSourceSerializer
 from replication.models import ReplicaSource, ReplicaSync
-from replication.sources import internal_source_url
+from replication.syncer.urls import UrlError, parse_redis_url
 
 
 def source_uri_redacted(source: ReplicaSource) -> str:
@@ -16,47 +17,28 @@ def source_uri_redacted(source: ReplicaSource) -> str:
     send back unchanged to keep the source)."""
     if source.source_database is not None:
         return internal_source_url(source.source_database, redact=True)
-    return selectors.source_name(source)
+    try:
+        return parse_redis_url(source.external_uri).redacted()
+    except UrlError:
+        return "(invalid URL)"
 
 
-class ReplicaSourceSerializer(serializers.ModelSerializer[ReplicaSource]):
-    """One source as GET shows it: never a password."""
+class ReplicaSourceSerializer(LiveSourceSerializer):
+    """One source as GET shows it: its configuration and its live fields; never a password."""
 
     uri = serializers.SerializerMethodField()
-    bdb_uid = serializers.IntegerField(source="source_database_id", read_only=True)
-    name = serializers.SerializerMethodField()
-    last_update = serializers.DateTimeField(read_only=True)
-
-    class Meta:
-        model = ReplicaSource
-        fields = [
-            "uid",
-            "uri",
-            "bdb_uid",
-            "name",
-            "compression",
-            "encryption",
-            "server_cert",
-            "client_cert",
-            "replication_tls_sni",
-            "status",
-            "progress",
-            "lag",
-            "last_update",
-            "last_error",
-            "rdb_size",
-            "rdb_transferred",
-            "commands_applied",
-            "ingress_bytes",
-            "retries",
-        ]
-        read_only_fields = fields
+    compression = serializers.IntegerField(read_only=True)
+    encryption = serializers.BooleanField(read_only=True)
+    server_cert = serializers.CharField(read_only=True)
+    client_cert = serializers.CharField(read_only=True)
+    replication_tls_sni = serializers.CharField(read_only=True)
 
     def get_uri(self, obj: ReplicaSource) -> str:
         return source_uri_redacted(obj)
 
-    def get_name(self, obj: ReplicaSource) -> str:
-        return selectors.source_name(obj)
+
+def replica_sources_data(sources: list[ReplicaSource]) -> list[dict[str, Any]]:
+    return list(ReplicaSourceSerializer(sources, many=True).data)
 
 
 class ReplicaSourceInputSerializer(serializers.Serializer[Any]):

@@ -1,37 +1,37 @@
-"""Writes of Replica Of: the only code that changes sources and sync state."""
+"""Writes of Replica Of: the only code that changes sources and sync state.
+
+Connection checks (`replica_source_check`) reach the network and so never run inside a
+transaction: callers check first, then open the transaction that saves (`replica_sources_set`
+validates again, without the network, under the row lock).
+"""
 
 from __future__ import annotations
 
 import logging
-import os
 import secrets
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import redis
+from celery import current_app
 from django.db import transaction
 
 from console import provisioning
+from console import services as console_services
 from console.errors import ApplicationError
-from console.models import Certificate, Database, DatabaseStatus, User
-from console.services import (
-    INTERNAL_PASSWORD_CHARS,
-    audit_record,
-    database_spec,
-    database_status_set,
-    enqueue_node_task,
-)
-from replication import control
-from replication import sources as graph
+from console.models import Database, DatabaseStatus, User
+from console.services import INTERNAL_PASSWORD_CHARS, audit_record, database_spec
+from console.tls import TlsMaterial, source_client_material
+from replication import control, endpoints, graph
+from replication.live import LiveSource
 from replication.models import ReplicaOf, ReplicaSource, ReplicaSync, SourceStatus
+from replication.probe import ProbeFailure, failure_message, source_probe
 from replication.sources import MAX_SOURCES, SourceInput
-from replication.syncer.urls import RedisUrl, parse_redis_url
+from replication.syncer.checkpoint import CHECKPOINT_KEY
+from replication.syncer.urls import RedisUrl
 
 log = logging.getLogger(__name__)
 
-CHECK_TIMEOUT_S = 5.0
 SYNC_TASK = "replication.tasks.sync_job_task"
 
 
@@ -44,208 +44,162 @@ def _field(index: int, name: str) -> str:
     return f"replica_sources[{index}].{name}"
 
 
-def _resolve(
-    destination: Database, wanted: Sequence[SourceInput]
-) -> list[tuple[SourceInput, Database | None, RedisUrl]]:
-    """Validate every wanted source; return it with its database (if internal) and URL."""
+@dataclass(frozen=True, slots=True)
+class ResolvedSource:
+    """A wanted source after validation: the database of this cluster it is (if any), the URL the
+    syncer will use and the TLS material it will present and trust (None: no TLS)."""
+
+    input: SourceInput
+    database: Database | None
+    url: RedisUrl
+    tls: TlsMaterial | None
+
+    @property
+    def internal(self) -> bool:
+        """Chosen from this cluster's databases (its URL is built at use time)."""
+        return self.input.source_database_uid is not None
+
+
+def _resolve_one(destination: Database, item: SourceInput, index: int) -> ResolvedSource:
+    """Validate one wanted source (no network)."""
+    if not 0 <= item.compression <= 6:
+        raise ApplicationError(
+            "compression must be between 0 and 6", field=_field(index, "compression")
+        )
+    if (item.source_database_uid is None) == (not item.uri):
+        raise ApplicationError(
+            "give either a database of this cluster or a URL", field=_field(index, "uri")
+        )
+    if item.source_database_uid is not None:
+        db = Database.objects.select_related("node").filter(pk=item.source_database_uid).first()
+        if db is None:
+            raise ApplicationError(
+                f"no database with uid {item.source_database_uid}", field=_field(index, "uri")
+            )
+        url = endpoints.internal_source(db)
+    else:
+        url = endpoints.parse_external_uri(item.uri, field=_field(index, "uri"))
+        db = endpoints.database_at(url)
+    if db is not None and db.status == DatabaseStatus.DELETE_PENDING:
+        raise ApplicationError(f"database {db.name} is being deleted", field=_field(index, "uri"))
+    tls = None
+    if item.encryption or url.tls:
+        tls = source_client_material(
+            server_cert=item.server_cert,
+            internal=item.source_database_uid is not None,
+            sni=item.replication_tls_sni or url.sni or "",
+        )
+    return ResolvedSource(item, db, url, tls)
+
+
+def _resolve(destination: Database, wanted: Sequence[SourceInput]) -> list[ResolvedSource]:
+    """Validate every wanted source: count, duplicates, cycles (no network)."""
     if len(wanted) > MAX_SOURCES:
         raise ApplicationError(
             f"a destination has at most {MAX_SOURCES} sources ({len(wanted)} given)",
             field="replica_sources",
         )
-    resolved: list[tuple[SourceInput, Database | None, RedisUrl]] = []
+    resolved: list[ResolvedSource] = []
     seen: set[str] = set()
     for i, item in enumerate(wanted):
-        if not 0 <= item.compression <= 6:
-            raise ApplicationError(
-                "compression must be between 0 and 6", field=_field(i, "compression")
-            )
-        if (item.source_database_uid is None) == (not item.uri):
-            raise ApplicationError(
-                "give either a database of this cluster or a URL", field=_field(i, "uri")
-            )
-        if item.source_database_uid is not None:
-            db = Database.objects.select_related("node").filter(pk=item.source_database_uid).first()
-            if db is None:
-                raise ApplicationError(
-                    f"no database with uid {item.source_database_uid}", field=_field(i, "uri")
-                )
-            url = parse_redis_url(graph.internal_source_url(db))
-        else:
-            url = graph.parse_external_uri(item.uri, field=_field(i, "uri"))
-            db = graph.database_at(url)
-        if db is not None and db.status == DatabaseStatus.DELETE_PENDING:
-            raise ApplicationError(f"database {db.name} is being deleted", field=_field(i, "uri"))
-        key = f"db:{db.pk}" if db is not None else url.address
+        source = _resolve_one(destination, item, i)
+        key = f"db:{source.database.pk}" if source.database is not None else source.url.address
         if key in seen:
             raise ApplicationError("the same source is listed twice", field=_field(i, "uri"))
         seen.add(key)
-        resolved.append((item, db, url))
-    upstream = {db.pk for _, db, _ in resolved if db is not None}
+        resolved.append(source)
+    upstream = {s.database.pk for s in resolved if s.database is not None}
     reason = graph.cycle_reason(destination, upstream)
     if reason:
         raise ApplicationError(reason, field="replica_sources")
     return resolved
 
 
-@dataclass(frozen=True, slots=True)
-class CheckTls:
-    """TLS material for a connection check (PEM text): the server certificate to trust (empty:
-    the system's trust store) and the client certificate to present (this cluster's syncer)."""
-
-    ca: str = ""
-    cert: str = field(default="", repr=False)
-    key: str = field(default="", repr=False)
-
-
-def check_tls_for(
-    *, encryption: bool, url: RedisUrl, server_cert: str, internal: bool
-) -> CheckTls | None:
-    """What the sync job would present and trust for this source (see replication.jobs)."""
-    if not (encryption or url.tls):
-        return None
-    syncer = Certificate.objects.filter(kind=Certificate.Kind.SYNCER).first()
-    ca = server_cert
-    if not ca and internal:
-        proxy = Certificate.objects.filter(kind=Certificate.Kind.PROXY).first()
-        ca = proxy.certificate_pem if proxy else ""
-    return CheckTls(
-        ca=ca,
-        cert=syncer.certificate_pem if syncer else "",
-        key=syncer.private_key_pem if syncer else "",
-    )
+def replica_source_check(
+    *, destination: Database, source: SourceInput, field: str = "uri", index: int = 0
+) -> ResolvedSource:
+    """Everything about one wanted source before it is saved: its shape and place (cycles,
+    deletion), then a connection with exactly the URL and TLS material the sync job will use
+    (connect, TLS, AUTH, `INFO replication`, under one deadline). Runs outside any transaction.
+    A refusal names `field` (`replica_sources[i].uri` with `index` when `field` is "uri")."""
+    name = _field(index, "uri") if field == "uri" else field
+    try:
+        resolved = _resolve_one(destination, source, index)
+        if resolved.database is not None:
+            reason = graph.cycle_reason(destination, {resolved.database.pk})
+            if reason:
+                raise ApplicationError(reason, field=name)
+    except ApplicationError as exc:
+        raise ApplicationError(exc.message, field=name) from None
+    try:
+        source_probe(resolved.url, resolved.tls)
+    except ProbeFailure as exc:
+        raise ApplicationError(failure_message(exc.kind, resolved.url), field=name) from None
+    return resolved
 
 
-def _tls_kwargs(tls: CheckTls, workdir: str) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"ssl": True, "ssl_check_hostname": False}
-    if tls.ca:
-        kwargs["ssl_ca_data"] = tls.ca
-    if tls.cert and tls.key:
-        for name, text in (("cert", tls.cert), ("key", tls.key)):
-            path = os.path.join(workdir, name)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-        kwargs["ssl_certfile"] = os.path.join(workdir, "cert")
-        kwargs["ssl_keyfile"] = os.path.join(workdir, "key")
-    return kwargs
+def replica_sources_check(*, destination: Database, sources: Sequence[SourceInput]) -> None:
+    """`replica_source_check` for every wanted source (each refusal names its row)."""
+    _resolve(destination, sources)
+    for i, source in enumerate(sources):
+        replica_source_check(destination=destination, source=source, index=i)
 
 
-def source_check(url: RedisUrl, *, field: str, tls: CheckTls | None = None) -> None:
-    """Connect and authenticate to a source; refuse with a clear reason (never the password)."""
-    if url.tls and tls is None:
-        tls = CheckTls()
-    with tempfile.TemporaryDirectory(prefix="source-check-") as workdir:
-        client = redis.Redis(
-            host=url.host,
-            port=url.port,
-            username=url.username,
-            password=url.password,
-            socket_connect_timeout=CHECK_TIMEOUT_S,
-            socket_timeout=CHECK_TIMEOUT_S,
-            **(_tls_kwargs(tls, workdir) if tls is not None else {}),
-        )
-        try:
-            client.ping()
-            client.execute_command("INFO", "replication")
-        except redis.AuthenticationError:
-            raise ApplicationError(
-                f"authentication failed for source {url.redacted()}", field=field
-            ) from None
-        except redis.ResponseError as exc:
-            if "NOPERM" in str(exc):
-                raise ApplicationError(
-                    f"the user of {url.redacted()} may not read replication state (NOPERM)",
-                    field=field,
-                ) from None
-            raise ApplicationError(
-                f"source {url.redacted()} answered: {exc}", field=field
-            ) from None
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            text = str(exc)
-            if "certificate verify failed" in text:
-                raise ApplicationError(
-                    f"TLS: the certificate of {url.address} is not trusted; give the source "
-                    "cluster's proxy certificate (server certificate)",
-                    field=field,
-                ) from None
-            if tls is not None and ("SSL" in text or "TLS" in text or "alert" in text):
-                raise ApplicationError(
-                    f"TLS handshake with {url.address} failed (does it accept this cluster's "
-                    "syncer certificate? does it speak TLS?)",
-                    field=field,
-                ) from None
-            raise ApplicationError(
-                f"cannot connect to {url.address}: {type(exc).__name__}", field=field
-            ) from None
-        finally:
-            client.close()
+# ---------------------------------------------------------------- the state machine
 
 
-def replica_sources_set(
+def _replica_sync_move(
+    replica_of: ReplicaOf,
+    state: str,
     *,
-    actor: User,
-    destination: Database,
-    sources: Sequence[SourceInput],
-    check_connection: bool = True,
-) -> ReplicaOf:
-    """Replace the destination's sources; any change restarts the sync from scratch."""
-    if destination.status == DatabaseStatus.DELETE_PENDING:
-        raise ApplicationError("the destination is being deleted")
-    resolved = _resolve(destination, sources)
-    if check_connection:
-        for i, (item, db, url) in enumerate(resolved):
-            tls = check_tls_for(
-                encryption=item.encryption,
-                url=url,
-                server_cert=item.server_cert,
-                internal=db is not None and item.source_database_uid is not None,
-            )
-            source_check(url, field=_field(i, "uri"), tls=tls)
-    with transaction.atomic():
-        replica_of = ReplicaOf.objects.select_for_update().filter(destination=destination).first()
-        if replica_of is None:
-            replica_of = ReplicaOf.objects.create(destination=destination)
-        had_sources = ReplicaSource.objects.filter(destination=destination).exists()
-        ReplicaSource.objects.filter(destination=destination).delete()
-        ReplicaSource.objects.bulk_create(
-            ReplicaSource(
-                destination=destination,
-                uid=n,
-                source_database=db if item.source_database_uid is not None else None,
-                external_uri=item.uri if item.source_database_uid is None else "",
-                compression=item.compression,
-                encryption=item.encryption or url.tls,
-                server_cert=item.server_cert,
-                client_cert=item.client_cert,
-                replication_tls_sni=item.replication_tls_sni or (url.sni or ""),
-            )
-            for n, (item, db, url) in enumerate(resolved, start=1)
+    new_generation: bool = False,
+    error: str = "",
+    error_kind: str = "",
+) -> None:
+    """The one place `replica_sync` changes (the row must be locked by the caller's transaction).
+
+    1. The move must be in `ReplicaOf.TRANSITIONS` (staying in a state is always allowed).
+    2. A new generation (sources changed, restart, start after a stop) ends the running job and
+       starts from scratch: its sources' live fields are reset.
+    3. The error (stopped) or its absence is saved with the state.
+    4. After commit, the running job learns the wanted state and, when enabled, a job is queued.
+    """
+    current = replica_of.replica_sync
+    if state != current and state not in ReplicaOf.TRANSITIONS.get(current, set()):
+        raise ApplicationError(
+            f"replica_sync cannot move from {current} to {state}", field="replica_sync"
         )
+    if new_generation:
         replica_of.generation += 1
-        replica_of.last_error = ""
-        replica_of.replica_sync = ReplicaSync.ENABLED if resolved else ReplicaSync.DISABLED
-        replica_of.save(update_fields=["generation", "last_error", "replica_sync", "updated"])
-        names = ", ".join(u.redacted() for _, _, u in resolved) or "none"
-        audit_record(
-            actor=actor,
-            action="replica_sources.set",
-            obj=destination,
-            detail=f"sources: {names}; generation {replica_of.generation}",
-        )
-        if had_sources != bool(resolved):
-            _read_only_apply(destination)
-        _sync_publish(replica_of)
-        if not resolved:
-            transaction.on_commit(lambda: _checkpoint_remove_if_idle(destination))
-    return replica_of
+        _sources_reset(replica_of.destination_id)
+    replica_of.replica_sync = state
+    replica_of.last_error = error[:2000]
+    replica_of.last_error_kind = error_kind
+    replica_of.save(
+        update_fields=["replica_sync", "generation", "last_error", "last_error_kind", "updated"]
+    )
+    _sync_publish(replica_of)
 
 
-def _read_only_apply(destination: Database) -> None:
-    """Rewrite the destination's ACL: read-only for applications while it has sources."""
-    if destination.status == DatabaseStatus.ACTIVE:
-        database_status_set(database=destination, status=DatabaseStatus.CHANGE_PENDING)
-        enqueue_node_task("console.tasks.database_apply_task", destination)
+def _locked_replica_of(destination: Database) -> ReplicaOf:
+    replica_of = ReplicaOf.objects.select_for_update().filter(destination=destination).first()
+    return replica_of or ReplicaOf.objects.create(destination=destination)
+
+
+def _sources_reset(destination_id: int) -> None:
+    """A new generation starts from scratch: the live fields of its sources too."""
+    ReplicaSource.objects.filter(destination_id=destination_id).update(
+        status=SourceStatus.SYNCING,
+        progress=None,
+        lag=None,
+        last_error="",
+        last_error_kind="",
+        rdb_size=None,
+        rdb_transferred=None,
+        commands_applied=0,
+        ingress_bytes=0,
+        retries=0,
+    )
 
 
 def _sync_publish(replica_of: ReplicaOf, *, reload: bool = False) -> None:
@@ -268,26 +222,71 @@ def _sync_publish(replica_of: ReplicaOf, *, reload: bool = False) -> None:
 
 def sync_job_enqueue(uid: int, generation: int) -> None:
     """Send the job of (destination, generation) to queue `sync` (ids only, never secrets)."""
-    from console.celery import app
-
     control.queued_set(uid, generation)
-    app.send_task(SYNC_TASK, args=[uid, generation], queue="sync", expires=control.QUEUED_TTL_S)
+    current_app.send_task(
+        SYNC_TASK, args=[uid, generation], queue="sync", expires=control.QUEUED_TTL_S
+    )
+
+
+# ---------------------------------------------------------------- sources
+
+
+def replica_sources_set(
+    *, actor: User, destination: Database, sources: Sequence[SourceInput]
+) -> ReplicaOf:
+    """Replace the destination's sources; any change restarts the sync from scratch.
+
+    Validates again (no network: check with `replica_sources_check` before the transaction)."""
+    if destination.status == DatabaseStatus.DELETE_PENDING:
+        raise ApplicationError("the destination is being deleted")
+    resolved = _resolve(destination, sources)
+    with transaction.atomic():
+        replica_of = _locked_replica_of(destination)
+        ReplicaSource.objects.filter(destination=destination).delete()
+        ReplicaSource.objects.bulk_create(
+            ReplicaSource(
+                destination=destination,
+                uid=n,
+                source_database=s.database if s.internal else None,
+                external_uri="" if s.internal else s.input.uri,
+                compression=s.input.compression,
+                encryption=s.input.encryption or s.url.tls,
+                server_cert=s.input.server_cert,
+                client_cert=s.input.client_cert,
+                replication_tls_sni=s.input.replication_tls_sni or (s.url.sni or ""),
+            )
+            for n, s in enumerate(resolved, start=1)
+        )
+        _replica_sync_move(
+            replica_of,
+            ReplicaSync.ENABLED if resolved else ReplicaSync.DISABLED,
+            new_generation=True,
+        )
+        names = ", ".join(s.url.redacted() for s in resolved) or "none"
+        audit_record(
+            actor=actor,
+            action="replica_sources.set",
+            obj=destination,
+            detail=f"sources: {names}; generation {replica_of.generation}",
+        )
+        console_services.database_read_only_set(database=destination, read_only=bool(resolved))
+        if not resolved:
+            transaction.on_commit(lambda: _checkpoint_remove_if_idle(destination))
+    return replica_of
 
 
 def replica_sync_set(*, actor: User, destination: Database, state: str) -> ReplicaOf:
-    """Move `replica_sync` along the transitions Redis Enterprise allows.
+    """Move `replica_sync` along the transitions Redis Enterprise allows an operator.
 
     1. disabled -> enabled needs sources; 2. enabled <-> paused keeps the position;
     3. -> stopped ends the job; 4. stopped -> enabled restarts from scratch (flush + full sync).
     """
     with transaction.atomic():
-        replica_of = ReplicaOf.objects.select_for_update().filter(destination=destination).first()
-        if replica_of is None:
-            replica_of = ReplicaOf.objects.create(destination=destination)
+        replica_of = _locked_replica_of(destination)
         current = replica_of.replica_sync
         if state == current:
             return replica_of
-        if state not in ReplicaOf.TRANSITIONS.get(current, set()):
+        if state not in ReplicaOf.OPERATOR_MOVES.get(current, set()):
             raise ApplicationError(
                 f"replica_sync cannot move from {current} to {state}", field="replica_sync"
             )
@@ -296,56 +295,31 @@ def replica_sync_set(*, actor: User, destination: Database, state: str) -> Repli
             and not ReplicaSource.objects.filter(destination=destination).exists()
         ):
             raise ApplicationError("add a source before enabling Replica Of", field="replica_sync")
-        if current == ReplicaSync.STOPPED and state == ReplicaSync.ENABLED:
-            replica_of.generation += 1
-            replica_of.last_error = ""
-            _sources_reset(destination)
-        replica_of.replica_sync = state
-        replica_of.save(update_fields=["replica_sync", "generation", "last_error", "updated"])
+        restart = current == ReplicaSync.STOPPED and state == ReplicaSync.ENABLED
+        _replica_sync_move(replica_of, state, new_generation=restart)
         audit_record(
             actor=actor,
             action=f"replica_sync.{state}",
             obj=destination,
             detail=f"{current} -> {state}",
         )
-        _sync_publish(replica_of)
     return replica_of
 
 
 def replica_sync_restart(*, actor: User, destination: Database) -> ReplicaOf:
     """Flush the destination and sync every source again from scratch."""
     with transaction.atomic():
-        replica_of = ReplicaOf.objects.select_for_update().filter(destination=destination).first()
-        if replica_of is None or not ReplicaSource.objects.filter(destination=destination).exists():
+        replica_of = _locked_replica_of(destination)
+        if not ReplicaSource.objects.filter(destination=destination).exists():
             raise ApplicationError("the database has no Replica Of sources", field="replica_sync")
-        replica_of.generation += 1
-        replica_of.last_error = ""
-        replica_of.replica_sync = ReplicaSync.ENABLED
-        replica_of.save(update_fields=["replica_sync", "generation", "last_error", "updated"])
-        _sources_reset(destination)
+        _replica_sync_move(replica_of, ReplicaSync.ENABLED, new_generation=True)
         audit_record(
             actor=actor,
             action="replica_sync.restart",
             obj=destination,
             detail=f"generation {replica_of.generation}",
         )
-        _sync_publish(replica_of)
     return replica_of
-
-
-def _sources_reset(destination: Database) -> None:
-    """A new generation starts from scratch: the live fields of its sources too."""
-    ReplicaSource.objects.filter(destination=destination).update(
-        status=SourceStatus.SYNCING,
-        progress=None,
-        lag=None,
-        last_error="",
-        rdb_size=None,
-        rdb_transferred=None,
-        commands_applied=0,
-        ingress_bytes=0,
-        retries=0,
-    )
 
 
 def replica_source_credentials_update(
@@ -365,7 +339,12 @@ def replica_source_credentials_update(
 
 
 def replica_sync_fail(
-    *, destination_id: int, generation: int, message: str, source_uid: int | None
+    *,
+    destination_id: int,
+    generation: int,
+    message: str,
+    kind: str,
+    source_uid: int | None,
 ) -> None:
     """Called by the sync job on a fatal error: stop Replica Of and say why (no secrets)."""
     with transaction.atomic():
@@ -377,23 +356,43 @@ def replica_sync_fail(
         )
         if replica_of is None or replica_of.replica_sync != ReplicaSync.ENABLED:
             return
-        replica_of.replica_sync = ReplicaSync.STOPPED
-        replica_of.last_error = message[:2000]
-        replica_of.save(update_fields=["replica_sync", "last_error", "updated"])
+        _replica_sync_move(replica_of, ReplicaSync.STOPPED, error=message, error_kind=kind)
         if source_uid is not None:
             ReplicaSource.objects.filter(destination_id=destination_id, uid=source_uid).update(
-                last_error=message[:2000]
+                last_error=message[:2000], last_error_kind=kind
             )
         audit_record(
             actor=None, action="replica_sync.stopped", obj=replica_of.destination, detail=message
         )
-        _sync_publish(replica_of)
+
+
+def replica_sources_live_save(
+    *, destination_id: int, generation: int, sources: Sequence[LiveSource]
+) -> None:
+    """The sync job's live values of its sources (about once a second); a job of an older
+    generation writes nothing."""
+    for s in sources:
+        ReplicaSource.objects.filter(
+            destination_id=destination_id,
+            uid=s.uid,
+            destination__replica_of__generation=generation,
+        ).update(
+            status=s.status,
+            progress=s.progress,
+            lag=s.lag,
+            last_update=s.last_update,
+            last_error=s.last_error[:2000],
+            last_error_kind=s.last_error_kind,
+            rdb_size=s.rdb_size,
+            rdb_transferred=s.rdb_transferred,
+            commands_applied=s.commands_applied,
+            ingress_bytes=s.ingress_bytes,
+            retries=s.retries,
+        )
 
 
 def checkpoint_remove(*, destination: Database) -> None:
     """Delete the syncer's bookkeeping key from a destination that is no longer a replica."""
-    from replication.syncer.checkpoint import CHECKPOINT_KEY
-
     spec = database_spec(destination)
     for shard in spec.shards:
         client = provisioning.admin_client(spec, shard)
@@ -412,12 +411,15 @@ def _checkpoint_remove_if_idle(destination: Database) -> None:
         checkpoint_remove(destination=destination)
 
 
+# ---------------------------------------------------------------- the source side
+
+
 def replica_source_url(*, actor: User, database: Database) -> str:
     """The URL other destinations use to copy from `database` (holds the internal password)."""
     if not actor.is_console_admin:
         raise ApplicationError("only admins may see a database's source URL")
     audit_record(actor=actor, action="database.replica_source_url", obj=database)
-    return graph.internal_source_url(database)
+    return endpoints.internal_source_url(database)
 
 
 def admin_password_regenerate(*, actor: User, database: Database) -> None:
@@ -452,10 +454,25 @@ def admin_password_regenerate(*, actor: User, database: Database) -> None:
     audit_record(actor=actor, action="database.regenerate_admin_password", obj=database)
 
 
-def replica_of_forget(*, destination: Database) -> None:
-    """The destination is being deleted: any running job must end."""
-    uid = destination.pk
-    transaction.on_commit(lambda: control.desired_publish(uid, generation=0, state="disabled"))
+# ---------------------------------------------------------------- deletion, reconcile
+
+
+def database_delete(*, actor: User, database: Database) -> None:
+    """Delete a database, knowing its Replica Of side: refused while it is a source of other
+    databases (named); a destination's running sync job is ended."""
+    used_by = ReplicaSource.objects.filter(source_database=database).select_related("destination")
+    if used_by.exists():
+        names = ", ".join(sorted({s.destination.name for s in used_by}))
+        raise ApplicationError(
+            f"the database is a Replica Of source of {names}; remove it from there first"
+        )
+    with transaction.atomic():
+        console_services.database_delete(actor=actor, database=database)
+        uid = database.pk
+        if ReplicaOf.objects.filter(destination=database).exists():
+            transaction.on_commit(
+                lambda: control.desired_publish(uid, generation=0, state=ReplicaSync.DISABLED)
+            )
 
 
 def sync_jobs_reconcile() -> list[int]:

@@ -17,23 +17,13 @@ from console import selectors as console_selectors
 from console.decorators import admin_required, page_user
 from console.errors import ApplicationError
 from console.models import Database, DatabaseStatus, User
-from replication import selectors, services, stats
-from replication import sources as graph
+from replication import graph, selectors, series, services
 from replication.forms import ExternalSourceForm, ReplicaSourcesForm
+from replication.live import ADVICE, STATUS_LABELS
 from replication.models import ReplicaSync
-from replication.syncer.urls import parse_redis_url
+from replication.sources import SourceInput
 
 CHART_SECONDS = 15 * 60
-
-# What the operator reads for each state (DESIGN §3); the page's script gets the same table.
-STATUS_LABELS = {
-    "disabled": "Not a replica",
-    "syncing": "Syncing",
-    "in-sync": "Synced",
-    "out-of-sync": "Reconnecting",
-    "stopped": "Sync stopped",
-    "paused": "Paused",
-}
 
 # The buttons of the Replica Of panel and what the page says after each.
 SYNC_ACTIONS = {
@@ -47,7 +37,7 @@ SYNC_ACTIONS = {
 
 
 def replica_badge(live: dict[str, Any]) -> dict[str, Any]:
-    """The Replica Of badge of the database list: destination status and/or source count."""
+    """The Replica Of badges of a database: its status as a destination, its destinations."""
     return {
         "destination": live["replica_sync"] != ReplicaSync.DISABLED,
         "status": live["status"],
@@ -57,22 +47,24 @@ def replica_badge(live: dict[str, Any]) -> dict[str, Any]:
 
 
 def database_rows(databases: list[Database]) -> list[tuple[Database, dict[str, Any]]]:
-    """Each database with its Replica Of badge, for the database list."""
+    """Each database with its Replica Of badge, for the database list (`databases` come from
+    `selectors.with_replica_of`: no query per row)."""
     return [(db, replica_badge(selectors.database_live_status(db))) for db in databases]
 
 
 def panel_context(database: Database) -> dict[str, Any]:
-    """The Replica Of panel of a database page: live snapshot, chart series, labels."""
+    """The Replica Of panel of a database page: live snapshot, chart series, labels, advice."""
     live = selectors.database_live_status(database)
-    series = {
-        str(s["uid"]): stats.source_series(database.pk, s["uid"], CHART_SECONDS)
+    charts = {
+        str(s["uid"]): series.source_series(database.pk, s["uid"], CHART_SECONDS)
         for s in live["sources"]
     }
     return {
         "live": live,
         "replica_badge": replica_badge(live),
-        "replica_series": series,
+        "replica_series": charts,
         "replica_labels": STATUS_LABELS,
+        "replica_advice": ADVICE,
         "chart_seconds": CHART_SECONDS,
         "source_usable": database.status != DatabaseStatus.DELETE_PENDING,
     }
@@ -80,8 +72,7 @@ def panel_context(database: Database) -> dict[str, Any]:
 
 def edit_context(user: User, database: Database, form: ReplicaSourcesForm) -> dict[str, Any]:
     """The Replica Of section of Database → Edit: its rows and the 'Current cluster' picker."""
-    live = selectors.database_live_status(database)
-    names = {s["uid"]: s["name"] for s in live["sources"]}
+    names = {s.uid: s.name for s in selectors.replica_sources_of(database)}
     rows = form.rows if form.is_bound else form.initial_rows(names)
     refused = graph.cycle_candidates(database)
     candidates = [
@@ -118,8 +109,9 @@ def _field_errors(exc: ApplicationError, field: str) -> JsonResponse:
 @require_POST
 @admin_required
 def source_check(request: HttpRequest, uid: int) -> JsonResponse:
-    """The dialog's Add source: check one source (format, cycle, connection, credentials) before
-    it joins the list; nothing is saved until the whole edit is."""
+    """The dialog's Add source: check one source (format, cycle, TLS material, connection,
+    credentials) with `replica_source_check`, exactly as it would be saved; nothing is saved
+    until the whole edit is."""
     destination = console_selectors.database_get_for_user(user=page_user(request), uid=uid)
     if request.POST.get("kind") == "internal":
         raw = request.POST.get("database", "")
@@ -127,14 +119,11 @@ def source_check(request: HttpRequest, uid: int) -> JsonResponse:
         database = readable.filter(pk=int(raw)).first() if raw.isdigit() else None
         if database is None:
             return JsonResponse({"errors": {"database": ["Choose a database."]}}, status=400)
-        reason = graph.cycle_reason(destination, {database.pk})
-        if database.status == DatabaseStatus.DELETE_PENDING:
-            reason = f"database {database.name} is being deleted"
-        if reason:
-            return JsonResponse({"errors": {"database": [reason]}}, status=400)
         try:
-            services.source_check(
-                parse_redis_url(graph.internal_source_url(database)), field="database"
+            services.replica_source_check(
+                destination=destination,
+                source=SourceInput(source_database_uid=database.pk),
+                field="database",
             )
         except ApplicationError as exc:
             return _field_errors(exc, "database")
@@ -145,19 +134,15 @@ def source_check(request: HttpRequest, uid: int) -> JsonResponse:
         return JsonResponse({"errors": form.errors.get_json_data(escape_html=False)}, status=400)
     wanted = form.source_input()
     try:
-        url = graph.parse_external_uri(wanted.uri, field="uri")
-        target = graph.database_at(url)
-        reason = graph.cycle_reason(destination, {target.pk}) if target else None
-        if reason:
-            raise ApplicationError(reason, field="uri")
-        services.source_check(url, field="uri")
+        checked = services.replica_source_check(destination=destination, source=wanted, field="uri")
     except ApplicationError as exc:
-        return _field_errors(exc, "uri")
+        field = "server_cert" if (exc.field or "").endswith("server_cert") else "uri"
+        return _field_errors(exc, field)
     row = {
-        "name": url.redacted(),
+        "name": checked.url.address,
         "kind": "external",
         "uri": wanted.uri,
-        "encryption": wanted.encryption or url.tls,
+        "encryption": wanted.encryption or checked.url.tls,
         "server_cert": wanted.server_cert,
         "replication_tls_sni": wanted.replication_tls_sni,
         "compression": wanted.compression,

@@ -37,16 +37,16 @@ $PY manage.py migrate --noinput -v 0
 $PY manage.py bootstrap
 
 log="$CONSOLE_VAR_DIR/log"
-$PY -m celery -A console worker -n "node@$CONSOLE_NODE_NAME" -Q "node.$CONSOLE_NODE_NAME,control" \
+$PY -m celery -A config worker -n "node@$CONSOLE_NODE_NAME" -Q "node.$CONSOLE_NODE_NAME,control" \
   --concurrency 2 --loglevel INFO >>"$log/worker-node.log" 2>&1 &
 pids+=($!)
-$PY -m celery -A console worker -n "sync@$CONSOLE_NODE_NAME" -Q sync --pool threads \
+$PY -m celery -A config worker -n "sync@$CONSOLE_NODE_NAME" -Q sync --pool threads \
   --concurrency "${CONSOLE_SYNC_SLOTS:-32}" --loglevel INFO >>"$log/worker-sync.log" 2>&1 &
 pids+=($!)
-$PY -m celery -A console beat --loglevel INFO \
+$PY -m celery -A config beat --loglevel INFO \
   --schedule "$CONSOLE_VAR_DIR/celerybeat-schedule" >>"$log/beat.log" 2>&1 &
 pids+=($!)
-$PY -m daphne -b "${CONSOLE_HTTP_HOST:-127.0.0.1}" -p "$CONSOLE_HTTP_PORT" console.asgi:application \
+$PY -m daphne -b "${CONSOLE_HTTP_HOST:-127.0.0.1}" -p "$CONSOLE_HTTP_PORT" config.asgi:application \
   >>"$log/http.log" 2>&1 &
 pids+=($!)
 

@@ -9,6 +9,7 @@ echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 echo "== mypy";   .venv/bin/mypy .
+echo "== layers"; .venv/bin/lint-imports --no-cache
 echo "== migrations"; .venv/bin/python manage.py makemigrations --check --dry-run
 [ "${1:-}" = "--lint-only" ] && exit 0
 echo "== pytest"; exec .venv/bin/pytest "$@"

@@ -52,13 +52,21 @@
   });
   const number = (n) => Math.round(n).toLocaleString();
 
-  // ------------------------------------------------------------ database list badges
+  // ------------------------------------------------------------ badges
 
-  function renderBadge(cell, status) {
+  // The one status pill (templates/replication/_badge.html renders the same markup): paints
+  // `el` (a new span when none is given) and returns it.
+  function renderBadge(status, el = h("span", {})) {
+    el.className = `badge replica-${status}`;
+    el.dataset.badge = "";
+    el.textContent = label(status);
+    return el;
+  }
+
+  // The Replica Of cell of the database list (templates/replication/_database_badges.html).
+  function renderDatabaseBadges(cell, status) {
     const parts = [];
-    if (status.replica_sync !== "disabled") {
-      parts.push(h("span", { class: `badge replica-${status.status}`, text: label(status.status) }));
-    }
+    if (status.replica_sync !== "disabled") parts.push(renderBadge(status.status));
     if (status.destinations) {
       parts.push(h("span", { class: "badge replica-source", text: `Source of ${status.destinations}` }));
     }
@@ -68,27 +76,18 @@
 
   // ------------------------------------------------------------ what to do after an error
 
-  // A source of this cluster shows its database's name; an external one its (redacted) URL.
-  const isExternal = (source) => /^rediss?:\/\//.test(source.name);
-  const AUTH_ERROR = /auth|WRONGPASS|NOAUTH|password/i;
+  // Advice by the kind of the error (replication.live.ADVICE); a source of this cluster has a
+  // `bdb_uid`, and an admin can restart it with its current password from here.
+  const ADVICE = readJson("replica-advice", {});
+  const isInternal = (source) => source.bdb_uid !== null && source.bdb_uid !== undefined;
 
-  function advice(error, source, admin) {
-    const text = error || "";
-    if (AUTH_ERROR.test(text)) {
-      return !isExternal(source) && admin
-        ? "The source refused the password: it was probably regenerated. Use the new password below, or edit the source."
-        : "The source refused the password: if it was regenerated, edit the source with its new URL (Edit → Replica Of).";
-    }
-    if (/CROSSSLOT|cross-slot/i.test(text)) {
-      return "A command of the source touches keys of different hash slots, which this sharded destination cannot apply. Fix the keys on the source (hash tags) or use a destination with one shard, then Start.";
-    }
-    if (/OOM|out of memory|maxmemory/i.test(text)) {
-      return "Out of memory. Raise the memory limit of the database that ran out (Edit), then Start.";
-    }
-    if (/TLS|SSL|certificate/i.test(text)) {
-      return "The TLS connection failed: check the source's certificate and server name in Edit → Replica Of, then Start.";
-    }
-    return "Fix the cause, then Start (it flushes this database and syncs again).";
+  function errorKind(source, status) {
+    return source.last_error_kind || status.last_error_kind || "";
+  }
+
+  function advice(kind, source, admin) {
+    if (kind === "auth" && isInternal(source) && admin) return ADVICE.auth_internal;
+    return ADVICE[kind] || ADVICE.default || "";
   }
 
   // ------------------------------------------------------------ charts (SVG, no library)
@@ -159,7 +158,7 @@
 
     function buildRow(source) {
       const name = h("span", { class: "source-name", text: source.name });
-      const badge = h("span", { class: "badge", "data-source-status": true });
+      const badge = h("span", { "data-source-status": true });
       const detail = h("span", { class: "source-detail", "data-source-detail": true });
       const bar = h("progress", { max: "100", value: "0", "aria-label": `Full sync of ${source.name}` });
       const percent = h("span", { class: "progress-percent" });
@@ -198,8 +197,7 @@
       row.last = sync === "enabled" ? source : null;
       let key = source.status;
       if (sync === "stopped" || sync === "paused") key = sync;
-      row.badge.className = `badge replica-${key}`;
-      row.badge.textContent = label(key);
+      renderBadge(key, row.badge);
       row.li.dataset.status = key;
       let detail = "";
       const showProgress = key === "syncing";
@@ -222,11 +220,12 @@
       const error = key === "stopped" ? (source.last_error || status.last_error) : "";
       row.error.hidden = !error;
       if (error) {
+        const kind = errorKind(source, status);
         const parts = [
           h("p", {}, h("strong", { text: "Sync stopped: " }), error),
-          h("p", { class: "advice", text: advice(error, source, admin) }),
+          h("p", { class: "advice", text: advice(kind, source, admin) }),
         ];
-        if (admin && !isExternal(source) && AUTH_ERROR.test(error)) {
+        if (admin && isInternal(source) && kind === "auth") {
           const form = h("form", { method: "post", action: panel.dataset.syncUrl, class: "inline" },
             h("input", { type: "hidden", name: "csrfmiddlewaretoken", value: csrfToken() }),
             h("input", { type: "hidden", name: "action", value: "credentials" }),
@@ -259,9 +258,7 @@
       for (const source of status.sources) renderSource(rows.get(source.uid), source, status);
       none.hidden = status.sources.length > 0;
       aggregate.replaceChildren();
-      if (status.replica_sync !== "disabled") {
-        aggregate.append(h("span", { class: `badge replica-${status.status}`, text: label(status.status) }));
-      }
+      if (status.replica_sync !== "disabled") aggregate.append(renderBadge(status.status));
       panel.dataset.replicaSync = status.replica_sync;
       panel.querySelectorAll("[data-replica-actions] [data-when]").forEach((form) => {
         form.hidden = !form.dataset.when.split(" ").includes(status.replica_sync);
@@ -512,7 +509,7 @@
   document.addEventListener("DOMContentLoaded", () => {
     document.addEventListener("live:status", (event) => {
       document.querySelectorAll(`[data-replica-badge][data-live-db="${event.detail.database}"]`)
-        .forEach((cell) => renderBadge(cell, event.detail));
+        .forEach((cell) => renderDatabaseBadges(cell, event.detail));
       document.querySelectorAll(`[data-replica-destinations][data-live-db="${event.detail.database}"]`)
         .forEach((el) => {
           const n = event.detail.destinations;

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
-import time
+import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-REPO = Path(__file__).resolve().parent.parent
-ADMIN_PASSWORD = "admin-test-password-1"
-VIEWER_PASSWORD = "viewer-test-password-1"
+from tests.support.personas import ADMIN_PASSWORD, VIEWER_PASSWORD, basic_auth
+from tests.support.workers import Workers, kill_database_processes, worker_env
 
 
 @pytest.fixture
@@ -53,7 +46,7 @@ def admin_api(admin_user):
     from rest_framework.test import APIClient
 
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=_basic("admin", ADMIN_PASSWORD))
+    client.credentials(HTTP_AUTHORIZATION=basic_auth("admin", ADMIN_PASSWORD))
     return client
 
 
@@ -62,134 +55,15 @@ def viewer_api(viewer_user):
     from rest_framework.test import APIClient
 
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=_basic("viewer", VIEWER_PASSWORD))
+    client.credentials(HTTP_AUTHORIZATION=basic_auth("viewer", VIEWER_PASSWORD))
     return client
-
-
-def _basic(user: str, password: str) -> str:
-    import base64
-
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-def _worker_env() -> dict[str, str]:
-    from django.db import connection
-
-    env = dict(os.environ)
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
-    else:
-        env["DATABASE_URL"] = (
-            f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:"
-            f"{db['PORT'] or 5432}/{db['NAME']}"
-        )
-    return env
-
-
-def kill_database_processes() -> None:
-    """Kill every redis-server the console started under the test data dir (by its pidfile)."""
-    data_dir = Path(settings.DATA_DIR)
-    if not data_dir.exists():
-        return
-    for pidfile in data_dir.glob("bdb-*/shard-*/redis.pid"):
-        with contextlib.suppress(ProcessLookupError, ValueError, OSError):
-            os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
-
-
-class Workers:
-    """The real Celery workers of a test run, as `make run` starts them: one for the node and
-    control queues with an embedded beat, one for queue `sync` (long-running sync jobs)."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.var = Path(settings.VAR_DIR)
-        self.node = self._start(
-            "node",
-            f"node.{settings.NODE_NAME},control",
-            "4",
-            # Embedded beat: reconcile runs on its real schedule (CONSOLE_RECONCILE_INTERVAL=1).
-            "-B",
-            "--schedule",
-            str(self.var / "test-beat-schedule"),
-        )
-        self.sync = self.start_sync()
-
-    def _start(
-        self, name: str, queues: str, concurrency: str, *extra: str
-    ) -> subprocess.Popen[bytes]:
-        from console.celery import app
-
-        log = open(self.var / f"test-worker-{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "console",
-                "worker",
-                "-Q",
-                queues,
-                "--pool",
-                "threads",
-                "--concurrency",
-                concurrency,
-                "-n",
-                f"test-{name}-{os.getpid()}-{time.monotonic_ns()}@%h",
-                "--loglevel",
-                "INFO",
-                *extra,
-            ],
-            cwd=REPO,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        deadline = time.monotonic() + 60
-        while not any(
-            proc_name.startswith(f"test-{name}-")
-            for reply in app.control.ping(timeout=0.5) or []
-            for proc_name in reply
-        ):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"the Celery worker did not start; see test-worker-{name}.log")
-        return proc
-
-    def start_sync(self) -> subprocess.Popen[bytes]:
-        self.sync = self._start("sync", "sync", "16")
-        return self.sync
-
-    def stop_sync(self) -> int:
-        """SIGTERM (Celery's warm shutdown) to the sync worker; returns its exit code."""
-        from tests.support.wait import wait_for
-
-        self.sync.send_signal(signal.SIGTERM)
-        wait_for(lambda: self.sync.poll() is not None, what="the sync worker to exit")
-        return self.sync.returncode
-
-    def kill_sync(self) -> None:
-        """kill -9 the sync worker (its jobs die with it, as when a host is lost)."""
-        self.sync.send_signal(signal.SIGKILL)
-        self.sync.wait(30)
-
-    def stop(self) -> None:
-        for proc in (self.sync, self.node):
-            proc.send_signal(signal.SIGTERM)
-        for proc in (self.sync, self.node):
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup, django_db_blocker) -> Iterator[Workers]:
     """Real Celery workers consuming the node, control and sync queues."""
     with django_db_blocker.unblock():
-        env = _worker_env()
+        env = worker_env()
     workers = Workers(env)
     try:
         yield workers
@@ -213,3 +87,54 @@ def live_worker(celery_worker, transactional_db) -> Iterator[Workers]:
         for uid in ReplicaOf.objects.values_list("destination_id", flat=True):
             control.desired_publish(uid, generation=0, state="disabled")
         kill_database_processes()
+
+
+@pytest.fixture
+def admin_client(admin_user):
+    """The Django test client, signed in as the admin."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
+def viewer_client(viewer_user):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(viewer_user)
+    return client
+
+
+@pytest.fixture
+def remote_addr() -> Iterator[str]:
+    """A client address of its own, so that sign-in failures of one test never throttle another."""
+    from django.core.cache import cache
+
+    addr = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
+    yield addr
+    cache.delete(f"login-failures:{addr}")
+
+
+@pytest.fixture
+def database(admin_user):
+    """A database row (pending: no worker runs its task in a non-transactional test)."""
+    from console import services
+    from tests.support.pages import DEFAULT_PASSWORD, MB
+
+    return services.database_create(
+        actor=admin_user, name="db1", memory_size=100 * MB, password=DEFAULT_PASSWORD
+    )
+
+
+@pytest.fixture
+def pair(admin_user):
+    """Two active database rows, a and b (no processes)."""
+    from console import services
+    from tests.support.pages import MB, activate
+
+    a = activate(services.database_create(actor=admin_user, name="a", memory_size=100 * MB))
+    b = activate(services.database_create(actor=admin_user, name="b", memory_size=100 * MB))
+    return a, b

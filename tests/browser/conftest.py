@@ -7,106 +7,23 @@ committed rows, hence `transactional_db` (the `admin`/`viewer` fixtures below br
 
 from __future__ import annotations
 
-import contextlib
 import re
-import signal
-import socket
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from django.conf import settings
 
-from tests.conftest import ADMIN_PASSWORD, REPO, VIEWER_PASSWORD, _worker_env
-from tests.support.wait import wait_for
-
-T = TypeVar("T")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-SCREENSHOTS = REPO / "var" / "screenshots"
-WIDE = {"width": 1280, "height": 800}
-NARROW = {"width": 420, "height": 860}
-
-
-class LiveServer:
-    """`daphne console.asgi:application` on a port of its own; restartable on the same port."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
-        self.log_path = log_path
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> LiveServer:
-        # The listening socket is made here and handed over, so no other process can take the
-        # port between choosing it and daphne binding it (also across a restart).
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        sock.listen(128)
-        self.port = sock.getsockname()[1]
-        # The server keeps Django's async-safety guard (see _orm_beside_playwright).
-        env = {k: v for k, v in self.env.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "daphne",
-                    "--fd",
-                    str(sock.fileno()),
-                    "--access-log",
-                    "-",
-                    "console.asgi:application",
-                ],
-                cwd=REPO,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                pass_fds=[sock.fileno()],
-            )
-        sock.close()
-        wait_for(self._answers, what=f"daphne to answer on {self.url} (see {self.log_path})")
-        return self
-
-    def _answers(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"daphne exited with {self.proc.returncode}; see {self.log_path}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/login/", timeout=5) as response:  # noqa: S310
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def stop(self) -> None:
-        """SIGTERM by PID, SIGKILL if it does not go."""
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, WIDE, LiveServer, sign_in
+from tests.support.personas import ADMIN_PASSWORD, VIEWER_PASSWORD
+from tests.support.workers import worker_env
 
 
 @pytest.fixture(scope="session")
 def live_server_env(django_db_setup: None, django_db_blocker: Any) -> dict[str, str]:
     with django_db_blocker.unblock():
-        return _worker_env()
+        return worker_env()
 
 
 @pytest.fixture(scope="session")
@@ -127,14 +44,6 @@ def _orm_beside_playwright(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
-def off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run `fn` in a thread of its own: async_to_sync (channel layer sends, broadcasts) refuses
-    to run in a thread whose event loop is marked running, as Playwright's is."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(fn, *args, **kwargs).result()
-
-
-# Package scope: the Playwright loop must be gone before tests outside tests/browser run.
 @pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
@@ -194,15 +103,6 @@ def shot(request: pytest.FixtureRequest) -> Callable[[Any, str], Path]:
         return path
 
     return take
-
-
-def sign_in(page: Any, username: str, password: str) -> None:
-    """Through the sign-in form, as a person would."""
-    page.goto("/login/")
-    page.get_by_label("User name").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(r"/databases/$"))
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import pytest
 
 from console import services
 from console.models import Database, DatabaseStatus
-from tests.browser.conftest import NARROW, WIDE, off_loop, sign_in
-from tests.conftest import ADMIN_PASSWORD, VIEWER_PASSWORD
+from tests.support.browser import NARROW, WIDE, off_loop, sign_in
+from tests.support.personas import ADMIN_PASSWORD, VIEWER_PASSWORD
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.slow

@@ -11,9 +11,9 @@ from django.conf import settings
 from console import services
 from console.models import Database, DatabaseStatus
 from replication import selectors
-from replication.jobs import status_push
-from tests.browser.conftest import LiveServer, off_loop, sign_in
-from tests.conftest import ADMIN_PASSWORD
+from replication.live import status_push
+from tests.support.browser import LiveServer, off_loop, sign_in
+from tests.support.personas import ADMIN_PASSWORD
 from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -17,8 +17,8 @@ from console import services
 from console.models import AuditEntry, Certificate, Database, DatabaseStatus
 from replication.models import ReplicaSource
 from replication.syncer.checkpoint import CHECKPOINT_KEY
-from tests.browser.conftest import NARROW, off_loop, sign_in
-from tests.conftest import VIEWER_PASSWORD
+from tests.support.browser import NARROW, off_loop, sign_in
+from tests.support.personas import VIEWER_PASSWORD
 from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

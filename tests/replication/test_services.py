@@ -8,8 +8,10 @@ from django.conf import settings
 from console import services as console_services
 from console.errors import ApplicationError
 from replication import services
+from replication.endpoints import internal_source_url
+from replication.graph import cycle_candidates
 from replication.models import ReplicaOf, ReplicaSource, ReplicaSync
-from replication.sources import SourceInput, cycle_candidates, internal_source_url
+from replication.sources import SourceInput
 from tests.support.servers import RedisServer, free_port
 
 MB = 1024 * 1024
@@ -36,9 +38,9 @@ def _state() -> list[tuple[int, int, int | None, str]]:
 
 def _set(admin_user, dest, *srcs, check=False, **kw):
     inputs = [SourceInput(source_database_uid=s.pk, **kw) for s in srcs]
-    return services.replica_sources_set(
-        actor=admin_user, destination=dest, sources=inputs, check_connection=check
-    )
+    if check:
+        services.replica_sources_check(destination=dest, sources=inputs)
+    return services.replica_sources_set(actor=admin_user, destination=dest, sources=inputs)
 
 
 def test_sources_set_bumps_generation_and_enables(admin_user, dbs):
@@ -76,7 +78,7 @@ def test_external_url_of_a_cluster_database_counts_for_cycles(admin_user, dbs):
     url = f"redis://admin:x@localhost:{a.port}"
     with pytest.raises(ApplicationError) as err:
         services.replica_sources_set(
-            actor=admin_user, destination=b, sources=[SourceInput(uri=url)], check_connection=False
+            actor=admin_user, destination=b, sources=[SourceInput(uri=url)]
         )
     assert "cycle" in err.value.message
 
@@ -85,14 +87,10 @@ def test_thirty_third_source_is_refused(admin_user):
     dest = console_services.database_create(actor=admin_user, name="dest", memory_size=8 * MB)
     urls = [SourceInput(uri=f"redis://10.0.0.{i}:6379") for i in range(1, 34)]
     with pytest.raises(ApplicationError) as err:
-        services.replica_sources_set(
-            actor=admin_user, destination=dest, sources=urls, check_connection=False
-        )
+        services.replica_sources_set(actor=admin_user, destination=dest, sources=urls)
     assert err.value.field == "replica_sources" and "32" in err.value.message
     assert not ReplicaSource.objects.exists()
-    services.replica_sources_set(
-        actor=admin_user, destination=dest, sources=urls[:32], check_connection=False
-    )
+    services.replica_sources_set(actor=admin_user, destination=dest, sources=urls[:32])
     assert ReplicaSource.objects.count() == 32
 
 
@@ -114,7 +112,6 @@ def test_malformed_urls_are_field_errors(admin_user, uri, words):
             actor=admin_user,
             destination=dest,
             sources=[SourceInput(uri=uri)],
-            check_connection=False,
         )
     assert err.value.field == "replica_sources[0].uri"
     assert words in err.value.message
@@ -130,7 +127,6 @@ def test_url_of_the_control_redis_is_refused(admin_user):
             actor=admin_user,
             destination=dest,
             sources=[SourceInput(uri=control)],
-            check_connection=False,
         )
     assert "control Redis" in err.value.message
 
@@ -143,13 +139,12 @@ def test_connection_check_refuses_bad_credentials_and_dead_hosts(admin_user):
             (f"redis://127.0.0.1:{free_port()}", "cannot connect"),
         ]:
             with pytest.raises(ApplicationError) as err:
-                services.replica_sources_set(
-                    actor=admin_user, destination=dest, sources=[SourceInput(uri=uri)]
-                )
+                services.replica_sources_check(destination=dest, sources=[SourceInput(uri=uri)])
             assert words in err.value.message
             assert "wrong-pass" not in err.value.message
         assert not ReplicaSource.objects.exists()
         ok = f"redis://:right-pass@127.0.0.1:{src.port}"
+        services.replica_sources_check(destination=dest, sources=[SourceInput(uri=ok)])
         services.replica_sources_set(
             actor=admin_user, destination=dest, sources=[SourceInput(uri=ok)]
         )
@@ -188,7 +183,7 @@ def test_a_database_used_as_a_source_cannot_be_deleted(admin_user, dbs):
     a, b = dbs("a", "b")
     _set(admin_user, b, a)
     with pytest.raises(ApplicationError) as err:
-        console_services.database_delete(actor=admin_user, database=a)
+        services.database_delete(actor=admin_user, database=a)
     assert "source of b" in err.value.message
     a.refresh_from_db()
     assert a.status == "pending"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path
 
+from config import views as database_views
 from console import views
 from replication import views as replica_views
 
@@ -9,11 +10,11 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("", views.home, name="home"),
-    path("databases/", views.database_list, name="database-list"),
+    path("databases/", database_views.database_list, name="database-list"),
     path("databases/new/", views.database_create, name="database-create"),
-    path("databases/<int:uid>/", views.database_detail, name="database-detail"),
-    path("databases/<int:uid>/edit/", views.database_edit, name="database-edit"),
-    path("databases/<int:uid>/delete/", views.database_delete, name="database-delete"),
+    path("databases/<int:uid>/", database_views.database_detail, name="database-detail"),
+    path("databases/<int:uid>/edit/", database_views.database_edit, name="database-edit"),
+    path("databases/<int:uid>/delete/", database_views.database_delete, name="database-delete"),
     path(
         "databases/<int:uid>/replica-of/source-check/",
         replica_views.source_check,

@@ -13,29 +13,13 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from console import provisioning, services
-from console.models import AuditEntry, Database, DatabaseStatus, Shard
+from console.models import AuditEntry, Database, Shard
+from tests.support.databases import create_active, database_status
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
 MB = 1024 * 1024
-
-
-def _status(uid: int) -> str:
-    db = Database.objects.filter(pk=uid).first()
-    return db.status if db else "gone"
-
-
-def create_active(api, **body) -> Database:
-    body.setdefault("memory_size", 64 * MB)
-    resp = api.post("/v1/bdbs", body, format="json")
-    assert resp.status_code == 201, resp.content
-    uid = resp.json()["uid"]
-    assert resp.json()["status"] == "pending"
-    wait_for(lambda: _status(uid) in {"active", "error"}, what=f"database {uid} to start")
-    db = Database.objects.get(pk=uid)
-    assert db.status == DatabaseStatus.ACTIVE, db.status_reason
-    return db
 
 
 def test_create_connect_and_authenticate(admin_api, live_worker):
@@ -70,7 +54,7 @@ def test_edit_memory_and_password_applies_live(admin_api, live_worker):
         format="json",
     )
     assert resp.status_code == 200, resp.content
-    wait_for(lambda: _status(db.pk) == "active", what="the edit to apply")
+    wait_for(lambda: database_status(db.pk) == "active", what="the edit to apply")
     client = redis.Redis(port=db.port, username="default", password="new-pass-1")
     assert client.config_get("maxmemory")["maxmemory"] == str(32 * MB)
     resp = admin_api.put(f"/v1/bdbs/{db.pk}", {"name": "renamed"}, format="json")
@@ -102,7 +86,7 @@ def test_delete_stops_processes_and_frees_ports(admin_api, live_worker):
     ports = [s.port for s in spec.shards]
 
     assert admin_api.delete(f"/v1/bdbs/{db.pk}").status_code == 204
-    wait_for(lambda: _status(db.pk) == "gone", what="the database row to go")
+    wait_for(lambda: database_status(db.pk) == "gone", what="the database row to go")
     assert not any(provisioning.pid_alive(p) for p in pids)
     assert all(provisioning.port_free(p) for p in ports)
     assert not provisioning.database_dir(settings.DATA_DIR, db.pk).exists()
@@ -143,13 +127,13 @@ def test_process_that_fails_to_start_ends_in_error_and_can_be_deleted(admin_user
             # Taken after validation, before the node starts the process.
             blocker.bind(("127.0.0.1", port))
             blocker.listen()
-        wait_for(lambda: _status(db.pk) == "error", what="the failed start to be recorded")
+        wait_for(lambda: database_status(db.pk) == "error", what="the failed start to be recorded")
         db.refresh_from_db()
         assert "port" in db.status_reason.lower() or "address" in db.status_reason.lower()
     finally:
         blocker.close()
     services.database_delete(actor=admin_user, database=db)
-    wait_for(lambda: _status(db.pk) == "gone", what="the failed database to be deleted")
+    wait_for(lambda: database_status(db.pk) == "gone", what="the failed database to be deleted")
 
 
 BAD_INPUTS = [

@@ -5,7 +5,7 @@ from django.urls import include, path
 from replication.apis import MetricsApi
 
 urlpatterns = [
-    path("v1/", include("console.api_urls")),
+    path("v1/", include("config.api_urls")),
     path("metrics", MetricsApi.as_view(), name="metrics"),
-    path("", include("console.page_urls")),
+    path("", include("config.page_urls")),
 ]

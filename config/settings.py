@@ -6,7 +6,6 @@ with their data under `var/`.
 
 from __future__ import annotations
 
-import os
 import secrets
 import socket
 from pathlib import Path
@@ -15,6 +14,7 @@ import dj_database_url
 from cryptography.fernet import Fernet
 
 from console.env import EnvError, env_bool, env_int, env_list, env_str
+from console.files import write_private
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("CONSOLE_VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -25,9 +25,7 @@ def _secret_file(name: str, make: str) -> str:
     """Read a generated secret from var/, creating it once with mode 0600."""
     path = VAR_DIR / name
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(make)
+        write_private(path, make, exclusive=True)
     return path.read_text().strip()
 
 
@@ -86,7 +84,7 @@ MIDDLEWARE = [
     "console.middleware.LoginRequiredMiddleware",
 ]
 
-ROOT_URLCONF = "console.urls"
+ROOT_URLCONF = "config.urls"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
@@ -103,7 +101,7 @@ TEMPLATES = [
     },
 ]
 WSGI_APPLICATION = None
-ASGI_APPLICATION = "console.asgi.application"
+ASGI_APPLICATION = "config.asgi.application"
 
 DATABASES = {
     "default": dj_database_url.parse(

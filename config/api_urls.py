@@ -3,12 +3,13 @@ from __future__ import annotations
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
+from config import apis as bdb_apis
 from console import apis
 from replication import apis as replica_apis
 
 urlpatterns = [
-    path("bdbs", apis.BdbListApi.as_view(), name="api-bdb-list"),
-    path("bdbs/<int:uid>", apis.BdbDetailApi.as_view(), name="api-bdb-detail"),
+    path("bdbs", bdb_apis.BdbListApi.as_view(), name="api-bdb-list"),
+    path("bdbs/<int:uid>", bdb_apis.BdbDetailApi.as_view(), name="api-bdb-detail"),
     path(
         "bdbs/<int:uid>/actions/replica_source_url",
         replica_apis.ReplicaSourceUrlApi.as_view(),
@@ -21,12 +22,12 @@ urlpatterns = [
     ),
     path(
         "bdbs/<int:uid>/actions/replica_sync_restart",
-        replica_apis.ReplicaSyncRestartApi.as_view(),
+        replica_apis.ReplicaSyncRestartApi.as_view(resource=bdb_apis.bdb_data),
         name="api-bdb-replica-sync-restart",
     ),
     path(
         "bdbs/<int:uid>/actions/update_credentials",
-        replica_apis.ReplicaCredentialsUpdateApi.as_view(),
+        replica_apis.ReplicaCredentialsUpdateApi.as_view(resource=bdb_apis.bdb_data),
         name="api-bdb-update-credentials",
     ),
     path(

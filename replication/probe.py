@@ -1,0 +1,108 @@
+"""The connection check of a source: can the syncer reach it, speak TLS with it, authenticate and
+read its replication state — with exactly the client the sync job uses, under one deadline.
+
+Every failure is one of a few fixed classes (`ProbeFailure.kind`); the operator's message is
+chosen by the class, never copied from the far end: whatever answers on a port must not be able
+to put its text on our pages, and the wording must not tell apart more than these classes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import tempfile
+from pathlib import Path
+
+import hiredis
+
+from console.tls import TlsMaterial
+from replication.syncer.errors import AuthError, SyncError
+from replication.syncer.resp import RespConnection
+from replication.syncer.urls import RedisUrl
+
+# connect + TLS + AUTH + the first reply, all of it (issue: a silent port took 60 s).
+CHECK_DEADLINE_S = 5.0
+
+
+class ProbeFailure(Exception):
+    """The check failed; `kind` is one of `MESSAGES`."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+MESSAGES = {
+    "refused": "cannot connect to {address}: nothing accepts connections there",
+    "unreachable": "cannot connect to {address}: the host cannot be reached",
+    "timeout": "no answer from {address} within {deadline:g} s (is it a Redis server, and does it "
+    "expect TLS or plain connections?)",
+    "tls_verify": "TLS: the certificate of {address} does not match the certificate configured "
+    "for this source; give the source cluster's proxy certificate",
+    "tls": "TLS: the handshake with {address} failed (does it speak TLS, and does it accept this "
+    "cluster's syncer certificate? add it to the source database's trusted certificates)",
+    "auth": "authentication failed for source {address}: check the user and password of the URL",
+    "noperm": "the user of {address} may not read the replication state (NOPERM): it needs "
+    "INFO, REPLCONF and PSYNC",
+    "closed": "{address} closed the connection before answering",
+    "not_redis": "{address} does not speak the Redis protocol",
+}
+
+
+def failure_message(kind: str, url: RedisUrl) -> str:
+    return MESSAGES[kind].format(address=url.address, deadline=CHECK_DEADLINE_S)
+
+
+async def _check(url: RedisUrl, tls: TlsMaterial | None, workdir: Path) -> None:
+    options = tls.options(workdir, "check") if tls is not None else None
+    conn = await RespConnection.open(url, options, select_db=False)
+    try:
+        reply = await conn.call_raw(b"INFO", b"replication")
+    finally:
+        conn.close()
+    if isinstance(reply, hiredis.ReplyError):
+        raise ProbeFailure("noperm" if str(reply).startswith("NOPERM") else "not_redis")
+    if not isinstance(reply, bytes) or b"role:" not in reply:
+        raise ProbeFailure("not_redis")
+
+
+def _kind_of(exc: BaseException) -> str:
+    """The class of a failure, from the exception types (never from their text)."""
+    if isinstance(exc, ProbeFailure):
+        return exc.kind
+    if isinstance(exc, AuthError):
+        return "auth"
+    if isinstance(exc, SyncError) and exc.__cause__ is None:
+        return "closed"  # the peer closed the connection (the syncer's own error, no cause)
+    cause = exc.__cause__ if isinstance(exc, SyncError) else exc
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return "tls_verify"
+    if isinstance(cause, ssl.SSLError):
+        return "tls"
+    if isinstance(cause, ConnectionRefusedError):
+        return "refused"
+    if isinstance(cause, TimeoutError):
+        return "timeout"
+    if isinstance(cause, ConnectionError):
+        return "closed"
+    if isinstance(cause, OSError):
+        return "unreachable"
+    return "not_redis"
+
+
+def source_probe(url: RedisUrl, tls: TlsMaterial | None) -> None:
+    """Connect, (TLS,) authenticate and read `INFO replication` within `CHECK_DEADLINE_S`;
+    raise `ProbeFailure` with the class of the failure."""
+    if url.tls and tls is None:
+        tls = TlsMaterial()
+
+    async def run(workdir: Path) -> None:
+        await asyncio.wait_for(_check(url, tls, workdir), CHECK_DEADLINE_S)
+
+    with tempfile.TemporaryDirectory(prefix="source-check-") as workdir:
+        try:
+            asyncio.run(run(Path(workdir)))
+        except (ProbeFailure, SyncError, OSError) as exc:
+            raise ProbeFailure(_kind_of(exc)) from None
+        except TimeoutError:
+            raise ProbeFailure("timeout") from None
