@@ -102,7 +102,7 @@ def source_probe(url: RedisUrl, tls: TlsMaterial | None) -> None:
     with tempfile.TemporaryDirectory(prefix="source-check-") as workdir:
         try:
             asyncio.run(run(Path(workdir)))
-        except (ProbeFailure, SyncError, OSError) as exc:
+        except (ProbeFailure, SyncError, OSError, hiredis.HiredisError) as exc:
             raise ProbeFailure(_kind_of(exc)) from None
         except TimeoutError:
             raise ProbeFailure("timeout") from None
