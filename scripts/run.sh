@@ -3,14 +3,8 @@
 # Ctrl-C stops the console's processes; database processes keep running and are adopted again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# CONSOLE_PYTHON: an interpreter whose environment already has the requirements; then nothing is
-# installed (a console inside a network namespace, tests/support/hosts.py, has no network).
-if [ -n "${CONSOLE_PYTHON:-}" ]; then
-  PY=$CONSOLE_PYTHON
-else
-  bash scripts/bootstrap.sh run
-  PY=.venv/bin/python
-fi
+bash scripts/bootstrap.sh run
+PY=${CONSOLE_PYTHON:-.venv/bin/python}
 
 export CONSOLE_VAR_DIR=${CONSOLE_VAR_DIR:-$PWD/var}
 export CONSOLE_HTTP_PORT=${CONSOLE_HTTP_PORT:-8080}

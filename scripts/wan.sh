@@ -8,13 +8,9 @@
 # Needs root (network namespaces, tc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -n "${CONSOLE_PYTHON:-}" ]; then
-  PY=$CONSOLE_PYTHON
-else
-  bash scripts/bootstrap.sh run
-  PY=$PWD/.venv/bin/python
-fi
-export CONSOLE_PYTHON=$PY
+bash scripts/bootstrap.sh run
+export CONSOLE_PYTHON=${CONSOLE_PYTHON:-$PWD/.venv/bin/python}
+PY=$CONSOLE_PYTHON
 cmd=${1:-status}
 case "$cmd" in
   up)   exec "$PY" -m tests.support.hosts up --delay-ms "${DELAY_MS:-0}" --rate "${RATE:-}" ;;

@@ -677,7 +677,6 @@ class Bed:
         self.owned = prefix is None  # a test's bed, torn down at exit and swept when orphaned
         self.prefix = prefix or f"roc-{os.getpid()}-{secrets.token_hex(3)}"
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
-        self.workdir.mkdir(parents=True, exist_ok=True)
         self.netns = {role: f"{self.prefix}-{role}" for role in ROLES}
         self.east = Host("east", self.netns["east"], ADDRESSES["east"], self.workdir)
         self.west = Host("west", self.netns["west"], ADDRESSES["west"], self.workdir)
@@ -704,6 +703,7 @@ class Bed:
             _live_beds.append(self)
             self._trap_sigterm()
         try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
             self._build()
         except BaseException:
             self.stop()
@@ -852,7 +852,7 @@ def sweep_orphans() -> list[str]:
     swept = []
     for ns in netns_list():
         m = _TEST_NS.match(ns)
-        if m is None or _pid_alive(int(m.group(1))):
+        if m is None or Path(f"/proc/{m.group(1)}").exists():  # owner alive
             continue
         with contextlib.suppress(BedError):
             kill_netns_processes(ns)
@@ -861,16 +861,6 @@ def sweep_orphans() -> list[str]:
         for workdir in Path(tempfile.gettempdir()).glob(f"{ns.rsplit('-', 1)[0]}-*"):
             shutil.rmtree(workdir, ignore_errors=True)
     return swept
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # ------------------------------------------------------------------------ the shell's bed (wan.sh)

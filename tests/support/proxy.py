@@ -127,7 +127,10 @@ class TcpProxy:
         self._links.add(pair)
         up = asyncio.create_task(self._pump(c_reader, s_writer, throttled=False))
         down = asyncio.create_task(self._pump(s_reader, c_writer, throttled=True))
-        await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+        # Cancelled only by stop(); end normally, as Python 3.11's start_server logs a cancelled
+        # connection handler as an error.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
         for t in (up, down):
             t.cancel()
         for w in pair:

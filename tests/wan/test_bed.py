@@ -17,6 +17,7 @@ import pytest
 from tests.support.hosts import (
     REPO,
     Bed,
+    Host,
     netns_list,
     pids_in_netns_inode,
     sweep_orphans,
@@ -30,7 +31,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MBIT = 1_000_000
 
 
-def echo_once(listener: socket.socket) -> threading.Thread:
+def echo(client: Host, listener: socket.socket, address: str, payload: bytes) -> bytes:
+    """Send `payload` from `client` to `listener` (at `address`), which sends it back once."""
+
     def serve() -> None:
         conn, _ = listener.accept()
         with conn:
@@ -38,7 +41,11 @@ def echo_once(listener: socket.socket) -> threading.Thread:
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    return thread
+    with client.connect(listener.getsockname()[1], address) as sock:
+        sock.sendall(payload)
+        got = sock.recv(100)
+    thread.join(10)
+    return got
 
 
 def test_hosts_reach_each_other_only_over_the_wan_link(wan_bed: Bed) -> None:
@@ -50,13 +57,8 @@ def test_hosts_reach_each_other_only_over_the_wan_link(wan_bed: Bed) -> None:
 
     # west reaches east's WAN address, and the frames cross the bridge.
     before = wan_bed.link.stats()["west>east"]["frames"]
-    listener = east.listen()
-    thread = echo_once(listener)
-    with west.connect(listener.getsockname()[1], east.address) as sock:
-        sock.sendall(b"over the wan")
-        assert sock.recv(100) == b"over the wan"
-    thread.join(10)
-    listener.close()
+    with east.listen() as listener:
+        assert echo(west, listener, east.address, b"over the wan") == b"over the wan"
     assert wan_bed.link.stats()["west>east"]["frames"] > before
 
     # east's management side (its loopback, where its control Redis listens) is not west's:
@@ -72,17 +74,12 @@ def test_hosts_reach_each_other_only_over_the_wan_link(wan_bed: Bed) -> None:
     assert exc_info.value.errno == errno.ENETUNREACH
 
     # Cut the link: west no longer reaches east; restore it: it does again.
-    listener = east.listen()
-    wan_bed.link.cut()
-    with pytest.raises(TimeoutError):
-        west.connect(listener.getsockname()[1], east.address, timeout=2)
-    wan_bed.link.restore()
-    thread = echo_once(listener)
-    with west.connect(listener.getsockname()[1], east.address) as sock:
-        sock.sendall(b"back")
-        assert sock.recv(100) == b"back"
-    thread.join(10)
-    listener.close()
+    with east.listen() as listener:
+        wan_bed.link.cut()
+        with pytest.raises(TimeoutError):
+            west.connect(listener.getsockname()[1], east.address, timeout=2)
+        wan_bed.link.restore()
+        assert echo(west, listener, east.address, b"back") == b"back"
     assert wan_bed.link.stats()["west>east"]["dropped_cut"] > 0
 
 
