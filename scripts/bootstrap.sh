@@ -22,6 +22,12 @@ if ! command -v redis-server >/dev/null 2>&1; then
   (as_root systemctl disable --now redis-server >/dev/null 2>&1) || true
 fi
 
+# The two-host tests (tests/support/hosts.py) build network namespaces with ip and tc.
+if [ "$want" = dev ] && ! { command -v ip && command -v tc; } >/dev/null 2>&1; then
+  echo "installing iproute2 (Debian package, for the two-host tests)…"
+  apt_install iproute2
+fi
+
 # Browser tests drive Debian's Chromium headless (Playwright never downloads a browser here).
 if [ "$want" = dev ] && ! command -v chromium >/dev/null 2>&1; then
   echo "installing chromium (Debian package, for the browser tests)…"

@@ -673,6 +673,7 @@ class Bed:
         workdir: Path | None = None,
         delay_ms: float = 0.0,
         rate: str | None = None,
+        keep_logs: Path | None = None,
     ) -> None:
         self.owned = prefix is None  # a test's bed, torn down at exit and swept when orphaned
         self.prefix = prefix or f"roc-{os.getpid()}-{secrets.token_hex(3)}"
@@ -682,10 +683,10 @@ class Bed:
         self.west = Host("west", self.netns["west"], ADDRESSES["west"], self.workdir)
         self.link = Link(self.netns["wan"], self.workdir / "bridge.sock")
         self.initial_delay_ms = delay_ms
+        self.keep_logs = keep_logs  # logs are copied to keep_logs/<prefix>/ at teardown
         self.initial_rate = rate
         self.bridge: subprocess.Popen[bytes] | None = None
         self._inodes: dict[str, int] = {}
-        self._previous_sigterm: Any = None
 
     @property
     def hosts(self) -> tuple[Host, Host]:
@@ -700,8 +701,9 @@ class Bed:
         if clash := [ns for ns in self.netns.values() if ns in existing]:
             raise BedError(f"namespaces already exist: {clash} (scripts/wan.sh down?)")
         if self.owned:
+            if not _live_beds:
+                _trap_sigterm()
             _live_beds.append(self)
-            self._trap_sigterm()
         try:
             self.workdir.mkdir(parents=True, exist_ok=True)
             self._build()
@@ -764,15 +766,6 @@ class Bed:
         with netns_entered(ns), open(f"/proc/sys/{key}", "w") as f:
             f.write(value)
 
-    def _trap_sigterm(self) -> None:
-        """A SIGTERM to the test run becomes KeyboardInterrupt, so fixtures' finalizers (and
-        this bed's teardown) run instead of the process dying with the bed up."""
-        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
-            current = signal.getsignal(signal.SIGTERM)
-            if current in (signal.SIG_DFL, None):
-                self._previous_sigterm = current
-                signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
-
     # -- down ---------------------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -800,14 +793,24 @@ class Bed:
                 proc = _ip("netns", "del", ns, check=False)
                 if proc.returncode != 0:
                     errors.append(f"ip netns del {ns}: {proc.stderr.strip()}")
+        self._save_logs()
         shutil.rmtree(self.workdir, ignore_errors=True)
         if self in _live_beds:
             _live_beds.remove(self)
-        if self._previous_sigterm is not None and not _live_beds:
-            with contextlib.suppress(ValueError):
-                signal.signal(signal.SIGTERM, self._previous_sigterm)
+            if not _live_beds:
+                _untrap_sigterm()
         if errors:
             raise BedError("teardown: " + "; ".join(errors))
+
+    def _save_logs(self) -> None:
+        """The bridge's, run.sh's and the consoles' logs, for a failure to be read afterwards."""
+        if self.keep_logs is None or not self.workdir.exists():
+            return
+        for log in self.workdir.rglob("*.log"):
+            target = self.keep_logs / self.prefix / log.relative_to(self.workdir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                shutil.copyfile(log, target)
 
     def leftovers(self) -> list[str]:
         """What survived teardown: empty when nothing did."""
@@ -838,6 +841,20 @@ class Bed:
 
 def _sigterm_to_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _trap_sigterm() -> None:
+    """While a test bed is up, SIGTERM to the test run becomes KeyboardInterrupt, so fixtures'
+    finalizers (the beds' teardown) run instead of the process dying with its beds up."""
+    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+
+
+def _untrap_sigterm() -> None:
+    with contextlib.suppress(ValueError):
+        if signal.getsignal(signal.SIGTERM) == _sigterm_to_interrupt:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @atexit.register

@@ -4,7 +4,9 @@ otherwise."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -21,10 +23,16 @@ def stop_and_check(bed: Bed) -> None:
             pytest.fail("the WAN bed left behind:\n  " + "\n  ".join(left), pytrace=False)
 
 
+def new_bed() -> Bed:
+    """A test bed whose logs (delay bridge, run.sh, every console process) are kept after it,
+    in the test run's var dir (tests/plugin.py): wan-logs/<bed prefix>/."""
+    return Bed(keep_logs=Path(os.environ["CONSOLE_VAR_DIR"]) / "wan-logs")
+
+
 @pytest.fixture
 def wan_bed() -> Iterator[Bed]:
     """east and west joined by the WAN link (no delay, no limit: set them with bed.link.set)."""
-    bed = Bed().start()
+    bed = new_bed().start()
     try:
         yield bed
     finally:
@@ -35,7 +43,7 @@ def wan_bed() -> Iterator[Bed]:
 def wan_consoles() -> Iterator[Bed]:
     """The bed with a whole console (scripts/run.sh) on each host, ready: GET /v1/cluster is 200
     on both. The link is reset (no delay, no limit, not cut) before each test that uses `wan`."""
-    bed = Bed().start()
+    bed = new_bed().start()
     try:
         for host in bed.hosts:
             host.start_console(wait=False)

@@ -89,6 +89,7 @@ def test_replica_of_from_east_to_west_over_the_wan_and_through_an_outage(wan: Be
         wan.link.cut()
         cut_at = time.monotonic()
         written_at_cut = load.n
+        time.sleep(1)  # what was already past the link when it was cut gets applied
         applied_at_cut = int(dst.get("counter") or 0)
         seen = []
         while time.monotonic() - cut_at < 5:
@@ -103,12 +104,11 @@ def test_replica_of_from_east_to_west_over_the_wan_and_through_an_outage(wan: Be
     recovered_s = time.monotonic() - restored_at
     print(
         f"outage 5 s: {written_during_cut} writes on east meanwhile, {applied_during_cut} applied "
-        f"on west; status/lag seen during it {seen[:3]}…{seen[-2:]}; caught up {recovered_s:.1f} s "
-        "after the link came back"
+        f"on west in its last 4 s; status/lag seen during it {seen[:2]}…{seen[-2:]}; caught up "
+        f"{recovered_s:.1f} s after the link came back"
     )
     assert written_during_cut > 0
-    # Nothing reached west while the link was cut (at most what was already on the wire).
-    assert applied_during_cut <= 2 * 150, applied_during_cut
+    assert applied_during_cut == 0  # the link was really cut
     assert wan.link.stats()["east>west"]["dropped_cut"] > 0
     wait_in_sync(west, b)
     assert int(dst.get("counter") or 0) == load.n
