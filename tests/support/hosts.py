@@ -16,9 +16,9 @@ Design, and why:
   ports are what they are, so east's source URL `redis://admin:…@10.77.0.1:12000` pasted on west
   works unchanged and its traffic sees the latency. A TCP proxy would have changed the address.
   Offloads (checksum, scatter-gather, TSO/GSO, GRO) are turned off on all four veth ends, so the
-  bridge moves real ≤ 1514-byte frames with finished checksums. On this 2-core machine it
-  carried ~530 Mbit/s with 20 ms one way, RTT 40.6 ms (see tests/wan/test_bed.py for the figures
-  a run measures).
+  bridge moves real ≤ 1514-byte frames with finished checksums. On this 2-core machine one TCP
+  stream through it ran at 390-530 Mbit/s with 20 ms one way, RTT 40.6-40.9 ms (tests/wan/
+  test_bed.py prints what a run measures and requires ≥ 50 Mbit/s).
 - **Bandwidth**: `tc tbf` on the bridge's two egress veths (in the wan namespace), so the hosts
   themselves carry no qdisc, and a full queue drops frames like a router's buffer would.
 - **Reaching a host from the test process**: no management veth, no address or route in the root
@@ -42,15 +42,22 @@ Design, and why:
   namespace is one of ours (by inode, also after the name is gone), an interface named after the
   bed in the root namespace, the temp dir.
 
-Use in tests (tests/wan/conftest.py has the fixtures `wan_bed` and `wan_consoles`):
+Use in tests. Fixtures (tests/wan/conftest.py): `wan_bed` (the hosts and the link, per test),
+`wan_consoles` (plus a ready console on each host, per module) and `wan` (that, with the link
+reset to no delay, no limit, not cut). A test bed's logs are kept in the run's var dir under
+`wan-logs/<prefix>/`.
 
-    bed.link.set(delay_ms=20, rate="50mbit")      # one way; rate None removes the limit
+    bed.link.set(delay_ms=20, rate="50mbit")      # one way / per direction; rate=None: no limit
     bed.link.cut(); bed.link.restore()             # frames dropped both ways, links stay up
+    bed.link.stats()                               # per-direction frames, bytes, drops
     bed.west.run(["ip", "addr"])                   # a command inside west's namespace
     bed.east.redis(port, password=pw)              # redis.Redis, a local client on east
     bed.west.redis(port, host=bed.east.address)    # from west, over the WAN
-    bed.east.api.post("/v1/bdbs", {...}).expect(200)
-    bed.east.url("/v1/bdbs")                       # http://10.77.0.1:8080/v1/bdbs
+    bed.east.connect(port, host) / bed.east.listen(port)   # plain sockets inside east
+    bed.east.api.post("/v1/bdbs", {...}).expect(201)       # JSON, admin basic auth
+    bed.east.url("/v1/bdbs")                       # http://10.77.0.1:8080/v1/bdbs (for messages)
+    bed.east.forward()                             # 127.0.0.1 port in the root ns -> east:8080
+    tcp_rtt_ms(bed.west, bed.east); tcp_throughput_bps(bed.east, bed.west, nbytes=…)
 
 From the shell: `python -m tests.support.hosts up|down|status|set` (scripts/wan.sh wraps it).
 """
