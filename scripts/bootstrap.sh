@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want=${1:-run}
+# CONSOLE_PYTHON: an interpreter that already has the requirements; `make run` uses it and nothing
+# is installed (a console inside a network namespace has no network: tests/support/hosts.py).
+if [ "$want" = run ] && [ -n "${CONSOLE_PYTHON:-}" ]; then exit 0; fi
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 apt_updated=0
@@ -17,6 +20,12 @@ if ! command -v redis-server >/dev/null 2>&1; then
   apt_install redis-server
   # The console starts its own Redis processes; the distribution's service is not needed.
   (as_root systemctl disable --now redis-server >/dev/null 2>&1) || true
+fi
+
+# The two-host tests (tests/support/hosts.py) build network namespaces with ip and tc.
+if [ "$want" = dev ] && ! { command -v ip && command -v tc; } >/dev/null 2>&1; then
+  echo "installing iproute2 (Debian package, for the two-host tests)…"
+  apt_install iproute2
 fi
 
 # Browser tests drive Debian's Chromium headless (Playwright never downloads a browser here).

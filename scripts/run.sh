@@ -4,13 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh run
+PY=${CONSOLE_PYTHON:-.venv/bin/python}
 
 export CONSOLE_VAR_DIR=${CONSOLE_VAR_DIR:-$PWD/var}
 export CONSOLE_HTTP_PORT=${CONSOLE_HTTP_PORT:-8080}
 export CONSOLE_REDIS_PORT=${CONSOLE_REDIS_PORT:-6380}
 export CONSOLE_NODE_NAME=${CONSOLE_NODE_NAME:-$(hostname)}
 mkdir -p "$CONSOLE_VAR_DIR/control-redis" "$CONSOLE_VAR_DIR/log"
-PY=.venv/bin/python
 pids=()
 
 stop_all() {

@@ -8,12 +8,16 @@ subprocesses alike:
         proxy.throttle(200_000)   # bytes per second from the server to the client
         proxy.cut()               # close every open connection (both sides)
         proxy.refuse(True)        # new connections are closed at once
+
+`make_socket` creates the socket of each connection to the target, for a target that only a
+socket made elsewhere can reach (tests/support/hosts.py: inside a network namespace).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -24,8 +28,16 @@ _CHUNK = 65536
 
 
 class TcpProxy:
-    def __init__(self, target_port: int, target_host: str = "127.0.0.1", port: int | None = None):
+    def __init__(
+        self,
+        target_port: int,
+        target_host: str = "127.0.0.1",
+        port: int | None = None,
+        *,
+        make_socket: Callable[[], socket.socket] | None = None,
+    ):
         self.target = (target_host, target_port)
+        self.make_socket = make_socket
         self.port = port or free_port()
         self.rate: float | None = None  # bytes/s server → client; None = unlimited
         self.refusing = False
@@ -106,7 +118,7 @@ class TcpProxy:
             c_writer.transport.abort()
             return
         try:
-            s_reader, s_writer = await asyncio.open_connection(*self.target)
+            s_reader, s_writer = await self._open_target()
         except OSError:
             c_writer.transport.abort()
             return
@@ -115,13 +127,28 @@ class TcpProxy:
         self._links.add(pair)
         up = asyncio.create_task(self._pump(c_reader, s_writer, throttled=False))
         down = asyncio.create_task(self._pump(s_reader, c_writer, throttled=True))
-        await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+        # Cancelled only by stop(); end normally, as Python 3.11's start_server logs a cancelled
+        # connection handler as an error.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
         for t in (up, down):
             t.cancel()
         for w in pair:
             with contextlib.suppress(Exception):
                 w.transport.abort()
         self._links.discard(pair)
+
+    async def _open_target(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.make_socket is None:
+            return await asyncio.open_connection(*self.target)
+        sock = self.make_socket()
+        try:
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, self.target)
+        except BaseException:
+            sock.close()
+            raise
+        return await asyncio.open_connection(sock=sock)
 
     async def _pump(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, throttled: bool
