@@ -229,6 +229,16 @@ class RedisClusterServers:
 
 
 @contextlib.contextmanager
+def silent_port() -> Iterator[int]:
+    """A loopback port where connections are accepted (by the kernel's backlog) and nothing is
+    ever said: a server that hangs, for timeouts."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        yield int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
 def redis_server(**kwargs: object) -> Iterator[RedisServer]:
     server = RedisServer(**kwargs)  # type: ignore[arg-type]
     server.start()
