@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable
-from typing import Self
 
 import pytest
-import redis
 
 from replication.syncer.checkpoint import CHECKPOINT_KEY, Checkpoint, CheckpointState
 from tests.support.compare import assert_same_data
+from tests.support.load import Load, populate
 from tests.support.proxy import TcpProxy
 from tests.support.servers import RedisServer
 from tests.support.wait import wait_for
 
 from .conftest import Cli, source_offset
-from .test_engine import populate
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,28 +29,6 @@ def checkpoint(dst: RedisServer) -> Checkpoint | None:
 def caught_up(dst: RedisServer, src: RedisServer) -> bool:
     c = checkpoint(dst)
     return c is not None and c.state is CheckpointState.STREAMING and c.offset >= source_offset(src)
-
-
-class Load:
-    """INCR a counter and RPUSH its new value to a log, one command at a time, until stopped."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run)
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            n = self.client.incr("counter")
-            self.client.rpush("log", n)
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
 
 
 def test_kill9_during_streaming_applies_every_command_once(
