@@ -379,14 +379,16 @@ Command = list[bytes] | bytes
 
 @dataclass(frozen=True, slots=True)
 class StreamBatch:
-    """One batch of a link's command stream, applied all at once with its checkpoint.
+    """One batch of a link's command stream, and the checkpoint the destination holds after it.
 
-    stream.py builds one per read from the source (one object per batch, nothing per command):
-    `runs` are the bytes to forward as they came (a writer without `needs_args` sends them
-    as they are), `cmds` the same commands parsed, which only a writer with `needs_args` is
-    given (`ncmds` of them: the others count the applied commands from the destination's reply).
-    `on_applied` gets the number of commands applied once the destination holds the batch and
-    `ckpt`; `blind` says that `runs` holds only blind writes (checkpoint.py)."""
+    stream.py builds one per read from the source, or per source transaction when one spans
+    several reads (an object per batch, nothing per command).
+    `runs`: the batch's bytes as they came from the source (with our expiry rewrites), which a
+    writer without `needs_args` forwards. `cmds`: the same commands parsed, `ncmds` of them,
+    which a writer with `needs_args` routes; the others ignore them (they may be missing) and
+    count the applied commands from the destination's reply. `on_applied` gets that count once
+    the destination holds the batch and `ckpt`; `blind`: `runs` holds only blind writes and
+    may go without MULTI (checkpoint.py)."""
 
     runs: Sequence[bytes | memoryview]
     cmds: list[list[bytes]]

@@ -154,6 +154,11 @@ class RedisServer:
         self.kill(signal.SIGTERM)
         return self.start()
 
+    def command_calls(self, command: str) -> int:
+        """How many times `command` ran on this server (INFO commandstats)."""
+        stats = self.client().info("commandstats").get(f"cmdstat_{command}")
+        return int(stats["calls"]) if stats else 0
+
     def stop(self) -> None:
         self.kill(signal.SIGKILL)
         if self.proc and self.proc.stderr:

@@ -103,7 +103,7 @@ def test_kill9_during_blind_writes_ends_with_the_same_data(
     wait_for(lambda: caught_up(dst, src), what="first sync", timeout=60)
     src.client().set("last", -1)  # the first stream commands (SELECT) go through MULTI
     wait_for(lambda: caught_up(dst, src), what="first command")
-    multi_before = _calls(dst, "multi")
+    multi_before = dst.command_calls("multi")
     with BlindLoad(src.client()) as load:
         for _ in range(3):
             wait_for(lambda: dst.client().get("last") != b"-1", what="load arriving")
@@ -125,13 +125,8 @@ def test_kill9_during_blind_writes_ends_with_the_same_data(
     assert proc.stop() == 0
     # The load went the blind way: a PING closes each blind batch; MULTI only for the
     # reconnections' first commands.
-    assert _calls(dst, "ping") > 20
-    assert _calls(dst, "multi") - multi_before < _calls(dst, "ping") / 10
-
-
-def _calls(server: RedisServer, command: str) -> int:
-    stats = server.client().info("commandstats").get(f"cmdstat_{command}")
-    return int(stats["calls"]) if stats else 0
+    assert dst.command_calls("ping") > 20
+    assert dst.command_calls("multi") - multi_before < dst.command_calls("ping") / 10
 
 
 def test_kill9_during_full_sync_reloads_clean(

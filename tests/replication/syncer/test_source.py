@@ -124,18 +124,23 @@ def test_an_unknown_history_gets_a_full_resync(servers: Servers) -> None:
     assert reply.full and reply.replid != "0123456789abcdef" * 2 + "01234567"
 
 
-def test_wrong_password_at_connect_is_auth_with_its_origin(servers: Servers) -> None:
-    src = servers(password="right")
+def _connect(url: str, *, read_timeout: float = 60.0, source: int | None = None) -> None:
+    """Only the handshake (AUTH, REPLCONF) of a link to `url`."""
 
     async def run() -> None:
-        link = SourceLink(parse_redis_url(f"redis://:nope@127.0.0.1:{src.port}"), source=6)
+        link = SourceLink(parse_redis_url(url), read_timeout=read_timeout, source=source)
         try:
             await link.connect()
         finally:
             link.close()
 
+    asyncio.run(run())
+
+
+def test_wrong_password_at_connect_is_auth_with_its_origin(servers: Servers) -> None:
+    src = servers(password="right")
     with pytest.raises(AuthError) as info:
-        asyncio.run(run())
+        _connect(f"redis://:nope@127.0.0.1:{src.port}", source=6)
     err = info.value
     assert (err.kind, err.side, err.source, err.endpoint) == (
         *("auth", "source", 6),
@@ -145,15 +150,8 @@ def test_wrong_password_at_connect_is_auth_with_its_origin(servers: Servers) -> 
 
 
 def test_a_source_that_never_answers_times_out() -> None:
-    async def run() -> None:
-        link = SourceLink(parse_redis_url(f"redis://127.0.0.1:{port}"), read_timeout=0.3)
-        try:
-            await link.connect()
-        finally:
-            link.close()
-
     with silent_port() as port, pytest.raises(RetryableError) as info:
-        asyncio.run(run())
+        _connect(f"redis://127.0.0.1:{port}", read_timeout=0.3)
     assert info.value.kind == "timeout" and "no reply" in str(info.value)
 
 
