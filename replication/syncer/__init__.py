@@ -9,11 +9,13 @@ from .engine import DestinationConfig, SourceConfig, SyncEngine
 from .errors import (
     AuthError,
     CrossSlotError,
+    ErrorKind,
     FatalSyncError,
     FullSyncRequired,
     OutOfMemoryError,
     OutputBufferLimitError,
     RetryableError,
+    Side,
     SyncError,
 )
 from .resp import TlsOptions
@@ -27,6 +29,7 @@ __all__ = [
     "CheckpointState",
     "CrossSlotError",
     "DestinationConfig",
+    "ErrorKind",
     "FatalSyncError",
     "FullSyncRequired",
     "LinkStatus",
@@ -35,6 +38,7 @@ __all__ = [
     "Phase",
     "RedisUrl",
     "RetryableError",
+    "Side",
     "SourceConfig",
     "SourceStatus",
     "SyncEngine",

@@ -31,10 +31,18 @@ from typing import Any, cast
 import hiredis
 
 from .checkpoint import CHECKPOINT_KEY, Checkpoint
-from .errors import CrossSlotError, FatalSyncError, RetryableError, classify_reply_error
+from .errors import (
+    CrossSlotError,
+    ErrorKind,
+    FatalSyncError,
+    Origin,
+    RetryableError,
+    Side,
+    classify_reply_error,
+)
 from .resp import RespConnection, TlsOptions, pack, pack_command
 from .urls import RedisUrl
-from .writer import MAX_IN_FLIGHT, Command, Pipeline, read_checkpoint_hash
+from .writer import MAX_IN_FLIGHT, Command, Pipeline, StreamBatch, read_checkpoint_hash
 
 __all__ = ["ClusterWriter", "KeySpecs", "key_slot"]
 
@@ -196,16 +204,25 @@ class _Pending:
 
 
 class ClusterWriter:
-    """A Redis Cluster destination (see module doc)."""
+    """A Redis Cluster destination (see module doc). `source` is the index of the source whose
+    link writes through it (None for the engine's own connection), for its errors."""
 
     needs_args = True
 
     def __init__(
-        self, url: RedisUrl, tls: TlsOptions | None = None, *, max_in_flight: int = MAX_IN_FLIGHT
+        self,
+        url: RedisUrl,
+        tls: TlsOptions | None = None,
+        *,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        source: int | None = None,
     ) -> None:
         self.url = url
         self.tls = tls
         self.max_in_flight = max_in_flight  # for the whole writer, shared by its pipelines
+        self.source = source
+        # Errors found here rather than by a server (cross-slot, database numbers, the slot map).
+        self.origin = Origin(Side.DESTINATION, url.address, source)
         self.slot_node: list[str] = [""] * SLOTS
         self.pipes: dict[str, Pipeline] = {}
         self.specs: KeySpecs | None = None
@@ -215,7 +232,9 @@ class ClusterWriter:
         self._moved: dict[int, str] = {}  # slot -> its new primary, once the old one is idle
 
     async def open(self) -> None:
-        seed = await RespConnection.open(self.url, self.tls, select_db=False)
+        seed = await RespConnection.open(
+            self.url, self.tls, select_db=False, side=Side.DESTINATION, source=self.source
+        )
         try:
             self.specs = KeySpecs.from_command_reply(await seed.call(b"COMMAND"))
             slots = await seed.call(b"CLUSTER", b"SLOTS")
@@ -236,10 +255,16 @@ class ClusterWriter:
             for s in range(int(lo), int(hi) + 1):
                 self.slot_node[s] = addr
         if "" in self.slot_node:
-            raise RetryableError(f"{self.url.redacted()}: not every slot is served (cluster down?)")
+            raise RetryableError(
+                f"{self.url.redacted()}: not every slot is served (cluster down?)",
+                kind=ErrorKind.UNAVAILABLE,
+                origin=self.origin,
+            )
         per_pipe = max(256 << 10, self.max_in_flight // len(self._urls))
         for addr, url in self._urls.items():
-            conn = await RespConnection.open(url, self.tls, select_db=False)
+            conn = await RespConnection.open(
+                url, self.tls, select_db=False, side=Side.DESTINATION, source=self.source
+            )
             self.pipes[addr] = Pipeline(conn, redirect=self._redirect, max_in_flight=per_pipe)
 
     async def aclose(self) -> None:
@@ -260,7 +285,11 @@ class ClusterWriter:
         kind, slot_s, addr = msg.split()[:3]
         pipe = self.pipes.get(addr)
         if pipe is None:
-            raise RetryableError(f"destination: {msg}: a primary we do not know yet; reconnecting")
+            raise RetryableError(
+                f"destination: {msg}: a primary we do not know yet; reconnecting",
+                kind=ErrorKind.UNAVAILABLE,
+                origin=Origin(Side.DESTINATION, addr, self.source),
+            )
         if kind == "MOVED":
             self._moved[int(slot_s)] = addr
             pipe.send_nowait(cmd, 1, on_done=applied, cmds=(cmd,))
@@ -289,7 +318,8 @@ class ClusterWriter:
                 name = args[0].decode(errors="replace")
                 raise CrossSlotError(
                     f"destination is a Redis Cluster: {name} with keys in different slots "
-                    f"({keys[0][:40]!r} and {k[:40]!r}) cannot be applied there"
+                    f"({keys[0][:40]!r} and {k[:40]!r}) cannot be applied there",
+                    origin=self.origin,
                 )
         return slot
 
@@ -299,7 +329,7 @@ class ClusterWriter:
         async def call(*args: bytes) -> Any:
             (reply,) = await pipe.call(pack(*args))
             if type(reply) is hiredis.ReplyError:
-                raise classify_reply_error(str(reply), where="destination")
+                raise classify_reply_error(str(reply), where="destination", origin=pipe.origin)
             return reply
 
         return await read_checkpoint_hash(call)
@@ -322,7 +352,9 @@ class ClusterWriter:
         if db != 0:
             raise FatalSyncError(
                 f"the source uses database {db}, but a Redis Cluster destination has only "
-                "database 0"
+                "database 0",
+                kind=ErrorKind.UNSUPPORTED,
+                origin=self.origin,
             )
 
     def _route(self, cmds: Sequence[Sequence[bytes]]) -> dict[str, list[bytes]]:
@@ -333,7 +365,9 @@ class ClusterWriter:
                 if args[1] != b"0":
                     raise FatalSyncError(
                         f"the source uses database {args[1].decode()}, but a Redis Cluster "
-                        "destination has only database 0"
+                        "destination has only database 0",
+                        kind=ErrorKind.UNSUPPORTED,
+                        origin=self.origin,
                     )
                 continue
             packed = pack_command(tuple(args))
@@ -392,20 +426,15 @@ class ClusterWriter:
         )
         await self.wait_idle()
 
-    async def apply_stream(
-        self,
-        raw: Sequence[bytes | memoryview],
-        cmds: list[list[bytes]],
-        ncmds: int,
-        link_id: str,
-        ckpt: Checkpoint,
-        on_done: Callable[[int], None],
-        *,
-        blind: bool = False,
-    ) -> None:
+    async def apply_stream(self, batch: StreamBatch) -> None:
         # `blind` changes nothing here: every batch is already written without MULTI and its
         # checkpoint follows once every primary acknowledged it (module docstring).
-        await self._send(self._route(cmds), ckpt, link_id, functools.partial(on_done, ncmds))
+        await self._send(
+            self._route(batch.cmds),
+            batch.ckpt,
+            batch.link_id,
+            functools.partial(batch.on_applied, batch.ncmds),
+        )
 
     async def wait_idle(self) -> None:
         for _ in range(3):  # redirected commands may land on another primary meanwhile

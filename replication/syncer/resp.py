@@ -22,9 +22,12 @@ import hiredis
 
 from .errors import (
     AuthError,
+    ErrorKind,
     FatalSyncError,
+    Origin,
     ProtocolError,
     RetryableError,
+    Side,
     classify_reply_error,
 )
 from .urls import RedisUrl
@@ -93,10 +96,16 @@ def ssl_context(tls: TlsOptions) -> ssl.SSLContext:
     return ctx
 
 
+def origin_of(url: RedisUrl, side: Side | None, source: int | None = None) -> Origin | None:
+    """Where errors of a connection to `url` come from (None when the caller did not say)."""
+    return None if side is None else Origin(side, url.address, source)
+
+
 async def open_stream(
-    url: RedisUrl, tls: TlsOptions | None
+    url: RedisUrl, tls: TlsOptions | None, origin: Origin | None = None
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """TCP (or TLS when the URL is rediss://) connection with a timeout; errors are retryable."""
+    """TCP (or TLS when the URL is rediss://) connection with a timeout; errors are retryable,
+    except a server certificate we do not trust."""
     ctx: ssl.SSLContext | None = None
     server_hostname: str | None = None
     if url.tls:
@@ -112,11 +121,21 @@ async def open_stream(
         )
     except ssl.SSLCertVerificationError as exc:
         # The server's certificate is not the one we were told to trust: configuration, not luck.
-        raise FatalSyncError(f"{url.address}: TLS: server certificate not trusted: {exc}") from exc
+        raise FatalSyncError(
+            f"{url.address}: TLS: server certificate not trusted: {exc}",
+            kind=ErrorKind.TLS,
+            origin=origin,
+        ) from exc
     except ssl.SSLError as exc:
-        raise RetryableError(f"{url.address}: TLS handshake failed: {exc}") from exc
+        raise RetryableError(
+            f"{url.address}: TLS handshake failed: {exc}", kind=ErrorKind.TLS, origin=origin
+        ) from exc
     except (OSError, TimeoutError) as exc:
-        raise RetryableError(f"{url.address}: cannot connect: {exc or type(exc).__name__}") from exc
+        # TimeoutError is an OSError too: the connect timeout (or the handshake's) ran out.
+        kind = ErrorKind.TIMEOUT if isinstance(exc, TimeoutError) else ErrorKind.REFUSED
+        raise RetryableError(
+            f"{url.address}: cannot connect: {exc or type(exc).__name__}", kind=kind, origin=origin
+        ) from exc
 
 
 def auth_args(url: RedisUrl) -> tuple[bytes, ...] | None:
@@ -131,30 +150,45 @@ class RespConnection:
     """A client connection that sends packed commands and reads replies with hiredis.
 
     Error replies come back as `hiredis.ReplyError` instances from `read_reply()`; `call()` raises
-    them, classified.
+    them, classified. `side` and `source` say what the connection is for: every error it raises
+    carries them (errors.py).
     """
 
     def __init__(
-        self, url: RedisUrl, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        url: RedisUrl,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        origin: Origin | None = None,
     ) -> None:
         self.url = url
         self.reader = reader
         self.writer = writer
+        self.origin = origin
         self.parser = hiredis.Reader(notEnoughData=_NOT_YET)
         self.bytes_in = 0
 
     @classmethod
     async def open(
-        cls, url: RedisUrl, tls: TlsOptions | None = None, *, select_db: bool = True
+        cls,
+        url: RedisUrl,
+        tls: TlsOptions | None = None,
+        *,
+        select_db: bool = True,
+        side: Side | None = None,
+        source: int | None = None,
     ) -> RespConnection:
-        reader, writer = await open_stream(url, tls)
-        conn = cls(url, reader, writer)
+        origin = origin_of(url, side, source)
+        reader, writer = await open_stream(url, tls, origin)
+        conn = cls(url, reader, writer, origin)
         try:
             args = auth_args(url)
             if args is not None:
                 reply = await conn.call_raw(*args)
                 if isinstance(reply, hiredis.ReplyError):
-                    raise AuthError(f"{url.redacted()}: authentication failed: {reply}")
+                    raise AuthError(
+                        f"{url.redacted()}: authentication failed: {reply}", origin=origin
+                    )
             if select_db and url.db:
                 await conn.call(b"SELECT", url.db)
         except BaseException:
@@ -169,7 +203,11 @@ class RespConnection:
         try:
             await self.writer.drain()
         except OSError as exc:
-            raise RetryableError(f"{self.url.address}: connection lost: {exc}") from exc
+            raise RetryableError(
+                f"{self.url.address}: connection lost: {exc}",
+                kind=ErrorKind.LOST,
+                origin=self.origin,
+            ) from exc
 
     async def read_reply(self) -> Any:
         while True:
@@ -183,9 +221,17 @@ class RespConnection:
         try:
             data = await self.reader.read(_READ_SIZE)
         except OSError as exc:
-            raise RetryableError(f"{self.url.address}: connection lost: {exc}") from exc
+            raise RetryableError(
+                f"{self.url.address}: connection lost: {exc}",
+                kind=ErrorKind.LOST,
+                origin=self.origin,
+            ) from exc
         if not data:
-            raise RetryableError(f"{self.url.address}: connection closed by peer")
+            raise RetryableError(
+                f"{self.url.address}: connection closed by peer",
+                kind=ErrorKind.CLOSED,
+                origin=self.origin,
+            )
         self.bytes_in += len(data)
         return data
 
@@ -194,7 +240,7 @@ class RespConnection:
         try:
             self.parser.feed(data)
         except hiredis.ProtocolError as exc:
-            raise ProtocolError(f"{self.url.address}: {exc}") from exc
+            raise ProtocolError(f"{self.url.address}: {exc}", origin=self.origin) from exc
 
     async def _fill(self) -> None:
         self.parse(await self.read_raw())
@@ -212,7 +258,9 @@ class RespConnection:
     async def call(self, *args: Arg) -> Any:
         reply = await self.call_raw(*args)
         if isinstance(reply, hiredis.ReplyError):
-            raise classify_reply_error(str(reply), where=self.url.redacted(), command=_name(args))
+            raise classify_reply_error(
+                str(reply), where=self.url.redacted(), command=_name(args), origin=self.origin
+            )
         return reply
 
     def close(self) -> None:
@@ -369,7 +417,10 @@ class CommandStreamParser:
         _plain_run(stop_names)
         _blind_run()
 
-    def __init__(self, stop_names: frozenset[bytes] = frozenset()) -> None:
+    def __init__(
+        self, stop_names: frozenset[bytes] = frozenset(), *, origin: Origin | None = None
+    ) -> None:
+        self.origin = origin  # the source whose stream this is, for the errors
         self._reader = hiredis.Reader()
         self._pending = bytearray()
         self._broken = False
@@ -409,12 +460,18 @@ class CommandStreamParser:
                 if set(map(type, parsed)) != {list} or set(map(type, map(_first, parsed))) != {
                     bytes
                 }:
-                    raise ProtocolError("replication stream: expected command arrays")
+                    raise ProtocolError(
+                        "replication stream: expected command arrays", origin=self.origin
+                    )
                 pos = encoded_size(parsed)
                 if pending[0] != 42 or pending[pos - 2 : pos] != b"\r\n":  # '*' ... CRLF
-                    raise ProtocolError("replication stream: command framing mismatch")
+                    raise ProtocolError(
+                        "replication stream: command framing mismatch", origin=self.origin
+                    )
                 if pos < len(pending) and pending[pos] != 42:
-                    raise ProtocolError("replication stream: command framing mismatch")
+                    raise ProtocolError(
+                        "replication stream: command framing mismatch", origin=self.origin
+                    )
         return self._take(pos), parsed
 
     def frame(
@@ -485,7 +542,9 @@ class CommandStreamParser:
 
     def _check_usable(self) -> None:
         if self._broken:
-            raise ProtocolError("replication stream parser used after a protocol error")
+            raise ProtocolError(
+                "replication stream parser used after a protocol error", origin=self.origin
+            )
 
     @contextlib.contextmanager
     def _failing(self) -> Iterator[None]:
@@ -494,7 +553,7 @@ class CommandStreamParser:
             yield
         except (hiredis.ProtocolError, TypeError, IndexError, ValueError) as exc:
             self._broken = True
-            raise ProtocolError(f"replication stream: {exc}") from exc
+            raise ProtocolError(f"replication stream: {exc}", origin=self.origin) from exc
         except ProtocolError:
             self._broken = True
             raise
@@ -521,14 +580,13 @@ class CommandStreamParser:
             return None
         self._one_open = False
         if type(args) is not list or not args or {type(a) for a in args} != {bytes}:
-            raise ProtocolError("replication stream: expected command arrays")
+            raise ProtocolError("replication stream: expected command arrays", origin=self.origin)
         return args
 
-    @staticmethod
-    def _one_size(args: list[bytes], pending: bytes | bytearray, start: int) -> int:
+    def _one_size(self, args: list[bytes], pending: bytes | bytearray, start: int) -> int:
         """Length of the command at `start`, which must be exactly the canonical encoding of
         `args` (hiredis alone does not check every CRLF)."""
         packed = pack_command(tuple(args))
         if pending[start : start + len(packed)] != packed:
-            raise ProtocolError("replication stream: command framing mismatch")
+            raise ProtocolError("replication stream: command framing mismatch", origin=self.origin)
         return len(packed)

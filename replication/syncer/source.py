@@ -22,7 +22,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .errors import AuthError, FatalSyncError, ProtocolError, RetryableError, classify_reply_error
+from .errors import (
+    AuthError,
+    ErrorKind,
+    FatalSyncError,
+    Origin,
+    ProtocolError,
+    RetryableError,
+    Side,
+    classify_reply_error,
+)
 from .resp import RespConnection, TlsOptions, auth_args, open_stream, pack
 from .urls import RedisUrl
 
@@ -46,14 +55,21 @@ class PsyncReply:
 
 
 class SourceLink:
-    """One replication connection to one primary."""
+    """One replication connection to one primary (of the source at `source` in the engine's
+    list: its errors say so)."""
 
     def __init__(
-        self, url: RedisUrl, tls: TlsOptions | None = None, *, read_timeout: float = READ_TIMEOUT_S
+        self,
+        url: RedisUrl,
+        tls: TlsOptions | None = None,
+        *,
+        read_timeout: float = READ_TIMEOUT_S,
+        source: int | None = None,
     ) -> None:
         self.url = url
         self.tls = tls
         self.read_timeout = read_timeout
+        self.origin = Origin(Side.SOURCE, url.address, source)
         self.bytes_in = 0
         self.rdb_size: int | None = None
         self.rdb_transferred = 0
@@ -65,12 +81,14 @@ class SourceLink:
         return self.url.redacted()
 
     async def connect(self) -> None:
-        self._reader, self._writer = await open_stream(self.url, self.tls)
+        self._reader, self._writer = await open_stream(self.url, self.tls, self.origin)
         args = auth_args(self.url)
         if args is not None:
             reply = await self._simple(*args)
             if reply.startswith("-"):
-                raise AuthError(f"{self.where}: authentication failed: {reply[1:]}")
+                raise AuthError(
+                    f"{self.where}: authentication failed: {reply[1:]}", origin=self.origin
+                )
         sock_port = self._writer.get_extra_info("sockname")
         port = sock_port[1] if isinstance(sock_port, tuple) else 0
         await self._expect_ok(b"REPLCONF", b"listening-port", port)
@@ -85,31 +103,38 @@ class SourceLink:
         if reply.startswith("+FULLRESYNC"):
             parts = reply.split()
             if len(parts) != 3 or len(parts[1]) != 40 or not parts[2].lstrip("-").isdigit():
-                raise ProtocolError(f"{self.where}: malformed {reply!r}")
+                raise ProtocolError(f"{self.where}: malformed {reply!r}", origin=self.origin)
             return PsyncReply(True, parts[1], int(parts[2]))
         if reply.startswith("+CONTINUE"):
             parts = reply.split()
             new_id = parts[1] if len(parts) > 1 else replid
             if new_id is None or len(new_id) != 40:
-                raise ProtocolError(f"{self.where}: malformed {reply!r}")
+                raise ProtocolError(f"{self.where}: malformed {reply!r}", origin=self.origin)
             return PsyncReply(False, new_id, offset)
         if reply.startswith("-"):
-            err = classify_reply_error(reply[1:], where=self.where, command=b"PSYNC")
+            err = classify_reply_error(
+                reply[1:], where=self.where, command=b"PSYNC", origin=self.origin
+            )
             if isinstance(err, FatalSyncError) and not isinstance(err, AuthError):
                 # e.g. "-ERR Can't SYNC while not connected with my master": transient on the source
-                raise RetryableError(str(err))
+                raise RetryableError(str(err), kind=err.kind, origin=self.origin)
             raise err
-        raise ProtocolError(f"{self.where}: unexpected reply to PSYNC: {reply[:80]!r}")
+        raise ProtocolError(
+            f"{self.where}: unexpected reply to PSYNC: {reply[:80]!r}", origin=self.origin
+        )
 
     async def rdb_chunks(self) -> AsyncIterator[bytes]:
         """The snapshot's bytes as they arrive (bounded memory), for either transfer format."""
         header = await self._line()
         if not header.startswith("$"):
-            raise ProtocolError(f"{self.where}: expected the RDB bulk header, got {header[:80]!r}")
+            raise ProtocolError(
+                f"{self.where}: expected the RDB bulk header, got {header[:80]!r}",
+                origin=self.origin,
+            )
         if header.startswith("$EOF:"):
             mark = header[5:].encode()
             if len(mark) != _EOF_MARK_LEN:
-                raise ProtocolError(f"{self.where}: bad EOF mark in {header!r}")
+                raise ProtocolError(f"{self.where}: bad EOF mark in {header!r}", origin=self.origin)
             self.rdb_size = None
             async for chunk in self._until_mark(mark):
                 yield chunk
@@ -117,7 +142,9 @@ class SourceLink:
         try:
             remaining = int(header[1:])
         except ValueError:
-            raise ProtocolError(f"{self.where}: bad RDB length in {header!r}") from None
+            raise ProtocolError(
+                f"{self.where}: bad RDB length in {header!r}", origin=self.origin
+            ) from None
         self.rdb_size = remaining
         while remaining > 0:
             data = await self._read(min(remaining, _CHUNK))
@@ -166,12 +193,18 @@ class SourceLink:
             data = await asyncio.wait_for(self._reader.read(n), self.read_timeout)
         except TimeoutError:
             raise RetryableError(
-                f"{self.where}: no data for {self.read_timeout:.0f} s, link considered dead"
+                f"{self.where}: no data for {self.read_timeout:.0f} s, link considered dead",
+                kind=ErrorKind.TIMEOUT,
+                origin=self.origin,
             ) from None
         except OSError as exc:
-            raise RetryableError(f"{self.where}: connection lost: {exc}") from exc
+            raise self._lost(exc) from exc
         if not data:
-            raise RetryableError(f"{self.where}: the source closed the replication link")
+            raise RetryableError(
+                f"{self.where}: the source closed the replication link",
+                kind=ErrorKind.CLOSED,
+                origin=self.origin,
+            )
         self.bytes_in += len(data)
         return data
 
@@ -183,14 +216,22 @@ class SourceLink:
                 raw = await asyncio.wait_for(self._reader.readuntil(b"\n"), self.read_timeout)
             except TimeoutError:
                 raise RetryableError(
-                    f"{self.where}: no reply for {self.read_timeout:.0f} s"
+                    f"{self.where}: no reply for {self.read_timeout:.0f} s",
+                    kind=ErrorKind.TIMEOUT,
+                    origin=self.origin,
                 ) from None
             except asyncio.IncompleteReadError:
-                raise RetryableError(f"{self.where}: the source closed the connection") from None
+                raise RetryableError(
+                    f"{self.where}: the source closed the connection",
+                    kind=ErrorKind.CLOSED,
+                    origin=self.origin,
+                ) from None
             except asyncio.LimitOverrunError as exc:
-                raise ProtocolError(f"{self.where}: reply line too long") from exc
+                raise ProtocolError(
+                    f"{self.where}: reply line too long", origin=self.origin
+                ) from exc
             except OSError as exc:
-                raise RetryableError(f"{self.where}: connection lost: {exc}") from exc
+                raise self._lost(exc) from exc
             self.bytes_in += len(raw)
             line = raw.rstrip(b"\r\n")
             if line:
@@ -202,15 +243,24 @@ class SourceLink:
         try:
             await self._writer.drain()
         except OSError as exc:
-            raise RetryableError(f"{self.where}: connection lost: {exc}") from exc
+            raise self._lost(exc) from exc
         return await self._line()
+
+    def _lost(self, exc: OSError) -> RetryableError:
+        return RetryableError(
+            f"{self.where}: connection lost: {exc}", kind=ErrorKind.LOST, origin=self.origin
+        )
 
     async def _expect_ok(self, *args: bytes | int | str) -> None:
         reply = await self._simple(*args)
         if reply.startswith("-"):
-            raise classify_reply_error(reply[1:], where=self.where, command=b"REPLCONF")
+            raise classify_reply_error(
+                reply[1:], where=self.where, command=b"REPLCONF", origin=self.origin
+            )
         if not reply.startswith("+"):
-            raise ProtocolError(f"{self.where}: unexpected reply {reply[:80]!r}")
+            raise ProtocolError(
+                f"{self.where}: unexpected reply {reply[:80]!r}", origin=self.origin
+            )
 
 
 def _pairs(flat: Any) -> dict[bytes, Any]:
@@ -219,20 +269,25 @@ def _pairs(flat: Any) -> dict[bytes, Any]:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat) - 1, 2)}
 
 
-async def discover_primaries(url: RedisUrl, tls: TlsOptions | None = None) -> list[RedisUrl]:
+async def discover_primaries(
+    url: RedisUrl, tls: TlsOptions | None = None, *, source: int | None = None
+) -> list[RedisUrl]:
     """One URL per primary when `url` is a Redis Cluster node, else `[url]`.
 
-    Uses `CLUSTER SHARDS` (Redis >= 7.0) and falls back to `CLUSTER NODES`.
+    Uses `CLUSTER SHARDS` (Redis >= 7.0) and falls back to `CLUSTER NODES`. `source` (the index
+    of this source in the engine's list) goes into the errors.
     """
     if url.cluster is False:
         return [url]
-    conn = await RespConnection.open(url, tls, select_db=False)
+    conn = await RespConnection.open(url, tls, select_db=False, side=Side.SOURCE, source=source)
     try:
         info = await conn.call(b"INFO", b"cluster")
         if b"cluster_enabled:1" not in info:
             if url.cluster:
                 raise FatalSyncError(
-                    f"{url.redacted()}: cluster=yes but the server is not a cluster node"
+                    f"{url.redacted()}: cluster=yes but the server is not a cluster node",
+                    kind=ErrorKind.CONFIG,
+                    origin=conn.origin,
                 )
             return [url]
         addresses: list[tuple[str, int]] = []
@@ -264,5 +319,9 @@ async def discover_primaries(url: RedisUrl, tls: TlsOptions | None = None) -> li
     finally:
         await conn.aclose()
     if not addresses:
-        raise RetryableError(f"{url.redacted()}: the cluster reports no primaries")
+        raise RetryableError(
+            f"{url.redacted()}: the cluster reports no primaries",
+            kind=ErrorKind.UNAVAILABLE,
+            origin=Origin(Side.SOURCE, url.address, source),
+        )
     return [replace(url, host=h, port=p, cluster=False) for h, p in sorted(set(addresses))]

@@ -6,13 +6,13 @@ serialises `SourceStatus.as_dict()`; nothing here knows about Django.
 
 from __future__ import annotations
 
-import time
-from collections import deque
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["LagMeter", "LinkStatus", "Phase", "SourceStatus"]
+from .errors import ErrorKind
+
+__all__ = ["LinkStatus", "Phase", "SourceStatus", "worst_phase"]
 
 
 class Phase(StrEnum):
@@ -52,6 +52,7 @@ class LinkStatus:
     last_update: float | None = None  # wall time of the last applied source command
     ingress_bytes: int = 0
     last_error: str | None = None
+    last_error_kind: ErrorKind | None = None  # what `last_error` is about (errors.ErrorKind)
     replid: str | None = None
     offset: int = -1  # replication offset applied (and checkpointed) on the destination
     full_syncs: int = 0
@@ -77,6 +78,7 @@ class SourceStatus:
     source: str  # redacted URL
     links: list[LinkStatus] = field(default_factory=list)
     stopped_error: str | None = None
+    stopped_error_kind: ErrorKind | None = None
 
     @property
     def phase(self) -> Phase:
@@ -116,6 +118,14 @@ class SourceStatus:
         errors = [ln.last_error for ln in self.links if ln.last_error]
         return errors[-1] if errors else None
 
+    @property
+    def last_error_kind(self) -> ErrorKind | None:
+        """The kind of `last_error` (the same error: the stopping one, else the last link's)."""
+        if self.stopped_error:
+            return self.stopped_error_kind
+        kinds = [ln.last_error_kind for ln in self.links if ln.last_error]
+        return kinds[-1] if kinds else None
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready snapshot (field names follow the REST API where they overlap)."""
         return {
@@ -130,39 +140,20 @@ class SourceStatus:
             "last_update": self.last_update,
             "ingress_bytes": self._sum("ingress_bytes"),
             "last_error": self.last_error,
+            "last_error_kind": _str_or_none(self.last_error_kind),
             "full_syncs": self._sum("full_syncs"),
             "partial_syncs": self._sum("partial_syncs"),
             "links": [
-                {**asdict(ln), "phase": str(ln.phase), "progress": ln.progress} for ln in self.links
+                {
+                    **asdict(ln),
+                    "phase": str(ln.phase),
+                    "progress": ln.progress,
+                    "last_error_kind": _str_or_none(ln.last_error_kind),
+                }
+                for ln in self.links
             ],
         }
 
 
-class LagMeter:
-    """Lag = how long ago the source first reached an offset we have not applied yet.
-
-    Samples `(monotonic time, master_repl_offset)` come from a side connection (≥10 per second);
-    `lag_ms(applied)` is 0 when we applied everything sampled so far.
-    """
-
-    def __init__(self, horizon: int = 4096) -> None:
-        self._samples: deque[tuple[float, int]] = deque(maxlen=horizon)
-
-    def sample(self, offset: int, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        if self._samples and self._samples[-1][1] >= offset:
-            return  # the offset did not move: the first time it was reached is what matters
-        self._samples.append((now, offset))
-
-    @property
-    def latest(self) -> int | None:
-        return self._samples[-1][1] if self._samples else None
-
-    def lag_ms(self, applied: int, now: float | None = None) -> float:
-        now = time.monotonic() if now is None else now
-        samples = self._samples
-        while len(samples) > 1 and samples[0][1] <= applied:
-            samples.popleft()
-        if not samples or samples[0][1] <= applied:
-            return 0.0
-        return max(0.0, (now - samples[0][0]) * 1000.0)
+def _str_or_none(kind: ErrorKind | None) -> str | None:
+    return None if kind is None else str(kind)

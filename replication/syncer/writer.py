@@ -23,11 +23,19 @@ from typing import Any, Protocol
 import hiredis
 
 from .checkpoint import CHECKPOINT_KEY, Checkpoint
-from .errors import FatalSyncError, SyncError, classify_reply_error
+from .errors import ErrorKind, FatalSyncError, Side, SyncError, classify_reply_error
 from .resp import RespConnection, TlsOptions, pack, pack_command
 from .urls import RedisUrl
 
-__all__ = ["MAX_IN_FLIGHT", "UNTIL_EXEC", "UNTIL_PONG", "Pipeline", "StandaloneWriter", "Writer"]
+__all__ = [
+    "MAX_IN_FLIGHT",
+    "UNTIL_EXEC",
+    "UNTIL_PONG",
+    "Pipeline",
+    "StandaloneWriter",
+    "StreamBatch",
+    "Writer",
+]
 
 # Bytes sent to the destination and not yet answered, per writer (the engine lowers it when
 # there are many links, so that their sum stays bounded).
@@ -74,6 +82,7 @@ class Pipeline:
         redirect: Callable[[str, bytes, Callable[[], None]], None] | None = None,
     ) -> None:
         self.conn = conn
+        self.origin = conn.origin  # every error of this pipeline is about its connection
         # Called with a MOVED/ASK error, the command it answers, and a function to call once
         # the command is applied where it was sent again: the batch is done only then.
         self.redirect = redirect
@@ -189,7 +198,11 @@ class Pipeline:
                     if not raw:
                         continue
                     if not batches:
-                        raise FatalSyncError(f"{self.where}: unexpected reply {bytes(raw)!r:.80}")
+                        raise FatalSyncError(
+                            f"{self.where}: unexpected reply {bytes(raw)!r:.80}",
+                            kind=ErrorKind.PROTOCOL,
+                            origin=self.origin,
+                        )
                     if batches[0].replies == UNTIL_PONG:
                         continue  # the rest of its replies is still coming
                     conn.parse(bytes(raw))
@@ -202,10 +215,18 @@ class Pipeline:
         except SyncError as exc:
             self.error = exc
         except Exception as exc:
-            self.error = FatalSyncError(f"{self.where}: reply reader failed: {exc!r}")
+            self.error = FatalSyncError(
+                f"{self.where}: reply reader failed: {exc!r}",
+                kind=ErrorKind.INTERNAL,
+                origin=self.origin,
+            )
         finally:
             if self.error is None:
-                self.error = FatalSyncError(f"{self.where}: reply reader stopped")
+                self.error = FatalSyncError(
+                    f"{self.where}: reply reader stopped",
+                    kind=ErrorKind.INTERNAL,
+                    origin=self.origin,
+                )
             for b in self._batches:
                 if b.future is not None and not b.future.done():
                     b.future.set_exception(self.error)
@@ -231,7 +252,7 @@ class Pipeline:
         reader.feed(replies)
         for reply in iter(reader.gets, False):
             if type(reply) is ReplyError:
-                raise classify_reply_error(str(reply), where=self.where)
+                raise classify_reply_error(str(reply), where=self.where, origin=self.origin)
 
     def _parsed(self, replies: list[Any]) -> None:
         """Hand parsed replies to the batches they answer, in order."""
@@ -240,7 +261,11 @@ class Pipeline:
         types: list[type] | None = None
         while i < n:
             if not batches:
-                raise FatalSyncError(f"{self.where}: unexpected reply {replies[i]!r:.80}")
+                raise FatalSyncError(
+                    f"{self.where}: unexpected reply {replies[i]!r:.80}",
+                    kind=ErrorKind.PROTOCOL,
+                    origin=self.origin,
+                )
             b = batches[0]
             if b.replies == UNTIL_EXEC:
                 if types is None:
@@ -286,7 +311,7 @@ class Pipeline:
             # A refused command (EXEC then answers EXECABORT) or EXEC's nil: the first says why.
             k = next(k for k in range(i, j) if types[k] is ReplyError or types[k] is _NoneType)
             if types[k] is ReplyError:
-                raise classify_reply_error(str(replies[k]), where=self.where)
+                raise classify_reply_error(str(replies[k]), where=self.where, origin=self.origin)
             self._check_exec(None)
         if j == n:
             b.seen += n - i
@@ -310,7 +335,7 @@ class Pipeline:
                 b.holds += 1
                 self.redirect(msg, b.cmds[b.seen + j], functools.partial(self._release, b))
             else:
-                raise classify_reply_error(msg, where=self.where)
+                raise classify_reply_error(msg, where=self.where, origin=self.origin)
 
     def _release(self, b: _Batch) -> None:
         """A command of `b` that was redirected is applied where it was sent again."""
@@ -334,10 +359,12 @@ class Pipeline:
 
     def _check_exec(self, reply: Any) -> None:
         if reply is None:
-            raise FatalSyncError(f"{self.where}: transaction aborted (EXEC returned nil)")
+            raise FatalSyncError(
+                f"{self.where}: transaction aborted (EXEC returned nil)", origin=self.origin
+            )
         if type(reply) is list and ReplyError in map(type, reply):
             first = next(r for r in reply if type(r) is ReplyError)
-            raise classify_reply_error(str(first), where=self.where)
+            raise classify_reply_error(str(first), where=self.where, origin=self.origin)
 
     async def aclose(self) -> None:
         self._task.cancel()
@@ -348,6 +375,28 @@ class Pipeline:
 # A command to load: its arguments, or already packed (`dump.restore_packed`), which only a
 # writer without `needs_args` is given.
 Command = list[bytes] | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StreamBatch:
+    """One batch of a link's command stream, and the checkpoint the destination holds after it.
+
+    stream.py builds one per read from the source, or per source transaction when one spans
+    several reads (an object per batch, nothing per command).
+    `runs`: the batch's bytes as they came from the source (with our expiry rewrites), which a
+    writer without `needs_args` forwards. `cmds`: the same commands parsed, `ncmds` of them,
+    which a writer with `needs_args` routes; the others ignore them (they may be missing) and
+    count the applied commands from the destination's reply. `on_applied` gets that count once
+    the destination holds the batch and `ckpt`; `blind`: `runs` holds only blind writes and
+    may go without MULTI (checkpoint.py)."""
+
+    runs: Sequence[bytes | memoryview]
+    cmds: list[list[bytes]]
+    ncmds: int
+    link_id: str
+    ckpt: Checkpoint
+    on_applied: Callable[[int], None]
+    blind: bool = False
 
 
 class Writer(Protocol):
@@ -363,17 +412,7 @@ class Writer(Protocol):
     async def load(self, cmds: list[Command], on_done: Callable[[], None] | None) -> None: ...
     async def select(self, db: int) -> None: ...
     async def commit_load(self, link_id: str, ckpt: Checkpoint) -> None: ...
-    async def apply_stream(
-        self,
-        raw: Sequence[bytes | memoryview],
-        cmds: list[list[bytes]],
-        ncmds: int,
-        link_id: str,
-        ckpt: Checkpoint,
-        on_done: Callable[[int], None],
-        *,
-        blind: bool = False,
-    ) -> None: ...
+    async def apply_stream(self, batch: StreamBatch) -> None: ...
     async def wait_idle(self) -> None: ...
 
 
@@ -389,16 +428,25 @@ async def read_checkpoint_hash(conn_call: Callable[..., Any]) -> dict[str, Check
 
 
 class StandaloneWriter:
-    """Standalone destination: one pipelined connection, SELECT tracked, stream bytes forwarded."""
+    """Standalone destination: one pipelined connection, SELECT tracked, stream bytes forwarded.
+
+    `source` is the index of the source whose link writes through it (None for the engine's
+    own connection), for its errors."""
 
     needs_args = False
 
     def __init__(
-        self, url: RedisUrl, tls: TlsOptions | None = None, *, max_in_flight: int = _MAX_IN_FLIGHT
+        self,
+        url: RedisUrl,
+        tls: TlsOptions | None = None,
+        *,
+        max_in_flight: int = _MAX_IN_FLIGHT,
+        source: int | None = None,
     ) -> None:
         self.url = url
         self.tls = tls
         self.max_in_flight = max_in_flight
+        self.source = source
         self.db = 0
         self._pipe: Pipeline | None = None
 
@@ -408,7 +456,9 @@ class StandaloneWriter:
         return self._pipe
 
     async def open(self) -> None:
-        conn = await RespConnection.open(self.url, self.tls, select_db=False)
+        conn = await RespConnection.open(
+            self.url, self.tls, select_db=False, side=Side.DESTINATION, source=self.source
+        )
         self._pipe = Pipeline(conn, max_in_flight=self.max_in_flight)
         self.db = 0
 
@@ -424,6 +474,7 @@ class StandaloneWriter:
                 str(reply),
                 where=self.pipe.where,
                 command=bytes(args[0]) if isinstance(args[0], bytes) else None,
+                origin=self.pipe.origin,
             )
         return reply
 
@@ -457,28 +508,19 @@ class StandaloneWriter:
         await self.select(ckpt.db)
         await self.pipe.wait_idle()
 
-    async def apply_stream(
-        self,
-        raw: Sequence[bytes | memoryview],
-        cmds: list[list[bytes]],
-        ncmds: int,
-        link_id: str,
-        ckpt: Checkpoint,
-        on_done: Callable[[int], None],
-        *,
-        blind: bool = False,
-    ) -> None:
-        """Send one batch and return without waiting for its replies: `on_done` runs, with the
-        number of commands of `raw` (counted by the destination: `ncmds` is not needed), when
-        the batch is applied. Batches apply in order on this one connection; if it breaks, the
-        checkpoint in the destination says which of them did: each is all or nothing
-        (`MULTI … EXEC`), or, with `blind` (`raw` holds only blind writes, checkpoint.py), a
+    async def apply_stream(self, batch: StreamBatch) -> None:
+        """Send one batch and return without waiting for its replies: `on_applied` runs, with
+        the number of commands of `runs` (counted by the destination: `ncmds` is not needed),
+        when the batch is applied. Batches apply in order on this one connection; if it breaks,
+        the checkpoint in the destination says which of them did: each is all or nothing
+        (`MULTI … EXEC`), or, with `blind` (`runs` holds only blind writes, checkpoint.py), a
         pipeline followed by its checkpoint, which is applied again from its start when it
         was cut before its checkpoint."""
+        ckpt, blind, on_done = batch.ckpt, batch.blind, batch.on_applied
         # The forwarded bytes may contain SELECTs; ckpt.db is where the stream is at the end.
         parts: list[bytes | memoryview] = [] if blind else [_MULTI]
-        parts += raw
-        tail = pack(b"HSET", CHECKPOINT_KEY, link_id, ckpt.encode())
+        parts += batch.runs
+        tail = pack(b"HSET", CHECKPOINT_KEY, batch.link_id, ckpt.encode())
         if ckpt.db != 0:
             parts += [_SELECT0, tail, pack(b"SELECT", ckpt.db)]
             ours = 3

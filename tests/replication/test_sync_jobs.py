@@ -14,9 +14,9 @@ from django.conf import settings
 from console.models import AuditEntry, Database
 from replication import control
 from replication.models import ReplicaOf
-from tests.replication.syncer.test_engine import populate
 from tests.support.compare import assert_same_data
 from tests.support.databases import create_active
+from tests.support.load import populate
 from tests.support.proxy import TcpProxy
 from tests.support.servers import RedisServer
 from tests.support.wait import wait_for

@@ -154,6 +154,11 @@ class RedisServer:
         self.kill(signal.SIGTERM)
         return self.start()
 
+    def command_calls(self, command: str) -> int:
+        """How many times `command` ran on this server (INFO commandstats)."""
+        stats = self.client().info("commandstats").get(f"cmdstat_{command}")
+        return int(stats["calls"]) if stats else 0
+
     def stop(self) -> None:
         self.kill(signal.SIGKILL)
         if self.proc and self.proc.stderr:
@@ -226,6 +231,16 @@ class RedisClusterServers:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def silent_port() -> Iterator[int]:
+    """A loopback port where connections are accepted (by the kernel's backlog) and nothing is
+    ever said: a server that hangs, for timeouts."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        yield int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

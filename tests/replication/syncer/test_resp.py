@@ -1,15 +1,31 @@
-"""The replication stream framer and the lag meter (pure units, plus a fuzz of the framer)."""
+"""The replication stream framer (pure units, plus a fuzz of the framer), and the errors that
+connections raise, with their kinds, against real servers."""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from collections.abc import Callable, Iterator
 
 import hiredis
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from replication.syncer.errors import ProtocolError
-from replication.syncer.resp import CommandStreamParser, pack
-from replication.syncer.status import LagMeter
+from replication.syncer.errors import (
+    AuthError,
+    ErrorKind,
+    FatalSyncError,
+    Origin,
+    ProtocolError,
+    RetryableError,
+    Side,
+)
+from replication.syncer.resp import CommandStreamParser, RespConnection, pack
+from replication.syncer.urls import parse_redis_url
+from tests.support.servers import RedisServer, free_port, silent_port
 
 STREAM = (
     pack(b"SELECT", b"0")
@@ -67,6 +83,21 @@ def test_non_commands_are_protocol_errors(bad: bytes) -> None:
         p.feed(STREAM)  # a broken parser stays broken instead of guessing
 
 
+def test_framing_errors_carry_the_stream_origin() -> None:
+    at = Origin(Side.SOURCE, "127.0.0.1:1", 4)
+    for method in ("feed", "frame"):
+        p = CommandStreamParser(frozenset({b"PING"}), origin=at)
+        with pytest.raises(ProtocolError) as info:
+            getattr(p, method)(b"+OK\r\n")
+        err = info.value
+        assert (err.kind, err.side, err.source, err.endpoint) == (
+            "protocol",
+            "source",
+            4,
+            at.endpoint,
+        )
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     data=st.binary(max_size=200),
@@ -110,18 +141,6 @@ def test_pack_is_length_prefixed_multibulk() -> None:
     r = hiredis.Reader()
     r.feed(pack(b"a\r\nb", bytearray(b"\x00")))
     assert r.gets() == [b"a\r\nb", b"\x00"]
-
-
-def test_lag_meter() -> None:
-    m = LagMeter()
-    assert m.lag_ms(0, now=10.0) == 0.0
-    m.sample(100, now=10.0)
-    m.sample(100, now=10.5)  # unchanged offset keeps the first time it was reached
-    m.sample(200, now=11.0)
-    assert m.lag_ms(50, now=11.2) == pytest.approx(1200)
-    assert m.lag_ms(100, now=11.2) == pytest.approx(200)
-    assert m.lag_ms(200, now=11.2) == 0.0
-    assert m.latest == 200
 
 
 # -- the fast framer (frame) -------------------------------------------------------------------
@@ -341,3 +360,110 @@ def test_fuzz_blind_means_every_returned_command_is_blind(
             continue
         got = CommandStreamParser().feed(raw)[1]
         assert p.blind == all(map(_is_blind, got)), got
+
+
+# -- connections: what each failure is, and where ------------------------------------------------
+
+
+def _open_error(url: str, **kwargs: object) -> BaseException:
+    async def run() -> BaseException:
+        try:
+            conn = await RespConnection.open(parse_redis_url(url), **kwargs)  # type: ignore[arg-type]
+        except BaseException as exc:
+            return exc
+        await conn.aclose()
+        raise AssertionError(f"{url} opened")
+
+    return asyncio.run(run())
+
+
+def test_nobody_listening_is_refused_with_its_origin() -> None:
+    port = free_port()
+    err = _open_error(f"redis://127.0.0.1:{port}", side=Side.DESTINATION, source=2)
+    assert isinstance(err, RetryableError) and "cannot connect" in str(err), err
+    assert (err.kind, err.side, err.source) == (ErrorKind.REFUSED, "destination", 2)
+    assert err.endpoint == f"127.0.0.1:{port}"
+
+
+def test_a_server_that_never_answers_the_tls_handshake_times_out() -> None:
+    with silent_port() as port:
+        err = _open_error(f"rediss://127.0.0.1:{port}?connect_timeout=0.3", side=Side.SOURCE)
+    assert isinstance(err, RetryableError), err
+    assert (err.kind, err.side, err.source) == ("timeout", "source", None)
+
+
+@contextlib.contextmanager
+def _plain_talker() -> Iterator[int]:
+    """A port whose server speaks first and not TLS (as a banner or an error line would)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+
+        def serve() -> None:
+            with contextlib.suppress(OSError):
+                conn, _ = srv.accept()
+                with conn:
+                    conn.sendall(b"-ERR this is not TLS\r\n" * 8)
+                    conn.recv(1)
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        yield int(srv.getsockname()[1])
+
+
+def test_a_failed_tls_handshake_is_a_tls_error() -> None:
+    with _plain_talker() as port:
+        err = _open_error(f"rediss://127.0.0.1:{port}", side=Side.SOURCE, source=0)
+    assert isinstance(err, RetryableError) and "TLS handshake failed" in str(err), err
+    assert (err.kind, err.side, err.source) == ("tls", "source", 0)
+
+
+@pytest.mark.integration
+def test_wrong_password_is_auth_and_hides_it(servers: Callable[..., RedisServer]) -> None:
+    srv = servers(password="right")
+    err = _open_error(f"redis://:not-it@127.0.0.1:{srv.port}", side=Side.SOURCE, source=1)
+    assert isinstance(err, AuthError) and isinstance(err, FatalSyncError), err
+    assert (err.kind, err.side, err.source) == ("auth", "source", 1)
+    assert "not-it" not in str(err)
+
+
+@pytest.mark.integration
+def test_a_connection_the_server_closes_is_closed(servers: Callable[..., RedisServer]) -> None:
+    srv = servers()
+
+    async def run() -> RetryableError:
+        url = parse_redis_url(f"redis://127.0.0.1:{srv.port}")
+        conn = await RespConnection.open(url, side=Side.DESTINATION)
+        try:
+            srv.client().client_kill_filter(_id=await conn.call(b"CLIENT", b"ID"))
+            with pytest.raises(RetryableError) as info:
+                await conn.call(b"PING")
+            return info.value
+        finally:
+            await conn.aclose()
+
+    err = asyncio.run(run())
+    assert (err.kind, err.side) == ("closed", "destination")
+    assert "closed by peer" in str(err)
+
+
+@pytest.mark.integration
+def test_an_error_reply_to_call_is_classified_with_the_origin(
+    servers: Callable[..., RedisServer],
+) -> None:
+    srv = servers()
+    srv.client().set("s", "x")
+
+    async def run() -> FatalSyncError:
+        url = parse_redis_url(f"redis://127.0.0.1:{srv.port}")
+        conn = await RespConnection.open(url, side=Side.DESTINATION, source=3)
+        try:
+            with pytest.raises(FatalSyncError) as info:
+                await conn.call(b"INCR", b"s")
+            return info.value
+        finally:
+            await conn.aclose()
+
+    err = asyncio.run(run())
+    assert (err.kind, err.side, err.source) == ("command", "destination", 3)
+    assert "(command INCR)" in str(err) and "not an integer" in str(err)

@@ -16,10 +16,10 @@ from replication.syncer.engine import DestinationConfig, SourceConfig
 from replication.syncer.errors import FatalSyncError
 from replication.syncer.resp import TlsOptions
 from tests.support.compare import assert_same_data
+from tests.support.load import populate
 from tests.support.servers import RedisServer, free_port
 
 from .conftest import EngineThread, source_offset
-from .test_engine import populate
 
 pytestmark = pytest.mark.integration
 
@@ -108,3 +108,6 @@ def test_untrusted_server_certificate_is_fatal(
     et = engines([SourceConfig(f"rediss://127.0.0.1:{tls_port}", tls)], DestinationConfig(dst.url))
     err = et.wait_done()
     assert isinstance(err, FatalSyncError) and "not trusted" in str(err), err
+    assert (err.kind, err.side, err.source) == ("tls", "source", 0)
+    assert err.endpoint == f"127.0.0.1:{tls_port}"
+    assert et.status().last_error_kind == "tls"

@@ -1,0 +1,58 @@
+"""LagMeter: lag as the age of the oldest sampled offset not applied yet."""
+
+from __future__ import annotations
+
+import pytest
+
+from replication.syncer.lag import LagMeter
+
+
+def test_lag_meter() -> None:
+    m = LagMeter()
+    assert m.lag_ms(0, now=10.0) == 0.0
+    m.sample(100, now=10.0)
+    m.sample(100, now=10.5)  # unchanged offset keeps the first time it was reached
+    m.sample(200, now=11.0)
+    assert m.lag_ms(50, now=11.2) == pytest.approx(1200)
+    assert m.lag_ms(100, now=11.2) == pytest.approx(200)
+    assert m.lag_ms(200, now=11.2) == 0.0
+    assert m.latest == 200
+
+
+def test_nothing_sampled_means_no_lag_and_no_latest() -> None:
+    m = LagMeter()
+    assert m.latest is None
+    assert m.lag_ms(-1, now=5.0) == 0.0
+
+
+def test_an_offset_going_back_is_ignored() -> None:
+    """Samples only move forward (a stale INFO reply after a newer one changes nothing)."""
+    m = LagMeter()
+    m.sample(500, now=1.0)
+    m.sample(400, now=2.0)
+    assert m.latest == 500
+    assert m.lag_ms(450, now=3.0) == pytest.approx(2000)
+
+
+def test_applied_samples_are_dropped_but_the_newest_kept() -> None:
+    m = LagMeter()
+    for i in range(10):
+        m.sample(100 * (i + 1), now=float(i))
+    assert m.lag_ms(1000, now=20.0) == 0.0
+    assert m.latest == 1000  # kept: the next lag counts from it
+    m.sample(1100, now=21.0)
+    assert m.lag_ms(1000, now=21.5) == pytest.approx(500)
+
+
+def test_horizon_bounds_the_samples_kept() -> None:
+    m = LagMeter(horizon=3)
+    for i in range(5):
+        m.sample(i + 1, now=float(i))
+    # Offsets 1 and 2 fell out: the oldest unapplied one still known is 3 (time 2.0).
+    assert m.lag_ms(0, now=10.0) == pytest.approx(8000)
+
+
+def test_lag_is_never_negative() -> None:
+    m = LagMeter()
+    m.sample(10, now=5.0)
+    assert m.lag_ms(0, now=4.0) == 0.0

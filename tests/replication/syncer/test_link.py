@@ -1,0 +1,233 @@
+"""One link's lifecycle against real servers: connect, PSYNC, reconnect with backoff and resume,
+the output-buffer drop accounting, lag sampling, and the errors a link reports or raises."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from replication.syncer.errors import AuthError, FullSyncRequired, OutputBufferLimitError
+from replication.syncer.status import SourceStatus
+from tests.support.compare import assert_same_data
+from tests.support.load import populate
+from tests.support.proxy import TcpProxy
+from tests.support.servers import RedisServer, free_port
+from tests.support.wait import wait_for
+
+from .conftest import EngineThread, in_sync_and_caught_up
+
+pytestmark = pytest.mark.integration
+
+Servers = Callable[..., RedisServer]
+Engines = Callable[..., EngineThread]
+
+
+def test_cut_mid_stream_resumes_with_partial_sync(servers: Servers, engines: Engines) -> None:
+    src, dst = servers(), servers()
+    populate(src.client(), 2000)
+    with TcpProxy(src.port) as proxy:
+        et = engines([f"redis://127.0.0.1:{proxy.port}"], dst.url)
+        in_sync_and_caught_up(et, src)
+        c = src.client()
+        for round_ in range(3):
+            for i in range(300):
+                c.incr("counter")
+                c.rpush("seq", f"{round_}:{i}")
+            assert proxy.cut() >= 1
+            for _ in range(300):
+                c.incr("counter")
+            wait_for(
+                lambda r=round_: et.status().as_dict()["partial_syncs"] >= r + 1, what="+CONTINUE"
+            )
+        in_sync_and_caught_up(et, src)
+    st = et.status().as_dict()
+    assert st["partial_syncs"] == 3 and st["full_syncs"] == 1  # every reconnect was +CONTINUE
+    assert src.client().get("counter") == dst.client().get("counter") == b"1800"
+    assert_same_data([src.client()], [dst.client()])
+
+
+def test_source_shutdown_save_restart_continues_with_new_replid(
+    servers: Servers, engines: Engines
+) -> None:
+    src, dst = servers(), servers()
+    populate(src.client(), 1000)
+    with TcpProxy(src.port) as proxy:
+        et = engines([f"redis://127.0.0.1:{proxy.port}"], dst.url, auto_full_sync=False)
+        in_sync_and_caught_up(et, src)
+        src.client().incr("before")
+        in_sync_and_caught_up(et, src)
+        old = et.status().links[0].replid
+        attempts = proxy.accepted_total
+        with contextlib.suppress(redis.ConnectionError):
+            src.client().shutdown(save=True)
+        assert src.proc is not None
+        src.proc.wait(30)
+        # Stay down through several reconnects: closes before the source answers PSYNC are
+        # plain connection errors, never the output-buffer-limit heuristic's drops.
+        wait_for(lambda: proxy.accepted_total >= attempts + 3, what="3 reconnect attempts")
+        src.start()
+        src.client().incr("after")
+        wait_for(
+            lambda: et.status().as_dict()["partial_syncs"] >= 1, what="partial resync after restart"
+        )
+        in_sync_and_caught_up(et, src)
+    st = et.status()
+    assert st.links[0].replid != old and st.as_dict()["full_syncs"] == 1
+    assert_same_data([src.client()], [dst.client()])
+
+
+def test_backlog_too_small_tells_the_caller(servers: Servers, engines: Engines) -> None:
+    src = servers(args=["--repl-backlog-size", "16kb"])
+    dst = servers()
+    populate(src.client(), 100)
+    with TcpProxy(src.port) as proxy:
+        et = engines([f"redis://127.0.0.1:{proxy.port}"], dst.url, auto_full_sync=False)
+        in_sync_and_caught_up(et, src)
+        proxy.refuse(True)
+        proxy.cut()
+        populate(src.client(), 2000, prefix="during-outage")  # ~300 kB, far over the backlog
+        proxy.refuse(False)
+        err = et.wait_done()
+    assert isinstance(err, FullSyncRequired), err
+    assert "backlog" in str(err)
+    assert (err.kind, err.side, err.source) == ("full_sync", "source", 0)
+
+
+@pytest.mark.parametrize("how", ["change-repl-id", "crash"])
+def test_new_history_on_the_source_is_reported(
+    servers: Servers, engines: Engines, how: str
+) -> None:
+    src, dst = servers(), servers()
+    populate(src.client(), 100)
+    with TcpProxy(src.port) as proxy:
+        et = engines([f"redis://127.0.0.1:{proxy.port}"], dst.url, auto_full_sync=False)
+        in_sync_and_caught_up(et, src)
+        if how == "crash":
+            src.kill()
+            src.start()
+        else:
+            src.client().execute_command("DEBUG", "CHANGE-REPL-ID")
+            proxy.cut()
+        err = et.wait_done()
+    assert isinstance(err, FullSyncRequired), err
+
+
+def test_wrong_password_is_fatal_without_retry(servers: Servers, engines: Engines) -> None:
+    src, dst = servers(password="right-password"), servers()
+    with TcpProxy(src.port) as proxy:
+        et = engines([f"redis://:wrong@127.0.0.1:{proxy.port}"], dst.url)
+        err = et.wait_done()
+        assert isinstance(err, AuthError), err
+        assert proxy.connections_total == 1
+    st = et.status()
+    assert st.phase == "stopped" and "authentication failed" in (st.last_error or "")
+
+
+def test_source_dropping_us_for_output_buffer_limit_is_fatal_and_named(
+    servers: Servers, engines: Engines
+) -> None:
+    src = servers(args=["--client-output-buffer-limit", "replica 256kb 128kb 1"])
+    dst = servers()
+    populate(src.client(), 20000)
+    stop = threading.Event()
+
+    def load() -> None:
+        c = src.client()
+        blob = b"x" * 1000
+        while not stop.is_set():
+            c.set("churn", blob)
+
+    t = threading.Thread(target=load)
+    t.start()
+    try:
+        with TcpProxy(src.port) as proxy:
+            proxy.throttle(300_000)  # slow snapshot: the writes buffered for us exceed the limit
+            et = engines([f"redis://127.0.0.1:{proxy.port}"], dst.url)
+            err = et.wait_done(timeout=180)
+    finally:
+        stop.set()
+        t.join()
+    assert isinstance(err, OutputBufferLimitError), err
+    assert "client-output-buffer-limit" in str(err)
+    assert (err.kind, err.side, err.source) == ("output_buffer", "source", 0)
+
+
+def test_destination_restarted_empty_is_loaded_again(servers: Servers, engines: Engines) -> None:
+    """A destination without persistence that is killed and restarts empty has lost every key
+    and the checkpoint: the syncer must not resume by PSYNC into it, but load everything again."""
+    src, dst = servers(), servers()
+    populate(src.client(), 2000)
+    et = engines([src.url], dst.url)
+    in_sync_and_caught_up(et, src)
+    c = src.client()
+    for i in range(300):
+        c.incr("counter")
+        c.rpush("seq", i)
+    in_sync_and_caught_up(et, src)
+    dst.kill()
+    dst.start()
+    for i in range(300, 600):
+        c.incr("counter")
+        c.rpush("seq", i)
+    wait_for(lambda: et.engine.full_sync_rounds == 2, what="a second full sync")
+    in_sync_and_caught_up(et, src)
+    assert dst.client().get("counter") == b"600"
+    assert dst.client().lrange("seq", 0, -1) == [b"%d" % i for i in range(600)]
+    assert_same_data([src.client()], [dst.client()])
+
+
+def test_unreachable_source_is_retried_and_says_refused(servers: Servers, engines: Engines) -> None:
+    dst = servers()
+    port = free_port()
+    et = engines([f"redis://127.0.0.1:{port}?cluster=no"], dst.url)
+
+    def retrying() -> SourceStatus | None:
+        s = et.status()
+        return s if s.phase == "out-of-sync" and s.last_error_kind == "refused" else None
+
+    st = wait_for(retrying, what="the link retrying a source nobody listens for")
+    assert "cannot connect" in (st.last_error or "")
+    assert st.links[0].last_error_kind == "refused"
+    assert not et.done
+    src = servers(port=port)
+    populate(src.client(), 100)
+    in_sync_and_caught_up(et, src)
+    assert et.status().last_error_kind is None
+    assert_same_data([src.client()], [dst.client()])
+
+
+def test_source_closing_new_links_is_retried_and_says_closed(
+    servers: Servers, engines: Engines
+) -> None:
+    src, dst = servers(), servers()
+    populate(src.client(), 300)
+    with TcpProxy(src.port) as proxy:
+        et = engines([f"redis://127.0.0.1:{proxy.port}"], dst.url)
+        in_sync_and_caught_up(et, src)
+        proxy.refuse(True)
+        proxy.cut()
+        wait_for(
+            lambda: et.status().links[0].last_error_kind == "closed",
+            what="the reconnections closed by the proxy",
+        )
+        assert et.status().phase == "out-of-sync"
+        src.client().incr("during-outage")
+        proxy.refuse(False)
+        in_sync_and_caught_up(et, src)
+    assert et.status().as_dict()["partial_syncs"] == 1
+    assert_same_data([src.client()], [dst.client()])
+
+
+def test_lag_is_sampled_while_in_sync(servers: Servers, engines: Engines) -> None:
+    src, dst = servers(), servers()
+    et = engines([src.url], dst.url)
+    in_sync_and_caught_up(et, src)
+    src.client().set("k", "v")
+    in_sync_and_caught_up(et, src)
+    lag = wait_for(lambda: et.status().as_dict()["lag"], what="a lag figure", interval=0.02)
+    assert isinstance(lag, float) and lag >= 0.0
+    wait_for(lambda: et.status().lag_ms == 0.0, what="no lag once everything is applied")

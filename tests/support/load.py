@@ -1,0 +1,57 @@
+"""Data and write load for integration tests: a mixed dataset, and a writer thread."""
+
+from __future__ import annotations
+
+import random
+import threading
+from typing import Self
+
+import redis
+
+
+def populate(
+    client: redis.Redis, n: int, *, prefix: str = "k", ttl_every: int = 10, seed: int = 1
+) -> None:
+    """A mix of types; every `ttl_every`-th key has a TTL (far enough not to expire in a test)."""
+    rnd = random.Random(seed)
+    pipe = client.pipeline(transaction=False)
+    for i in range(n):
+        key = f"{prefix}:{i}"
+        kind = i % 20
+        if kind < 14:
+            pipe.set(key, rnd.randbytes(100))
+        elif kind < 16:
+            pipe.hset(key, mapping={f"f{j}": rnd.randbytes(10) for j in range(10)})
+        elif kind < 18:
+            pipe.rpush(key, *[rnd.randbytes(10) for _ in range(10)])
+        elif kind < 19:
+            pipe.sadd(key, *[rnd.randbytes(10) for _ in range(10)])
+        else:
+            pipe.zadd(key, {rnd.randbytes(10): rnd.random() for _ in range(10)})
+        if i % ttl_every == 0:
+            pipe.expire(key, 3600 + i % 100)
+        if i % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+
+
+class Load:
+    """INCR a counter and RPUSH its new value to a log, one command at a time, until stopped."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            n = self.client.incr("counter")
+            self.client.rpush("log", n)
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
