@@ -72,7 +72,8 @@ class ExternalSourceForm(forms.Form):
         return SourceInput(
             uri=data["uri"].strip(),
             encryption=data["encryption"],
-            server_cert=data["server_cert"].strip(),
+            # Browsers send a textarea with CRLF line ends; PEM is stored with LF.
+            server_cert=data["server_cert"].replace("\r\n", "\n").strip(),
             replication_tls_sni=data["replication_tls_sni"].strip(),
             compression=COMPRESSION_LEVEL if data["compression"] else 0,
         )

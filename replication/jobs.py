@@ -44,7 +44,7 @@ from replication import services as replica_services
 from replication.live import LiveSource, LiveStatus, live_message, source_status, status_push
 from replication.models import ReplicaOf, ReplicaSync
 from replication.syncer.engine import DestinationConfig, SourceConfig, SyncEngine
-from replication.syncer.errors import AuthError, SyncError
+from replication.syncer.errors import AuthError, Side, SyncError
 from replication.syncer.status import Phase, SourceStatus
 from replication.syncer.urls import parse_redis_url
 
@@ -361,11 +361,12 @@ class _Supervisor:
         if isinstance(exc, SyncError):
             message, kind = str(exc), str(exc.kind)
             if exc.source is not None:
-                source = self.plan.sources[exc.source]
-                source_uid = source.uid
-                message = f"source {source.name}: {message}"
-            elif exc.side == "destination":
+                # Tied to its source even when the destination refused that source's data.
+                source_uid = self.plan.sources[exc.source].uid
+            if exc.side == Side.DESTINATION:
                 message = f"destination {self.plan.destination.name}: {message}"
+            elif exc.source is not None:
+                message = f"source {self.plan.sources[exc.source].name}: {message}"
         else:
             message, kind = f"internal error: {exc!r}", "internal"
             log.error("sync job of database %s failed", self.uid, exc_info=exc)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +15,7 @@ from replication import control
 from replication.models import ReplicaOf
 from tests.support.compare import assert_same_data
 from tests.support.databases import create_active
-from tests.support.load import populate
+from tests.support.load import BatchLoad, caught_up, populate
 from tests.support.proxy import TcpProxy
 from tests.support.servers import RedisServer
 from tests.support.wait import wait_for
@@ -74,44 +73,6 @@ def wait_sync_state(api: Any, dest: Database, state: str) -> dict[str, Any]:
     )
 
 
-def caught_up(src: redis.Redis, dst: redis.Redis, tag: str = "") -> None:
-    """Write a marker to the source and wait for it on the destination."""
-    value = f"{tag}{time.time_ns()}"
-    src.set("__test:marker", value)
-    wait_for(lambda: dst.get("__test:marker") == value.encode(), what="the marker on the dest")
-    src.delete("__test:marker")
-    wait_for(lambda: dst.exists("__test:marker") == 0, what="the marker's delete on the dest")
-
-
-class Load:
-    """INCR a counter and RPUSH a sequence log on a source until stopped (order is checkable)."""
-
-    def __init__(self, client: redis.Redis, prefix: str = "") -> None:
-        self.client, self.prefix = client, prefix
-        self.n = 0
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self.done.is_set():
-            pipe = self.client.pipeline(transaction=False)
-            for _ in range(50):
-                self.n += 1
-                pipe.incr(f"{self.prefix}counter")
-                pipe.rpush(f"{self.prefix}log", self.n)
-                pipe.set(f"{self.prefix}key:{self.n % 5000}", self.n)
-            pipe.execute()
-            time.sleep(0.005)
-
-    def __enter__(self) -> Load:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        self.thread.join(30)
-
-
 @pytest.fixture
 def servers() -> Iterator[list[RedisServer]]:
     started: list[RedisServer] = []
@@ -125,7 +86,7 @@ def test_a_to_b_under_load_equal_in_sync_and_last_update_advances(admin_api, liv
     b = create_active(admin_api, name="b", memory_size=256 * MB)
     src, dst = admin(a), admin(b)
     populate(src, 100_000)
-    with Load(src):
+    with BatchLoad(src):
         make_replica(admin_api, b, a)
         body = wait_status(admin_api, b, "in-sync")
         assert body["replica_sync"] == "enabled"
@@ -192,7 +153,7 @@ def test_three_sources_into_one_destination_keep_per_source_order(admin_api, liv
     clients = [admin(s) for s in sources]
     for i, c in enumerate(clients):
         populate(c, 2000, prefix=f"s{i}")
-    loads = [Load(c, prefix=f"s{i}:") for i, c in enumerate(clients)]
+    loads = [BatchLoad(c, prefix=f"s{i}:") for i, c in enumerate(clients)]
     for load in loads:
         load.__enter__()
     try:
@@ -304,7 +265,8 @@ def test_regenerated_source_password_stops_then_update_credentials(admin_api, li
     body = wait_sync_state(admin_api, b, "stopped")
     print(f"stopped {time.monotonic() - started:.2f} s after the regeneration")
     error = ReplicaOf.objects.get(destination=b).last_error
-    assert "source 1" in error and "authentication failed" in error
+    assert error.startswith("source a:") and "authentication failed" in error
+    assert ReplicaOf.objects.get(destination=b).last_error_kind == "auth"
     assert body["replica_sources"][0]["last_error"] == error
     a.refresh_from_db()
     assert a.internal_password not in error and url.split("@")[0] not in error
@@ -356,7 +318,7 @@ def test_worker_killed_during_streaming_resumes_by_partial_sync(admin_api, live_
     wait_status(admin_api, b, "in-sync")
     caught_up(src, dst)
     dst.set("admin-marker", "gone if flushed")
-    with Load(src) as load:
+    with BatchLoad(src) as load:
         wait_for(lambda: load.n > 2000, what="some load")
         _kill_sync_worker(live_worker, b)
         at_restart = num(dst.get("counter"))
@@ -421,8 +383,12 @@ def test_destination_out_of_memory_stops_the_sync(admin_api, live_worker):
     pipe.execute()
     make_replica(admin_api, b, a)
     wait_sync_state(admin_api, b, "stopped")
-    error = ReplicaOf.objects.get(destination=b).last_error
-    assert error.startswith("destination:") and "out of memory" in error
+    replica_of = ReplicaOf.objects.get(destination=b)
+    assert (
+        replica_of.last_error.startswith("destination b:")
+        and "out of memory" in replica_of.last_error
+    )
+    assert replica_of.last_error_kind == "oom"
 
 
 def test_cross_slot_write_into_a_sharded_destination_stops_the_sync(admin_api, live_worker):
@@ -432,8 +398,12 @@ def test_cross_slot_write_into_a_sharded_destination_stops_the_sync(admin_api, l
     wait_status(admin_api, b, "in-sync")
     admin(a).mset({"alpha": "1", "beta": "2", "gamma": "3"})
     wait_sync_state(admin_api, b, "stopped")
-    error = ReplicaOf.objects.get(destination=b).last_error
-    assert error.startswith("cross slot violation:") and "MSET" in error
+    replica_of = ReplicaOf.objects.get(destination=b)
+    assert replica_of.last_error.startswith("destination b:") and "MSET" in replica_of.last_error
+    assert replica_of.last_error_kind == "cross_slot"
+    # The stop is tied to the source that sent the command.
+    source = b.replica_sources.get()
+    assert source.last_error_kind == "cross_slot" and "MSET" in source.last_error
 
 
 def _tls_client(db: Database, *, client_cert: bool, shard: int = 0) -> redis.Redis:

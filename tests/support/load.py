@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from typing import Self
 
 import redis
+
+from tests.support.wait import wait_for
 
 
 def populate(
@@ -55,3 +58,42 @@ class Load:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join()
+
+
+def caught_up(src: redis.Redis, dst: redis.Redis, tag: str = "") -> None:
+    """Write a marker to the source and wait for it on the destination."""
+    value = f"{tag}{time.time_ns()}"
+    src.set("__test:marker", value)
+    wait_for(lambda: dst.get("__test:marker") == value.encode(), what="the marker on the dest")
+    src.delete("__test:marker")
+    wait_for(lambda: dst.exists("__test:marker") == 0, what="the marker's delete on the dest")
+
+
+class BatchLoad:
+    """INCR a counter, RPUSH its count to a log and SET one of 5,000 keys, 50 at a time in a
+    pipeline, until stopped (the order of the log is checkable)."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "") -> None:
+        self.client, self.prefix = client, prefix
+        self.n = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            pipe = self.client.pipeline(transaction=False)
+            for _ in range(50):
+                self.n += 1
+                pipe.incr(f"{self.prefix}counter")
+                pipe.rpush(f"{self.prefix}log", self.n)
+                pipe.set(f"{self.prefix}key:{self.n % 5000}", self.n)
+            pipe.execute()
+            time.sleep(0.005)
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join(30)

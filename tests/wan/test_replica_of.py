@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.replication.syncer.test_engine import populate
-from tests.replication.test_sync_jobs import Load, caught_up
 from tests.support.compare import assert_same_data
 from tests.support.hosts import Bed, Host
+from tests.support.load import BatchLoad, caught_up, populate
 from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -83,7 +82,7 @@ def test_replica_of_from_east_to_west_over_the_wan_and_through_an_outage(wan: Be
     assert crossed > 2 * MB  # the sync's data (20,000 values of >= 100 bytes) went over the link
 
     # An outage of a few seconds while east keeps taking writes.
-    with Load(src) as load:
+    with BatchLoad(src) as load:
         wait_for(lambda: load.n > 1000, what="the write load to start")
         caught_up(src, dst, "before-cut")
         wan.link.cut()
