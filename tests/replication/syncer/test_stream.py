@@ -108,16 +108,18 @@ def test_blind_batches_skip_multi_only_when_one_link_writes(
         in_sync_and_caught_up(et, s, i)
     multi, ping = dst.command_calls("multi"), dst.command_calls("ping")
     c = srcs[0].client()
-    for i in range(50):
+    # One batch (or a few) per round. The first ones after the load may still be catching up
+    # (expiry gap, fullsync.py), which always goes through MULTI.
+    for i in range(20):
         pipe = c.pipeline(transaction=False)
         for j in range(100):
             pipe.set(f"b:{j}", f"{i}:{j}")
         pipe.execute()
-    in_sync_and_caught_up(et, srcs[0])
-    assert dst.client().get("b:99") == b"49:99"
+        in_sync_and_caught_up(et, srcs[0])
+    assert dst.client().get("b:99") == b"19:99"
     if sources == 1:
-        assert dst.command_calls("ping") > ping
+        assert dst.command_calls("ping") - ping >= 10
     else:
         assert dst.command_calls("ping") == ping
-        assert dst.command_calls("multi") > multi
+        assert dst.command_calls("multi") - multi >= 20
     assert_same_data([s.client() for s in srcs], [dst.client()])
