@@ -69,10 +69,8 @@ class BdbListApi(APIView):
                 c["client_cert"] for c in body.validated_data["authentication_ssl_client_certs"]
             ],
         )
-        return Response(
-            BdbSerializer(bdb_get(request.user, db.pk)).data,  # type: ignore[arg-type]
-            status=status.HTTP_201_CREATED,
-        )
+        # The row as created (pending): the node may already be starting it.
+        return Response(BdbSerializer(db).data, status=status.HTTP_201_CREATED)
 
 
 class BdbDetailApi(APIView):

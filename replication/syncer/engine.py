@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .aio import cancel_all
 from .backoff import Backoff
 from .checkpoint import CHECKPOINT_KEY, JOB_TAG_FIELD, CheckpointState
 from .cluster import ClusterWriter
@@ -226,8 +227,7 @@ class SyncEngine:
             raise
         finally:
             if reporter is not None:
-                reporter.cancel()
-                await asyncio.gather(reporter, return_exceptions=True)
+                await cancel_all([reporter])
             if self._stop_requested or self._paused:
                 self._set_all(Phase.STOPPED, None)
             if self.on_status:
@@ -413,9 +413,7 @@ class SyncEngine:
                         return
                     ctl = asyncio.create_task(self._wait_control())
         finally:
-            for t in [*tasks, ctl]:
-                t.cancel()
-            await asyncio.gather(*tasks, ctl, return_exceptions=True)
+            await cancel_all([*tasks, ctl])
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

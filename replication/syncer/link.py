@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+from .aio import cancel_all
 from .backoff import Backoff
 from .checkpoint import Checkpoint, CheckpointState
 from .context import LinkContext, LinkState
@@ -161,8 +162,7 @@ class Link:
                     link.close()
                     await writer.aclose()
         finally:
-            sampler.cancel()
-            await asyncio.gather(sampler, return_exceptions=True)
+            await cancel_all([sampler])
 
     def _note_drop(self, exc: RetryableError, *, accepted: bool) -> None:
         """A source that keeps closing the link while we load (or catch up after loading) is

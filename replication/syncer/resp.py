@@ -113,12 +113,11 @@ async def open_stream(
         ctx = ssl_context(opts)
         server_hostname = url.sni or opts.sni or url.host
     try:
-        return await asyncio.wait_for(
-            asyncio.open_connection(
+        # asyncio.timeout, not wait_for, which on 3.11 can lose a cancellation (source.py).
+        async with asyncio.timeout(url.connect_timeout):
+            return await asyncio.open_connection(
                 url.host, url.port, ssl=ctx, server_hostname=server_hostname, limit=_READ_SIZE * 4
-            ),
-            timeout=url.connect_timeout,
-        )
+            )
     except ssl.SSLCertVerificationError as exc:
         # The server's certificate is not the one we were told to trust: configuration, not luck.
         raise FatalSyncError(
@@ -270,7 +269,8 @@ class RespConnection:
     async def aclose(self) -> None:
         self.close()
         with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
-            await asyncio.wait_for(self.writer.wait_closed(), 2)
+            async with asyncio.timeout(2):
+                await self.writer.wait_closed()
 
 
 def _name(args: Sequence[Arg]) -> bytes | None:

@@ -190,7 +190,10 @@ class SourceLink:
     async def _read(self, n: int) -> bytes:
         assert self._reader is not None
         try:
-            data = await asyncio.wait_for(self._reader.read(n), self.read_timeout)
+            # asyncio.timeout, never wait_for: on Python 3.11 wait_for loses a cancellation that
+            # arrives together with data, and the cancelled link then streams on forever.
+            async with asyncio.timeout(self.read_timeout):
+                data = await self._reader.read(n)
         except TimeoutError:
             raise RetryableError(
                 f"{self.where}: no data for {self.read_timeout:.0f} s, link considered dead",
@@ -213,7 +216,8 @@ class SourceLink:
         assert self._reader is not None
         while True:
             try:
-                raw = await asyncio.wait_for(self._reader.readuntil(b"\n"), self.read_timeout)
+                async with asyncio.timeout(self.read_timeout):
+                    raw = await self._reader.readuntil(b"\n")
             except TimeoutError:
                 raise RetryableError(
                     f"{self.where}: no reply for {self.read_timeout:.0f} s",

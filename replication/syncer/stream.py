@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from operator import itemgetter
 
+from .aio import cancel_all
 from .checkpoint import Checkpoint, CheckpointState
 from .context import LinkContext, LinkState
 from .errors import ProtocolError
@@ -145,8 +146,7 @@ async def stream(ctx: LinkContext, state: LinkState, link: SourceLink, writer: W
                 await _fixup_ttls(ctx, state, writer, new)
                 gap = state.gap
     finally:
-        acker.cancel()
-        await asyncio.gather(acker, return_exceptions=True)
+        await cancel_all([acker])
 
 
 def _committed(

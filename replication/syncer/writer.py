@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import hiredis
 
+from .aio import cancel_all
 from .checkpoint import CHECKPOINT_KEY, Checkpoint
 from .errors import ErrorKind, FatalSyncError, Side, SyncError, classify_reply_error
 from .resp import RespConnection, TlsOptions, pack, pack_command
@@ -367,8 +368,7 @@ class Pipeline:
             raise classify_reply_error(str(first), where=self.where, origin=self.origin)
 
     async def aclose(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_all([self._task])
         await self.conn.aclose()
 
 
