@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView
 
 from config import apis as bdb_apis
 from console import apis
@@ -22,13 +21,18 @@ urlpatterns = [
     ),
     path(
         "bdbs/<int:uid>/actions/replica_sync_restart",
-        replica_apis.ReplicaSyncRestartApi.as_view(resource=bdb_apis.bdb_data),
+        bdb_apis.BdbReplicaSyncRestartApi.as_view(resource=bdb_apis.bdb_data),
         name="api-bdb-replica-sync-restart",
     ),
     path(
         "bdbs/<int:uid>/actions/update_credentials",
-        replica_apis.ReplicaCredentialsUpdateApi.as_view(resource=bdb_apis.bdb_data),
+        bdb_apis.BdbCredentialsUpdateApi.as_view(resource=bdb_apis.bdb_data),
         name="api-bdb-update-credentials",
+    ),
+    path(
+        "bdbs/<int:uid>/replica_events",
+        replica_apis.ReplicaEventsApi.as_view(),
+        name="api-bdb-replica-events",
     ),
     path(
         "bdbs/<int:uid>/sync_source_stats",
@@ -44,5 +48,5 @@ urlpatterns = [
     path("cluster/certificates", apis.CertificatesApi.as_view(), name="api-certificates"),
     path("cluster/update_cert", apis.CertificatesApi.as_view(), name="api-update-cert"),
     path("nodes", apis.NodeListApi.as_view(), name="api-node-list"),
-    path("schema", SpectacularAPIView.as_view(), name="api-schema"),
+    path("schema", bdb_apis.SchemaApi.as_view(), name="api-schema"),
 ]

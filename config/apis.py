@@ -11,19 +11,23 @@ from typing import Any
 from django.db import transaction
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework import status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.serializers import BdbSerializer
+from config.serializers import BdbPutSerializer, BdbSerializer
 from console import selectors, services
 from console.errors import ApplicationError
 from console.models import Database, User
+from console.schema import DELETED_LATER, STATE_REFUSALS
 from console.serializers import BdbCreateSerializer, BdbUpdateSerializer
 from replication import apis as replica_apis
 from replication import selectors as replica_selectors
 from replication import services as replica_services
+from replication.serializers import SourceUidSerializer
 
 IMMUTABLE_BDB_FIELDS = {"name": "name", "port": "port", "shards_count": "shards_count"}
 
@@ -49,7 +53,14 @@ class BdbListApi(APIView):
         dbs = bdb_queryset(request.user)  # type: ignore[arg-type]
         return Response(BdbSerializer(dbs, many=True).data)
 
-    @extend_schema(request=BdbCreateSerializer, responses={201: BdbSerializer})
+    @extend_schema(
+        request=BdbCreateSerializer,
+        responses={201: BdbSerializer},
+        extensions={
+            STATE_REFUSALS: "the name or port is taken, the node has not that much free memory, "
+            "a client certificate is not acceptable, TLS settings do not go together"
+        },
+    )
     def post(self, request: Request) -> Response:
         body = BdbCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -78,7 +89,16 @@ class BdbDetailApi(APIView):
     def get(self, request: Request, uid: int) -> Response:
         return Response(BdbSerializer(bdb_get(request.user, uid)).data)  # type: ignore[arg-type]
 
-    @extend_schema(request=BdbUpdateSerializer, responses=BdbSerializer)
+    @extend_schema(
+        request=BdbPutSerializer,
+        responses=BdbSerializer,
+        extensions={
+            STATE_REFUSALS: "the database is not active, the node has not that much free memory, "
+            "a source is refused (cycle, unknown database, the console's own service, failed "
+            "connection check), name/port/shards_count differ from the current ones, the "
+            "replica_sync move is not allowed now"
+        },
+    )
     def put(self, request: Request, uid: int) -> Response:
         actor: User = request.user  # type: ignore[assignment]
         db = selectors.database_get_for_user(user=actor, uid=uid)
@@ -99,8 +119,51 @@ class BdbDetailApi(APIView):
             replica.apply(actor=actor)
         return Response(BdbSerializer(bdb_get(actor, db.pk)).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(
+        responses={204: None},
+        extensions={
+            STATE_REFUSALS: "it is a source of other databases, or already being deleted",
+            DELETED_LATER: "status delete-pending until its node has removed it, then 404",
+        },
+    )
     def delete(self, request: Request, uid: int) -> Response:
         db = selectors.database_get_for_user(user=request.user, uid=uid)  # type: ignore[arg-type]
         replica_services.database_delete(actor=request.user, database=db)  # type: ignore[arg-type]
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SchemaApi(SpectacularAPIView):
+    """GET /v1/schema: the OpenAPI schema (YAML, or JSON when asked), for signed-in users; its
+    errors are JSON like every other answer under /v1/."""
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        if response.status_code >= 400:
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+class BdbReplicaSyncRestartApi(replica_apis.ReplicaSyncRestartApi):
+    """POST /v1/bdbs/{uid}/actions/replica_sync_restart, answering with the database."""
+
+    @extend_schema(
+        request=None,
+        responses=BdbSerializer,
+        extensions={STATE_REFUSALS: "the database has no Replica Of sources"},
+    )
+    def post(self, request: Request, uid: int) -> Response:
+        return super().post(request, uid)
+
+
+class BdbCredentialsUpdateApi(replica_apis.ReplicaCredentialsUpdateApi):
+    """POST /v1/bdbs/{uid}/actions/update_credentials, answering with the database."""
+
+    @extend_schema(
+        request=SourceUidSerializer,
+        responses=BdbSerializer,
+        extensions={STATE_REFUSALS: "no such source, or an external one"},
+    )
+    def post(self, request: Request, uid: int) -> Response:
+        return super().post(request, uid)

@@ -8,9 +8,13 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from console.models import Database
-from console.serializers import BdbCoreSerializer
+from console.serializers import BdbCoreSerializer, BdbUpdateSerializer
 from replication import selectors as replica_selectors
-from replication.serializers import ReplicaSourceSerializer, replica_sources_data
+from replication.serializers import (
+    BdbReplicaUpdateSerializer,
+    ReplicaSourceSerializer,
+    replica_sources_data,
+)
 
 
 class BdbSerializer(BdbCoreSerializer):
@@ -29,3 +33,8 @@ class BdbSerializer(BdbCoreSerializer):
 
     def get_replica_sync(self, obj: Database) -> str:
         return replica_selectors.replica_sync_of(obj)
+
+
+class BdbPutSerializer(BdbUpdateSerializer, BdbReplicaUpdateSerializer):
+    """The body of PUT /v1/bdbs/{uid} as the schema shows it: the database's part and its
+    Replica Of part (the view reads each with its own serializer)."""

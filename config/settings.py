@@ -6,6 +6,7 @@ with their data under `var/`.
 
 from __future__ import annotations
 
+import os
 import secrets
 import socket
 from pathlib import Path
@@ -16,9 +17,13 @@ from cryptography.fernet import Fernet
 from console.env import EnvError, env_bool, env_int, env_list, env_str
 from console.files import write_private
 
+# Whatever a console process creates (SQLite and its journals, logs, the beat schedule, database
+# files, generated secrets) is for the console's user only, however the process was started.
+os.umask(0o077)
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("CONSOLE_VAR_DIR", str(BASE_DIR / "var"))).resolve()
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+VAR_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
 def _secret_file(name: str, make: str) -> str:
@@ -54,9 +59,33 @@ if DB_PORT_MIN > DB_PORT_MAX:
 DATA_DIR = Path(env_str("CONSOLE_DATA_DIR", str(VAR_DIR / "databases"))).resolve()
 REDIS_SERVER_BIN = env_str("CONSOLE_REDIS_SERVER", "redis-server")
 
+
+def _endpoints(name: str) -> list[tuple[str, str, int]]:
+    """`host:port,[v6]:port,...` from the environment as (what, host, port)."""
+    found: list[tuple[str, str, int]] = []
+    for item in env_list(name, []):
+        host, sep, port = item.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+            raise EnvError(f"{name} must be host:port items, got {item!r}")
+        found.append(("an endpoint of the console", host.strip("[]"), int(port)))
+    return found
+
+
+# Endpoints of the console's own services that a Replica Of source must never be, besides the
+# control Redis, the SQL database and the web server, which replication.endpoints always refuses
+# (the sync gateway adds its port here when it exists).
+SERVICE_ENDPOINTS = _endpoints("CONSOLE_SERVICE_ENDPOINTS")
+
 # Control Redis: Celery broker, channel layer, sync positions and heartbeats.
+# The private one of `make run` listens on loopback only and requires a generated password
+# (var/control-redis.password, 0600; `manage.py control_redis_config` writes its config file).
+# The URL carries the password: it is never printed or logged.
 CONTROL_REDIS_PORT = env_int("CONSOLE_REDIS_PORT", 6380, minimum=1, maximum=65535)
-REDIS_URL = env_str("REDIS_URL", f"redis://127.0.0.1:{CONTROL_REDIS_PORT}/0")
+REDIS_URL = env_str("REDIS_URL")
+CONTROL_REDIS_PASSWORD = ""
+if not REDIS_URL:
+    CONTROL_REDIS_PASSWORD = _secret_file("control-redis.password", secrets.token_urlsafe(32))
+    REDIS_URL = f"redis://:{CONTROL_REDIS_PASSWORD}@127.0.0.1:{CONTROL_REDIS_PORT}/0"
 
 INSTALLED_APPS = [
     "daphne",
@@ -82,6 +111,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "console.middleware.LoginRequiredMiddleware",
+    "console.middleware.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -144,6 +174,21 @@ SECURE_HSTS_PRELOAD = SECURE_HTTPS
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE_HTTPS else None
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# Every page is served with this Content-Security-Policy (console.middleware): scripts, styles
+# and images from the console's own static files only, no inline script, style or handler
+# (data for scripts comes in `json_script` elements), sockets and fetches to the console itself.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+    ]
+)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -153,14 +198,23 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["console.permissions.IsAdminOrReadOnly"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "console.exception_handlers.api_exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"login": env_str("CONSOLE_LOGIN_THROTTLE", "10/min")},
     "UNAUTHENTICATED_USER": None,
+    # JSON only: the browsable API's pages would need inline scripts and styles (CSP below).
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # Bodies are JSON (Redis Enterprise's API); one media type is one to validate and document.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Replica Of Console API",
     "DESCRIPTION": "Redis Enterprise compatible REST API for databases and Replica Of.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema is for signed-in users like the rest of the API.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.schema.postprocess",
+    ],
 }
 
 CHANNEL_LAYERS = {
@@ -183,6 +237,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 RECONCILE_INTERVAL_S = env_int("CONSOLE_RECONCILE_INTERVAL", 5, minimum=1)
 
+# Debug pages and error reports hide settings that hold a password inside a URL, too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "console.reporting.SafeReporting"
+
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
@@ -200,8 +257,12 @@ CACHES = {
         "KEY_PREFIX": "console",
     }
 }
-LOGIN_FAILURE_LIMIT = env_int("CONSOLE_LOGIN_FAILURE_LIMIT", 10, minimum=1)
-LOGIN_FAILURE_WINDOW_S = env_int("CONSOLE_LOGIN_FAILURE_WINDOW", 300, minimum=1)
+# Sign-in throttling (console.auth): failures per (account, client address) and per account
+# within the window; the number of TLS proxies in front that set X-Forwarded-For.
+LOGIN_FAILURE_LIMIT = env_int("CONSOLE_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_ACCOUNT_FAILURE_LIMIT = env_int("CONSOLE_LOGIN_ACCOUNT_FAILURE_LIMIT", 20, minimum=1)
+LOGIN_FAILURE_WINDOW_S = env_int("CONSOLE_LOGIN_FAILURE_WINDOW", 900, minimum=1)
+TRUSTED_PROXIES = env_int("CONSOLE_TRUSTED_PROXIES", 0, minimum=0, maximum=10)
 
 CELERY_BEAT_SCHEDULE = {
     "reconcile": {

@@ -18,6 +18,7 @@ from console import selectors, services
 from console.decorators import admin_required, page_user
 from console.errors import ApplicationError
 from console.forms import DatabaseEditForm
+from console.models import DatabaseStatus
 from console.views import database_context
 from replication import selectors as replica_selectors
 from replication import services as replica_services
@@ -39,6 +40,8 @@ def database_detail(request: HttpRequest, uid: int) -> HttpResponse:
     context = database_context(database, "configuration")
     # Only whether a password is set reaches the template, never the password.
     context["has_password"] = bool(database.password)
+    if database.status == DatabaseStatus.ACTIVE:
+        context["key_count"] = selectors.database_key_count(database)
     context.update(replica_views.panel_context(database))
     return render(request, "console/database_configuration.html", context)
 
@@ -72,6 +75,8 @@ def database_edit(request: HttpRequest, uid: int) -> HttpResponse:
                 form.add_service_error(exc)
             database.refresh_from_db()
         else:
+            if replica.changed:
+                replica_views.replica_form_saved(request, database)
             messages.success(request, f"Changes to {database.name} saved.")
             return redirect("database-detail", uid=database.pk)
     context = database_context(database, "configuration")

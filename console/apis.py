@@ -5,12 +5,13 @@ Replica Of fields in the roof (config.apis)."""
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from console import selectors, services
+from console.schema import STATE_REFUSALS
 from console.serializers import (
     CertificateReplaceSerializer,
     CertificateSerializer,
@@ -20,7 +21,12 @@ from console.serializers import (
 
 
 class ClusterApi(APIView):
-    @extend_schema(responses=ClusterSerializer)
+    @extend_schema(
+        responses={
+            200: ClusterSerializer,
+            404: OpenApiResponse(description="The cluster is not bootstrapped yet."),
+        }
+    )
     def get(self, request: Request) -> Response:
         cluster = selectors.cluster_get()
         if cluster is None:
@@ -48,7 +54,14 @@ class CertificatesApi(APIView):
     def get(self, request: Request) -> Response:
         return Response(CertificateSerializer(selectors.certificate_list(), many=True).data)
 
-    @extend_schema(request=CertificateReplaceSerializer, responses=CertificateSerializer)
+    @extend_schema(
+        request=CertificateReplaceSerializer,
+        responses=CertificateSerializer,
+        extensions={
+            STATE_REFUSALS: "the certificate or key is not acceptable: one PEM block each, a "
+            "strong key that matches, valid now"
+        },
+    )
     def put(self, request: Request) -> Response:
         body = CertificateReplaceSerializer(data=request.data)
         body.is_valid(raise_exception=True)

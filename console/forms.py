@@ -7,11 +7,11 @@ from typing import Any, ClassVar
 from django import forms
 from django.conf import settings
 
+from console.certificates import PEM_MAX_CHARS
 from console.errors import ApplicationError
 from console.models import Persistence
 
 MB = 1024 * 1024
-PEM_FILE_LIMIT = 64 * 1024
 
 
 class ServiceErrorForm(forms.Form):
@@ -139,9 +139,12 @@ def _pem_text(form: forms.Form, text_field: str, file_field: str, what: str) -> 
     """The PEM from the upload if one was given, else from the paste box."""
     upload = form.cleaned_data.get(file_field)
     if upload:
-        raw = upload.read(PEM_FILE_LIMIT + 1)
-        if len(raw) > PEM_FILE_LIMIT:
-            form.add_error(file_field, f"The file is larger than 64 KiB: not a {what} PEM file.")
+        raw = upload.read(PEM_MAX_CHARS + 1)
+        if len(raw) > PEM_MAX_CHARS:
+            form.add_error(
+                file_field,
+                f"The file is larger than {PEM_MAX_CHARS // 1024} KiB: not a {what} PEM file.",
+            )
             return ""
         try:
             return str(raw.decode("utf-8"))

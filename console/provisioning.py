@@ -84,13 +84,63 @@ def _sha256(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+# What the application user (`default`) may run. Redis' own categories decide, so that a command
+# added by a later Redis lands on the right side:
+# - never `@admin` or `@dangerous` (ACL, CONFIG, DEBUG, MODULE, REPLICAOF/SLAVEOF, SHUTDOWN, SAVE,
+#   MONITOR, CLIENT LIST/KILL/PAUSE, FLUSHALL/FLUSHDB, KEYS, SORT, MIGRATE/RESTORE, SWAPDB, the
+#   cluster's topology changes, PSYNC/SYNC/REPLCONF): with them an application could read the
+#   internal password's hash, make a read-only destination writable again, or stop the server;
+# - never loading or removing functions (FUNCTION LOAD/DELETE/FLUSH/RESTORE are only `@write`):
+#   they are server-side code shared by everyone, the operator's business like modules;
+# - but INFO (`@dangerous` for its cost only): health checks and client libraries read it.
+# A writable database gives everything else (reads, writes, MULTI/EXEC, scripts, Pub/Sub, CLIENT
+# SETNAME...). A Replica Of destination gives an allow-list instead of "all but writes": reads,
+# the connection (AUTH, HELLO, SELECT, CLIENT SETNAME/ID/TRACKING...), MULTI/EXEC/WATCH, Pub/Sub,
+# EVAL/EVALSHA (Redis checks every command a script calls against the same rules, so a script
+# that writes is refused), FCALL_RO, TIME, and the cluster's read-only topology commands that
+# cluster clients need. SCRIPT LOAD is not in it: nothing needs a script cached on a replica.
+_NEVER = ["-@admin", "-@dangerous", "+info"]
+_NO_FUNCTION_CHANGES = [f"-function|{sub}" for sub in ("load", "delete", "flush", "restore")]
+APP_RIGHTS_WRITABLE = ["-@all", "+@all", *_NEVER, *_NO_FUNCTION_CHANGES]
+APP_RIGHTS_READ_ONLY = [
+    "-@all",
+    "+@read",
+    "+@connection",
+    "+@transaction",
+    "+@pubsub",
+    *_NEVER,
+    "+eval",
+    "+evalsha",
+    "+eval_ro",
+    "+evalsha_ro",
+    "+fcall_ro",
+    "+time",
+    *(
+        f"+cluster|{sub}"
+        for sub in ("info", "nodes", "slots", "shards", "myid", "keyslot", "countkeysinslot")
+    ),
+]
+
+
+def app_rights(spec: DatabaseSpec) -> list[str]:
+    """The command rules of the application user (see above)."""
+    return APP_RIGHTS_READ_ONLY if spec.read_only else APP_RIGHTS_WRITABLE
+
+
+def _user_rules(spec: DatabaseSpec) -> list[tuple[str, str, list[str]]]:
+    """(user, password rule, command rules) of every ACL user of a database process."""
+    default = f"#{_sha256(spec.password)}" if spec.password else "nopass"
+    return [
+        ("default", default, app_rights(spec)),
+        (ADMIN_USER, f"#{_sha256(spec.internal_password)}", ["-@all", "+@all"]),
+    ]
+
+
 def acl_lines(spec: DatabaseSpec) -> list[str]:
     """ACL users, with SHA-256 password hashes so no clear password is written to disk."""
-    default = f"#{_sha256(spec.password)}" if spec.password else "nopass"
-    rights = "+@all -@write" if spec.read_only else "+@all"
     return [
-        f"user default on {default} ~* &* {rights}",
-        f"user {ADMIN_USER} on #{_sha256(spec.internal_password)} ~* &* +@all",
+        f"user {user} on {password} ~* &* {' '.join(rules)}"
+        for user, password, rules in _user_rules(spec)
     ]
 
 
@@ -154,9 +204,17 @@ def config_text(spec: DatabaseSpec, shard: ShardSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _private_dir(path: Path) -> None:
+    """A directory only the console's user can enter (also one an earlier version made 0755)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+
+
 def write_files(spec: DatabaseSpec, shard: ShardSpec) -> Path:
     d = spec.shard_dir(shard)
-    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for directory in (spec.data_dir, database_dir(spec.data_dir, spec.uid), d):
+        _private_dir(directory)
     write_private(d / "users.acl", "\n".join(acl_lines(spec)) + "\n")
     if spec.tls is not None:
         write_private(d / "tls.crt", spec.tls.cert)
@@ -259,8 +317,15 @@ def start_shard(spec: DatabaseSpec, shard: ShardSpec) -> None:
         (spec.shard_dir(shard) / "redis.pid").unlink()
     log = spec.shard_dir(shard) / "redis.log"
     log_start = log.stat().st_size if log.exists() else 0
+    # umask: the data (AOF, RDB), the log and nodes.conf are the console user's only, whoever
+    # started the worker.
     result = subprocess.run(
-        [spec.redis_server, str(conf)], capture_output=True, text=True, timeout=30, check=False
+        [spec.redis_server, str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        umask=0o077,
     )
     if result.returncode != 0:
         reason = (result.stderr or result.stdout).strip() or log_tail(spec, shard)
@@ -319,21 +384,10 @@ def acl_setuser_commands(spec: DatabaseSpec) -> list[list[str]]:
     """`acl_lines` as ACL SETUSER commands. Redis 7.0's ACL LOAD closes every client connection
     (Redis 7.2 only those of deleted users), which would cut the Replica Of links and the syncer's
     writers on each edit; SETUSER changes users in place and closes nothing."""
-    default = f"#{_sha256(spec.password)}" if spec.password else "nopass"
-    rights = ["-@all", "+@all", *(["-@write"] if spec.read_only else [])]
     common = ["resetkeys", "~*", "resetchannels", "&*"]
     return [
-        ["ACL", "SETUSER", "default", "on", "resetpass", default, *common, *rights],
-        [
-            "ACL",
-            "SETUSER",
-            ADMIN_USER,
-            "on",
-            "resetpass",
-            f"#{_sha256(spec.internal_password)}",
-            *common,
-            "+@all",
-        ],
+        ["ACL", "SETUSER", user, "on", "resetpass", password, *common, *rules]
+        for user, password, rules in _user_rules(spec)
     ]
 
 

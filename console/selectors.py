@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import binascii
+
+import redis
+from django.conf import settings
 from django.db.models import Count, QuerySet, Sum
 from django.http import Http404
 
+from console import provisioning
 from console.models import AuditEntry, Certificate, Cluster, Database, Node, User
+from console.tls import database_tls_spec
+from replication.syncer.checkpoint import CHECKPOINT_KEY, EPOCH_KEY, epoch_key
+
+# The syncer's bookkeeping keys a shard may hold: the checkpoint and the epoch markers
+# (replication/syncer/checkpoint.py); counted out of every key count the console shows.
+_BOOKKEEPING_KEYS = (CHECKPOINT_KEY, EPOCH_KEY, *(epoch_key(n) for n in range(256)))
 
 
 def database_list(*, user: User) -> QuerySet[Database]:
@@ -14,9 +25,17 @@ def database_list(*, user: User) -> QuerySet[Database]:
     return Database.objects.select_related("node").prefetch_related("shards")
 
 
+# Ids are 64-bit in every database engine; a larger number in a URL is no database either (and
+# SQLite would raise OverflowError on it).
+MAX_UID = 2**63 - 1
+
+
 def database_get_for_user(*, user: User, uid: int | str) -> Database:
     try:
-        return database_list(user=user).get(pk=int(uid))
+        pk = int(uid)
+        if not 0 < pk <= MAX_UID:
+            raise ValueError(pk)
+        return database_list(user=user).get(pk=pk)
     except (Database.DoesNotExist, ValueError, TypeError):
         raise Http404("no such database") from None
 
@@ -58,3 +77,58 @@ def audit_list(*, action: str = "", object_type: str = "", actor: str = "") -> Q
     if actor:
         qs = qs.filter(actor_name=actor)
     return qs
+
+
+def _slot(key: bytes) -> int:
+    start = key.find(b"{")
+    if start >= 0:
+        end = key.find(b"}", start + 1)
+        if end > start + 1:
+            key = key[start + 1 : end]
+    return binascii.crc_hqx(key, 0) % 16384
+
+
+def database_key_count(database: Database) -> int | None:
+    """The keys of the database's users in every logical database, the syncer's bookkeeping
+    keys not counted (so that it equals a source's count); None when a shard does not answer."""
+    spec = database_spec(database)
+    total = 0
+    for shard, row in zip(spec.shards, database.shards.all(), strict=True):
+        lo, hi = row.slot_range()
+        own = [k for k in _BOOKKEEPING_KEYS if not database.is_sharded or lo <= _slot(k) <= hi]
+        client = provisioning.admin_client(spec, shard, timeout=2.0)
+        try:
+            keyspace = client.info("keyspace")
+            total += sum(int(v["keys"]) for v in keyspace.values() if isinstance(v, dict))
+            # One EXISTS per key: a cluster shard refuses multi-key commands across slots.
+            pipe = client.pipeline(transaction=False)
+            for key in own:
+                pipe.exists(key)
+            total -= sum(int(n) for n in pipe.execute())
+        except (redis.RedisError, OSError):
+            return None
+        finally:
+            client.close()
+    return total
+
+
+def database_spec(database: Database) -> provisioning.DatabaseSpec:
+    """What the node needs to run the database's processes, read from its rows."""
+    shards = tuple(
+        provisioning.ShardSpec(index=s.index, port=s.port, slots=s.slot_range())
+        for s in database.shards.all()
+    )
+    return provisioning.DatabaseSpec(
+        uid=database.pk,
+        name=database.name,
+        bind=database.node.address,
+        memory_size=database.memory_size,
+        persistence=database.persistence,
+        password=database.password,
+        internal_password=database.internal_password,
+        shards=shards,
+        data_dir=settings.DATA_DIR,
+        redis_server=settings.REDIS_SERVER_BIN,
+        read_only=database.read_only,
+        tls=database_tls_spec(database),
+    )

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from rest_framework import serializers
 
+from console.certificates import MAX_CLIENT_CERTIFICATES, PEM_MAX_CHARS
+from console.fields import StrictCharField, StrictIntegerField, StrictRegexField
 from console.models import Certificate, Database, Node, Persistence, TlsMode
+from console.selectors import MAX_UID
+from console.services import (
+    MAX_PASSWORD_CHARS,
+    MAX_SHARDS,
+    MIN_MEMORY,
+    NAME_RE,
+    PASSWORD_RE,
+)
 
 
 def _enabled(flag: bool) -> str:
@@ -77,34 +88,58 @@ class BdbCoreSerializer(serializers.ModelSerializer[Database]):
 
 
 class ClientCertSerializer(serializers.Serializer[Any]):
-    client_cert = serializers.CharField(trim_whitespace=False)
+    client_cert = StrictCharField(trim_whitespace=False, max_length=PEM_MAX_CHARS)
 
 
 class BdbCreateSerializer(serializers.Serializer[Any]):
-    name = serializers.CharField(max_length=255)
-    memory_size = serializers.IntegerField()
-    shards_count = serializers.IntegerField(required=False, default=1)
-    port = serializers.IntegerField(required=False, allow_null=True, default=None)
-    authentication_redis_pass = serializers.CharField(
-        required=False, allow_blank=True, default="", write_only=True, trim_whitespace=False
+    """POST /v1/bdbs. The bounds are documented here; console.services decides (and says why)."""
+
+    name = StrictRegexField(NAME_RE.pattern, max_length=63)
+    memory_size = StrictIntegerField(min_value=MIN_MEMORY, max_value=MAX_UID)
+    shards_count = StrictIntegerField(required=False, default=1, min_value=1, max_value=MAX_SHARDS)
+    port = StrictIntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=settings.DB_PORT_MIN,
+        max_value=settings.DB_PORT_MAX,
+    )
+    authentication_redis_pass = StrictRegexField(
+        PASSWORD_RE.pattern,
+        required=False,
+        allow_blank=True,
+        default="",
+        write_only=True,
+        trim_whitespace=False,
+        max_length=MAX_PASSWORD_CHARS,
     )
     data_persistence = serializers.ChoiceField(
         choices=Persistence.values, required=False, default=Persistence.DISABLED
     )
     # The service explains why a mode is refused, so any string is let through to it.
-    tls_mode = serializers.CharField(required=False, default=TlsMode.DISABLED)
+    tls_mode = StrictCharField(required=False, default=TlsMode.DISABLED)
     enforce_client_authentication = serializers.ChoiceField(
         choices=["enabled", "disabled"], required=False, default="disabled"
     )
-    authentication_ssl_client_certs = ClientCertSerializer(many=True, required=False, default=list)
+    authentication_ssl_client_certs = serializers.ListField(
+        child=ClientCertSerializer(),
+        required=False,
+        default=list,
+        max_length=MAX_CLIENT_CERTIFICATES,
+    )
 
 
 class BdbUpdateSerializer(serializers.Serializer[Any]):
     """PUT /v1/bdbs/{uid}: only what may change; other fields must equal the current values."""
 
-    memory_size = serializers.IntegerField(required=False)
-    authentication_redis_pass = serializers.CharField(
-        required=False, allow_blank=True, write_only=True, trim_whitespace=False
+    memory_size = StrictIntegerField(required=False, min_value=MIN_MEMORY, max_value=MAX_UID)
+    authentication_redis_pass = StrictRegexField(
+        PASSWORD_RE.pattern,
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        trim_whitespace=False,
+        max_length=MAX_PASSWORD_CHARS,
     )
 
 
@@ -157,8 +192,8 @@ class CertificateSerializer(serializers.ModelSerializer[Certificate]):
 
 class CertificateReplaceSerializer(serializers.Serializer[Any]):
     name = serializers.ChoiceField(choices=["proxy", "syncer", "proxy_cert", "syncer_cert"])
-    certificate = serializers.CharField(trim_whitespace=False)
-    key = serializers.CharField(trim_whitespace=False, write_only=True)
+    certificate = StrictCharField(trim_whitespace=False, max_length=PEM_MAX_CHARS)
+    key = StrictCharField(trim_whitespace=False, write_only=True, max_length=PEM_MAX_CHARS)
 
 
 class ClusterSerializer(serializers.Serializer[Any]):

@@ -28,7 +28,7 @@ from console.models import (
     TlsMode,
     User,
 )
-from console.tls import database_tls_spec
+from console.selectors import database_spec
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ FQDN_RE = re.compile(
     r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$"
 )
 MIN_MEMORY = 1024 * 1024
+MAX_PASSWORD_CHARS = 512
+# What _validate_password accepts, for the API schema: printable, no whitespace.
+PASSWORD_RE = re.compile(r"^[^\s\x00-\x1f\x7f]*$")
 MAX_SHARDS = 64
 INTERNAL_PASSWORD_CHARS = 40
 
@@ -174,8 +177,10 @@ def _validate_memory(memory_size: int, node: Node, *, excluding: Database | None
 
 
 def _validate_password(password: str, field: str) -> None:
-    if len(password) > 512:
-        raise ApplicationError("password must be at most 512 characters", field=field)
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise ApplicationError(
+            f"password must be at most {MAX_PASSWORD_CHARS} characters", field=field
+        )
     if any(ch.isspace() or not ch.isprintable() for ch in password):
         raise ApplicationError(
             "password must not contain spaces or control characters", field=field
@@ -314,10 +319,15 @@ def _validate_tls(mode: str, enforce_client_authentication: bool, certs: Sequenc
             "client authentication needs TLS: set tls_mode to 'enabled'",
             field="enforce_client_authentication",
         )
-    pems = []
-    for i, pem in enumerate(certs):
-        certificates.load_certificate(pem, field=f"authentication_ssl_client_certs[{i}]")
-        pems.append(pem.strip())
+    if len(certs) > certificates.MAX_CLIENT_CERTIFICATES:
+        raise ApplicationError(
+            f"at most {certificates.MAX_CLIENT_CERTIFICATES} client certificates",
+            field="authentication_ssl_client_certs",
+        )
+    pems = [
+        certificates.certificate_text(pem, field=f"authentication_ssl_client_certs[{i}]").strip()
+        for i, pem in enumerate(certs)
+    ]
     return "\n".join(pems)
 
 
@@ -396,27 +406,6 @@ def database_status_set(*, database: Database, status: str, reason: str = "") ->
 
 
 # ---------------------------------------------------------------- databases: node side
-
-
-def database_spec(database: Database) -> provisioning.DatabaseSpec:
-    shards = tuple(
-        provisioning.ShardSpec(index=s.index, port=s.port, slots=s.slot_range())
-        for s in database.shards.all()
-    )
-    return provisioning.DatabaseSpec(
-        uid=database.pk,
-        name=database.name,
-        bind=database.node.address,
-        memory_size=database.memory_size,
-        persistence=database.persistence,
-        password=database.password,
-        internal_password=database.internal_password,
-        shards=shards,
-        data_dir=settings.DATA_DIR,
-        redis_server=settings.REDIS_SERVER_BIN,
-        read_only=database.read_only,
-        tls=database_tls_spec(database),
-    )
 
 
 def database_provision(*, database_id: int) -> None:

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from console import selectors, services
-from console.auth import login_failed, login_succeeded, login_throttled
+from console.auth import login_failed, login_locked_for, login_succeeded
 from console.decorators import admin_required, page_user
 from console.errors import ApplicationError
 from console.forms import AuditFilterForm, CertificateReplaceForm, DatabaseCreateForm
@@ -29,31 +29,35 @@ PENDING_STATUSES = frozenset(
 )
 EDITABLE_STATUSES = frozenset({DatabaseStatus.ACTIVE, DatabaseStatus.ERROR})
 AUDIT_PAGE_SIZE = 50
-THROTTLED_MESSAGE = "Too many failed sign-ins from your address. Wait a few minutes and try again."
+THROTTLED_MESSAGE = "Too many failed sign-ins for this account. Wait a few minutes and try again."
 
 # ---------------------------------------------------------------- sign in / out
 
 
 class LoginView(auth_views.LoginView):
-    """Django's sign-in page, refusing further attempts from an address that failed too often."""
+    """Django's sign-in page with console.auth's throttling: an account that failed too often
+    from this address (or from everywhere) is refused before its password is even checked."""
 
     template_name = "registration/login.html"
     redirect_authenticated_user = True
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if login_throttled(request):
-            # Refused before the password is even checked, so guessing on gains nothing.
-            form = AuthenticationForm(request, initial={"username": request.POST.get("username")})
+        username = str(request.POST.get("username", ""))[:150]
+        wait = login_locked_for(request, username)
+        if wait:
+            form = AuthenticationForm(request, initial={"username": username})
             context = self.get_context_data(form=form, throttled_message=THROTTLED_MESSAGE)
-            return self.render_to_response(context, status=429)
+            response = self.render_to_response(context, status=429)
+            response["Retry-After"] = str(wait)
+            return response
         return super().post(request, *args, **kwargs)
 
     def form_valid(self, form: AuthenticationForm) -> HttpResponse:
-        login_succeeded(self.request)
+        login_succeeded(self.request, form.get_user().get_username())
         return super().form_valid(form)
 
     def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
-        login_failed(self.request)
+        login_failed(self.request, str(form.data.get("username", ""))[:150])
         return super().form_invalid(form)
 
 

@@ -9,21 +9,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpResponse
-from drf_spectacular.utils import extend_schema
+from django.utils.cache import add_never_cache_headers
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.exceptions import NotFound
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from console import selectors as console_selectors
-from console.errors import ApplicationError
+from console.fields import single_query
 from console.models import Database, User
 from console.permissions import IsAdmin
+from console.schema import STATE_REFUSALS
 from replication import selectors, series, services
 from replication.models import ReplicaOf, ReplicaSource, ReplicaSync
 from replication.serializers import (
     BdbReplicaUpdateSerializer,
+    ReplicaEventSerializer,
+    ReplicaEventsQuerySerializer,
     SourceUidSerializer,
+    SyncSourceStatsSerializer,
     SyncStatsQuerySerializer,
     source_uri_redacted,
 )
@@ -108,16 +115,25 @@ def _database(request: Request, uid: int) -> Database:
 class ReplicaSourceUrlApi(APIView):
     permission_classes = [IsAdmin]
 
-    @extend_schema(request=None, responses={200: dict})
+    @extend_schema(
+        request=None,
+        responses={200: inline_serializer("SourceUrl", {"uri": serializers.CharField()})},
+    )
     def post(self, request: Request, uid: int) -> Response:
         url = services.replica_source_url(actor=request.user, database=_database(request, uid))  # type: ignore[arg-type]
-        return Response({"uri": url})
+        response = Response({"uri": url})
+        add_never_cache_headers(response)  # it holds the internal password
+        return response
 
 
 class RegenerateAdminPasswordApi(APIView):
     permission_classes = [IsAdmin]
 
-    @extend_schema(request=None, responses={200: dict})
+    @extend_schema(
+        request=None,
+        responses={200: inline_serializer("Result", {"result": serializers.CharField()})},
+        extensions={STATE_REFUSALS: "the database is not active, or its processes refuse"},
+    )
     def post(self, request: Request, uid: int) -> Response:
         services.admin_password_regenerate(actor=request.user, database=_database(request, uid))  # type: ignore[arg-type]
         return Response({"result": "ok"})
@@ -136,7 +152,7 @@ class _ResourceActionApi(APIView):
 
 
 class ReplicaSyncRestartApi(_ResourceActionApi):
-    @extend_schema(request=None, responses={200: dict})
+    @extend_schema(exclude=True)  # the roof's subclass is what the URLconf serves
     def post(self, request: Request, uid: int) -> Response:
         db = _database(request, uid)
         services.replica_sync_restart(actor=request.user, destination=db)  # type: ignore[arg-type]
@@ -144,7 +160,7 @@ class ReplicaSyncRestartApi(_ResourceActionApi):
 
 
 class ReplicaCredentialsUpdateApi(_ResourceActionApi):
-    @extend_schema(request=SourceUidSerializer, responses={200: dict})
+    @extend_schema(exclude=True)  # the roof's subclass is what the URLconf serves
     def post(self, request: Request, uid: int) -> Response:
         db = _database(request, uid)
         body = SourceUidSerializer(data=request.data)
@@ -157,17 +173,39 @@ class ReplicaCredentialsUpdateApi(_ResourceActionApi):
         return self._answer(request, uid)
 
 
+class ReplicaEventsApi(APIView):
+    """What the destination's sync did and why, newest first: full syncs, partial resyncs,
+    reconnects, flushes, stops, with their reasons."""
+
+    @extend_schema(
+        parameters=[ReplicaEventsQuerySerializer], responses=ReplicaEventSerializer(many=True)
+    )
+    def get(self, request: Request, uid: int) -> Response:
+        db = _database(request, uid)
+        query = ReplicaEventsQuerySerializer(data=single_query(request.query_params))
+        query.is_valid(raise_exception=True)
+        events = selectors.replica_events_of(db, limit=query.validated_data["limit"])
+        return Response(ReplicaEventSerializer(events, many=True).data)
+
+
 class SyncSourceStatsApi(APIView):
-    @extend_schema(parameters=[SyncStatsQuerySerializer], responses={200: dict})
+    @extend_schema(
+        parameters=[SyncStatsQuerySerializer],
+        responses={
+            200: SyncSourceStatsSerializer,
+            404: OpenApiResponse(description="No such database, or no such source."),
+        },
+    )
     def get(self, request: Request, uid: int, source_uid: int | None = None) -> Response:
         db = _database(request, uid)
-        query = SyncStatsQuerySerializer(data=request.query_params)
+        # A plain dict, not the QueryDict: DRF reads `?stime=` from a QueryDict as "not given".
+        query = SyncStatsQuerySerializer(data=single_query(request.query_params))
         query.is_valid(raise_exception=True)
         sources = selectors.replica_sources_of(db)
         if source_uid is not None:
             sources = [s for s in sources if s.uid == source_uid]
             if not sources:
-                raise ApplicationError(f"no source {source_uid}", field="source_uid")
+                raise NotFound(f"no source {source_uid}")
         return Response(
             {
                 "sync_source_stats": [

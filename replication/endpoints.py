@@ -6,10 +6,12 @@ Pure reads over the ORM; `replication.services` uses them to validate before it 
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 from urllib.parse import quote, urlsplit
 
+import psutil
 from django.conf import settings
 
 from console.errors import ApplicationError
@@ -42,28 +44,67 @@ def internal_source_url(database: Database, *, redact: bool = False) -> str:
     return f"{scheme}://{ADMIN_USER}:{quote(url.password or '', safe='')}@{url.address}"
 
 
-def _is_local(host: str) -> bool:
-    if host.lower() in LOCAL_NAMES or host.lower() == settings.NODE_NAME.lower():
-        return True
+LOCAL = "local"
+
+
+def _local_addresses() -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses of this node: every interface's, and the node address the databases bind."""
+    found: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
+    for addrs in psutil.net_if_addrs().values():
+        for addr in addrs:
+            if addr.family in (socket.AF_INET, socket.AF_INET6):
+                with contextlib.suppress(ValueError):
+                    found.add(_normalized(ipaddress.ip_address(addr.address.split("%")[0])))
+    with contextlib.suppress(ValueError):
+        found.add(_normalized(ipaddress.ip_address(settings.NODE_ADDRESS)))
+    return found
+
+
+def _normalized(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """IPv4-mapped (`::ffff:127.0.0.1`) and IPv4-compatible IPv6 addresses as the IPv4 address
+    they reach."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if int(ip) >> 32 == 0 and int(ip) > 1:
+            return ipaddress.IPv4Address(int(ip))  # deprecated IPv4-compatible ::a.b.c.d
+    return ip
+
+
+def _resolve(host: str) -> set[str] | None:
+    """Every address `host` stands for (a literal, or what the resolver answers), or None."""
+    literal = host.split("%")[0]  # an IPv6 zone (`fe80::1%eth0`) does not change the address
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ipaddress.ip_address(literal)
     except ValueError:
-        return False
+        pass
+    else:
+        return {literal}
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return None
+    return {str(info[4][0]).split("%")[0] for info in infos}
 
 
 def _addresses_of(host: str) -> set[str]:
-    """Every IP a host name or literal stands for; loopback names collapse to 'local'."""
-    if _is_local(host):
-        return {"local"}
-    try:
-        ipaddress.ip_address(host)
-        addrs = {host}
-    except ValueError:
-        try:
-            addrs = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
-        except OSError:
-            return {host.lower()}
-    return {"local" if _is_local(str(a)) else str(a) for a in addrs}
+    """Where a host is, normalized for comparison: `LOCAL` for anything that reaches this node
+    (loopback range, the unspecified address, the node's name and addresses; IPv4-mapped IPv6
+    forms included), else each IP address. A name that does not resolve stands for itself."""
+    name = host.lower().rstrip(".")
+    if name in LOCAL_NAMES or name == settings.NODE_NAME.lower():
+        return {LOCAL}
+    resolved = _resolve(host)
+    if resolved is None:
+        return {name}
+    local = _local_addresses()
+    found: set[str] = set()
+    for text in resolved:
+        ip = _normalized(ipaddress.ip_address(text))
+        found.add(LOCAL if ip.is_loopback or ip.is_unspecified or ip in local else str(ip))
+    return found
 
 
 def _same_endpoint(host_a: str, port_a: int, host_b: str, port_b: int) -> bool:
@@ -79,16 +120,23 @@ def database_at(url: RedisUrl) -> Database | None:
     return db if _same_endpoint(url.host, url.port, db.node.address, shard.port) else None
 
 
-def _forbidden_endpoints() -> list[tuple[str, int, str]]:
-    """Endpoints a source must never point at: the control Redis and the SQL database."""
+def console_endpoints() -> list[tuple[str, int, str]]:
+    """(host, port, what) of every service of the console itself, which a source must never be:
+    the control Redis (Celery broker, channel layer, job locks), the SQL database, the web server
+    (ASGI), and whatever `settings.SERVICE_ENDPOINTS` adds (the sync gateway adds itself there)."""
     found: list[tuple[str, int, str]] = []
     control = urlsplit(settings.REDIS_URL)
     found.append(
         (control.hostname or "127.0.0.1", control.port or 6379, "the console's control Redis")
     )
     db = settings.DATABASES["default"]
-    if db.get("HOST"):
-        found.append((str(db["HOST"]), int(db.get("PORT") or 5432), "the console's SQL database"))
+    if not str(db.get("ENGINE", "")).endswith("sqlite3"):
+        host = str(db.get("HOST") or "")
+        # No host, or a socket directory: the server is on this node (and usually on TCP too).
+        host = "127.0.0.1" if not host or host.startswith("/") else host
+        found.append((host, int(db.get("PORT") or 5432), "the console's SQL database"))
+    found.append((settings.HTTP_HOST, settings.HTTP_PORT, "the console's web server"))
+    found += [(host, port, what) for what, host, port in settings.SERVICE_ENDPOINTS]
     return found
 
 
@@ -98,7 +146,7 @@ def parse_external_uri(uri: str, *, field: str) -> RedisUrl:
         url = parse_redis_url(uri)
     except UrlError as exc:
         raise ApplicationError(str(exc), field=field) from None
-    for host, port, what in _forbidden_endpoints():
+    for host, port, what in console_endpoints():
         if _same_endpoint(url.host, url.port, host, port):
             raise ApplicationError(f"the URL points at {what}", field=field)
     return url

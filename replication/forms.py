@@ -8,14 +8,15 @@ from typing import Any
 
 from django import forms
 
+from console.certificates import PEM_MAX_CHARS
 from console.errors import ApplicationError
 from console.models import Database
 from replication.models import ReplicaSource
+from replication.pending import pending_get, pending_put
 from replication.sources import MAX_SOURCES, SourceInput, source_input_of
 
 # zlib level 6 over the sync gateway when the operator turns compression on (DESIGN §3).
 COMPRESSION_LEVEL = 6
-PEM_LIMIT = 64 * 1024
 _SOURCE_ERROR = re.compile(r"^replica_sources\[(\d+)\]\.(\w+)$")
 
 
@@ -42,7 +43,7 @@ class ExternalSourceForm(forms.Form):
     server_cert = forms.CharField(
         label="Source cluster's certificate (PEM)",
         required=False,
-        max_length=PEM_LIMIT,
+        max_length=PEM_MAX_CHARS,
         help_text="Its proxy certificate, to verify the server. Paste it or choose the file.",
         widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "mono"}),
     )
@@ -90,21 +91,48 @@ def _row_of_source(source: ReplicaSource, name: str) -> dict[str, Any]:
     }
 
 
+def _pending_row(token: str, name: str, source: SourceInput) -> dict[str, Any]:
+    """A checked, unsaved external source as a row of the edit list: its token, never its URL."""
+    return {
+        "pending": token,
+        "name": name,
+        "kind": "external",
+        "encryption": source.encryption,
+        "compression": source.compression,
+    }
+
+
+class EmptyHiddenInput(forms.HiddenInput):
+    """The source list's field: the page's script fills it from the rows (which hold no
+    password); what was posted (which may hold one) is never rendered back."""
+
+    def format_value(self, value: Any) -> str | None:
+        return None
+
+
 class ReplicaSourcesForm(forms.Form):
     """The Replica Of part of Database → Edit: the wanted source list as JSON rows.
 
     A row is `{"keep": <source uid>}` for a saved source, `{"database": <uid>}` for a database of
-    this cluster, or `{"uri": ..., "encryption", "server_cert", "replication_tls_sni",
-    "compression"}` for an external URL; `name` is for display only.
+    this cluster, `{"pending": <token>}` for an external source checked by the dialog (kept in
+    the session, replication.pending), or `{"uri": ..., "encryption", "server_cert",
+    "replication_tls_sni", "compression"}` for an external URL posted directly (it is kept in the
+    session too, so a page rendered again carries only its token); `name` is for display only.
     """
 
-    sources = forms.CharField(required=False, widget=forms.HiddenInput)
+    sources = forms.CharField(required=False, widget=EmptyHiddenInput)
     confirm_flush = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def __init__(
-        self, *args: Any, destination: Database, saved: list[ReplicaSource], **kwargs: Any
+        self,
+        *args: Any,
+        destination: Database,
+        saved: list[ReplicaSource],
+        session: Any,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.session = session
         self.destination = destination
         self.saved = {s.uid: s for s in saved}
         self.rows: list[dict[str, Any]] = []
@@ -144,6 +172,16 @@ class ReplicaSourcesForm(forms.Form):
             if not isinstance(row["database"], int):
                 raise forms.ValidationError("A source database is not a number.")
             return {"database": row["database"], "name": name, "kind": "internal"}
+        if "pending" in row:
+            kept = pending_get(
+                self.session, destination_uid=self.destination.pk, token=row["pending"]
+            )
+            if kept is None:
+                raise forms.ValidationError(
+                    f"Source {name or '(external)'} was not kept (signed out meanwhile?): "
+                    "remove it and add it again."
+                )
+            return _pending_row(row["pending"], name, kept)
         form = ExternalSourceForm(
             {
                 "uri": row.get("uri", ""),
@@ -157,28 +195,20 @@ class ReplicaSourcesForm(forms.Form):
             message = next(iter(form.errors.values()))[0]
             raise forms.ValidationError(f"Source {name or '(external)'}: {message}")
         data = form.source_input()
-        return {
-            "name": name,
-            "kind": "external",
-            "uri": data.uri,
-            "encryption": data.encryption,
-            "server_cert": data.server_cert,
-            "replication_tls_sni": data.replication_tls_sni,
-            "compression": data.compression,
-        }
+        token = pending_put(self.session, destination_uid=self.destination.pk, source=data)
+        return _pending_row(token, name, data)
 
     def _source_input(self, row: dict[str, Any]) -> SourceInput:
         if "keep" in row:
             return source_input_of(self.saved[row["keep"]])
         if "database" in row:
             return SourceInput(source_database_uid=row["database"])
-        return SourceInput(
-            uri=row["uri"],
-            encryption=row["encryption"],
-            server_cert=row["server_cert"],
-            replication_tls_sni=row["replication_tls_sni"],
-            compression=row["compression"],
-        )
+        kept = self._pending(row["pending"])
+        assert kept is not None  # _clean_row checked it
+        return kept
+
+    def _pending(self, token: object) -> SourceInput | None:
+        return pending_get(self.session, destination_uid=self.destination.pk, token=token)
 
     def clean(self) -> dict[str, Any] | None:
         data = super().clean()

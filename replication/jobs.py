@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import queue
 import shutil
 import tempfile
 import threading
@@ -43,8 +44,10 @@ from replication import control, endpoints, selectors
 from replication import services as replica_services
 from replication.live import LiveSource, LiveStatus, live_message, source_status, status_push
 from replication.models import ReplicaOf, ReplicaSync
+from replication.services import EventInput
 from replication.syncer.engine import DestinationConfig, SourceConfig, SyncEngine
 from replication.syncer.errors import AuthError, Side, SyncError
+from replication.syncer.events import SyncEvent
 from replication.syncer.status import Phase, SourceStatus
 from replication.syncer.urls import parse_redis_url
 
@@ -77,6 +80,8 @@ class _Plan:
     sources: list[_Source]
     workdir: Path
     destination_password: str = field(repr=False, default="")
+    # The engine's events (flushes, full syncs, reconnects…), handed over from its thread.
+    events: queue.SimpleQueue[SyncEvent] = field(default_factory=queue.SimpleQueue)
 
 
 def _plan(replica_of: ReplicaOf) -> _Plan:
@@ -104,11 +109,13 @@ def _plan(replica_of: ReplicaOf) -> _Plan:
     dest_tls = None
     if destination.tls_mode != TlsMode.DISABLED:
         dest_tls = own_database_client_material().options(workdir, "destination")
+    events: queue.SimpleQueue[SyncEvent] = queue.SimpleQueue()
     engine = SyncEngine(
         configs,
         DestinationConfig(endpoints.internal_source(destination), dest_tls),
         auto_full_sync=True,
         job_tag=f"{destination.pk}:{replica_of.generation}",
+        on_event=events.put,
     )
     return _Plan(
         destination,
@@ -117,6 +124,7 @@ def _plan(replica_of: ReplicaOf) -> _Plan:
         sources,
         workdir,
         destination.internal_password,
+        events,
     )
 
 
@@ -188,6 +196,7 @@ class _Supervisor:
         # Read once: pushes go out four times a second and this rarely changes meanwhile.
         self.destinations = selectors.destinations_count(plan.destination)
         self.reason = ""
+        self.job_events: list[EventInput] = []
 
     def _engine_main(self) -> None:
         try:
@@ -196,6 +205,7 @@ class _Supervisor:
             self.error = exc
 
     def run(self) -> str:
+        self._record("job_started", f"sync job of generation {self.plan.generation} started")
         self.thread.start()
         try:
             self._supervise()
@@ -207,6 +217,7 @@ class _Supervisor:
         self._track(statuses)
         if self.error is not None and not self.reason:
             return self._failed(self.error, statuses)
+        self._record("job_ended", f"sync job ended: {self.reason or 'the engine ended'}")
         self._save(statuses)
         self._push(statuses, final=True)
         if self.reason == "disabled":
@@ -280,6 +291,7 @@ class _Supervisor:
                     status=source_status(st.phase, src.retries),
                     progress=st.progress,
                     lag=int(st.lag_ms) if st.lag_ms is not None else None,
+                    lag_exact=st.lag_exact,
                     last_update=(
                         datetime.fromtimestamp(last_update, tz=UTC)
                         if last_update is not None
@@ -319,7 +331,23 @@ class _Supervisor:
             self.last_push = comparable
             status_push(self.uid, payload)
 
+    def _record(self, kind: str, message: str) -> None:
+        """An event of the job itself (its start and end), beside the engine's."""
+        self.job_events.append(EventInput(time.time(), kind, None, message))
+
+    def _record_events(self) -> None:
+        events, self.job_events = self.job_events, []
+        while True:
+            try:
+                e = self.plan.events.get_nowait()
+            except queue.Empty:
+                break
+            uid = self.plan.sources[e.source].uid if e.source is not None else None
+            events.append(EventInput(e.time, str(e.kind), uid, e.message))
+        replica_services.replica_events_record(destination_id=self.uid, events=events)
+
     def _save(self, statuses: list[SourceStatus]) -> None:
+        self._record_events()
         live = self._live(statuses)
         replica_services.replica_sources_live_save(
             destination_id=self.uid, generation=self.plan.generation, sources=live

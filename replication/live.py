@@ -107,6 +107,7 @@ class LiveSource:
     status: str
     progress: float | None = None
     lag: int | None = None
+    lag_exact: bool = True
     last_update: datetime | None = None
     last_error: str = ""
     last_error_kind: str = ""
@@ -144,6 +145,8 @@ class LiveSourceSerializer(serializers.Serializer[Any]):
     status = serializers.CharField(read_only=True)
     progress = serializers.FloatField(read_only=True, allow_null=True)
     lag = serializers.IntegerField(read_only=True, allow_null=True)
+    # False: the source cannot be sampled now, `lag` is only a lower bound ("at least").
+    lag_exact = serializers.BooleanField(read_only=True)
     last_update = serializers.DateTimeField(read_only=True, allow_null=True)
     last_error = serializers.CharField(read_only=True)
     last_error_kind = serializers.CharField(read_only=True)

@@ -89,6 +89,8 @@ class ReplicaSource(models.Model):
         max_length=16, choices=SourceStatus.choices, default=SourceStatus.SYNCING, editable=False
     )
     lag = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
+    # False while the source cannot be sampled: `lag` is then a lower bound ("at least").
+    lag_exact = models.BooleanField(default=True, editable=False)
     last_update = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True, default="", editable=False)
     last_error_kind = models.CharField(max_length=32, blank=True, default="", editable=False)
@@ -118,3 +120,25 @@ class ReplicaSource(models.Model):
             return parse_redis_url(self.external_uri).address
         except UrlError:
             return "(invalid URL)"
+
+
+class ReplicaEvent(models.Model):
+    """One thing a destination's sync did and why (full sync, partial resync, reconnect, flush,
+    stop): the operator's first stop when something went wrong. The last `KEEP` per destination
+    are kept."""
+
+    KEEP: ClassVar[int] = 500
+
+    destination = models.ForeignKey(
+        Database, on_delete=models.CASCADE, related_name="replica_events"
+    )
+    time = models.DateTimeField(db_index=True)
+    kind = models.CharField(max_length=32)  # replication.syncer.events.EventKind, or job_*
+    source_uid = models.PositiveSmallIntegerField(null=True, blank=True)
+    message = models.TextField()
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["-time", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.destination_id} at {self.time:%Y-%m-%d %H:%M:%S}"

@@ -9,16 +9,18 @@ to put its text on our pages, and the wording must not tell apart more than thes
 from __future__ import annotations
 
 import asyncio
-import ssl
+import logging
 import tempfile
 from pathlib import Path
 
 import hiredis
 
 from console.tls import TlsMaterial
-from replication.syncer.errors import AuthError, SyncError
+from replication.syncer.errors import ErrorKind, SyncError
 from replication.syncer.resp import RespConnection
 from replication.syncer.urls import RedisUrl
+
+log = logging.getLogger(__name__)
 
 # connect + TLS + AUTH + the first reply, all of it (issue: a silent port took 60 s).
 CHECK_DEADLINE_S = 5.0
@@ -66,26 +68,33 @@ async def _check(url: RedisUrl, tls: TlsMaterial | None, workdir: Path) -> None:
         raise ProbeFailure("not_redis")
 
 
+_BY_KIND = {
+    ErrorKind.AUTH: "auth",
+    ErrorKind.TIMEOUT: "timeout",
+    ErrorKind.CLOSED: "closed",
+    ErrorKind.LOST: "closed",
+    ErrorKind.PROTOCOL: "not_redis",
+}
+
+
 def _kind_of(exc: BaseException) -> str:
-    """The class of a failure, from the exception types (never from their text)."""
+    """The class of a failure, from the syncer's error kinds and exception types (never from
+    their text)."""
     if isinstance(exc, ProbeFailure):
         return exc.kind
-    if isinstance(exc, AuthError):
-        return "auth"
-    if isinstance(exc, SyncError) and exc.__cause__ is None:
-        return "closed"  # the peer closed the connection (the syncer's own error, no cause)
-    cause = exc.__cause__ if isinstance(exc, SyncError) else exc
-    if isinstance(cause, ssl.SSLCertVerificationError):
-        return "tls_verify"
-    if isinstance(cause, ssl.SSLError):
-        return "tls"
-    if isinstance(cause, ConnectionRefusedError):
-        return "refused"
-    if isinstance(cause, TimeoutError):
+    if isinstance(exc, SyncError):
+        if exc.kind is ErrorKind.TLS:
+            return "tls_verify" if exc.fatal else "tls"
+        if exc.kind is ErrorKind.REFUSED:
+            return "refused" if isinstance(exc.__cause__, ConnectionRefusedError) else "unreachable"
+        return _BY_KIND.get(exc.kind, "not_redis")
+    if isinstance(exc, TimeoutError):
         return "timeout"
-    if isinstance(cause, ConnectionError):
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, ConnectionError):
         return "closed"
-    if isinstance(cause, OSError):
+    if isinstance(exc, OSError):
         return "unreachable"
     return "not_redis"
 
@@ -106,3 +115,6 @@ def source_probe(url: RedisUrl, tls: TlsMaterial | None) -> None:
             raise ProbeFailure(_kind_of(exc)) from None
         except TimeoutError:
             raise ProbeFailure("timeout") from None
+        except Exception as exc:  # whatever answers must never turn the check into a 500
+            log.warning("source check of %s failed with %s", url.address, type(exc).__name__)
+            raise ProbeFailure("not_redis") from None

@@ -9,7 +9,7 @@ from django.db.models import Prefetch, QuerySet
 
 from console.models import Database
 from replication.live import LiveStatus, live_message
-from replication.models import ReplicaOf, ReplicaSource, ReplicaSync
+from replication.models import ReplicaEvent, ReplicaOf, ReplicaSource, ReplicaSync
 
 
 def replica_sources_of(database: Database) -> list[ReplicaSource]:
@@ -78,3 +78,8 @@ def database_live_status(database: Database) -> dict[str, Any]:
 
 def databases_live_status(databases: Iterable[Database]) -> list[dict[str, Any]]:
     return [database_live_status(db) for db in databases]
+
+
+def replica_events_of(database: Database, *, limit: int = 50) -> list[ReplicaEvent]:
+    """The destination's newest sync events first (what its sync jobs did and why)."""
+    return list(ReplicaEvent.objects.filter(destination=database)[:limit])

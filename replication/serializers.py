@@ -6,9 +6,13 @@ from typing import Any
 
 from rest_framework import serializers
 
+from console.certificates import PEM_MAX_CHARS
+from console.fields import StrictBooleanField, StrictCharField, StrictIntegerField
+from console.selectors import MAX_UID
 from replication.endpoints import internal_source_url
 from replication.live import LiveSourceSerializer
-from replication.models import ReplicaSource, ReplicaSync
+from replication.models import ReplicaEvent, ReplicaSource, ReplicaSync
+from replication.sources import MAX_SOURCES
 from replication.syncer.urls import UrlError, parse_redis_url
 
 
@@ -41,21 +45,30 @@ def replica_sources_data(sources: list[ReplicaSource]) -> list[dict[str, Any]]:
     return list(ReplicaSourceSerializer(sources, many=True).data)
 
 
+def _pem_field() -> StrictCharField:
+    """A certificate of a source: optional, one PEM block (the service checks the rest)."""
+    return StrictCharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        trim_whitespace=False,
+        max_length=PEM_MAX_CHARS,
+    )
+
+
 class ReplicaSourceInputSerializer(serializers.Serializer[Any]):
     """One wanted source in PUT /v1/bdbs/{uid}: a URL, or `bdb_uid` for a database of this
     cluster (its URL is then built with the current internal password)."""
 
-    uri = serializers.CharField(required=False, allow_blank=True, default="", max_length=4096)
-    bdb_uid = serializers.IntegerField(required=False, allow_null=True, default=None)
-    compression = serializers.IntegerField(required=False, default=0, min_value=0, max_value=6)
-    encryption = serializers.BooleanField(required=False, default=False)
-    server_cert = serializers.CharField(
-        required=False, allow_blank=True, default="", trim_whitespace=False
+    uri = StrictCharField(required=False, allow_blank=True, default="", max_length=4096)
+    bdb_uid = StrictIntegerField(
+        required=False, allow_null=True, default=None, min_value=1, max_value=MAX_UID
     )
-    client_cert = serializers.CharField(
-        required=False, allow_blank=True, default="", trim_whitespace=False
-    )
-    replication_tls_sni = serializers.CharField(
+    compression = StrictIntegerField(required=False, default=0, min_value=0, max_value=6)
+    encryption = StrictBooleanField(required=False, default=False)
+    server_cert = _pem_field()
+    client_cert = _pem_field()
+    replication_tls_sni = StrictCharField(
         required=False, allow_blank=True, default="", max_length=253
     )
 
@@ -64,11 +77,34 @@ class BdbReplicaUpdateSerializer(serializers.Serializer[Any]):
     # The service refuses more than MAX_SOURCES with its own message.
     replica_sources = ReplicaSourceInputSerializer(many=True, required=False)
     replica_sync = serializers.ChoiceField(choices=ReplicaSync.values, required=False)
-    check_connection = serializers.BooleanField(required=False, default=True)
+    check_connection = StrictBooleanField(required=False, default=True)
 
 
 class SourceUidSerializer(serializers.Serializer[Any]):
-    source_uid = serializers.IntegerField(min_value=1)
+    source_uid = StrictIntegerField(min_value=1, max_value=MAX_SOURCES)
+
+
+class SyncIntervalSerializer(serializers.Serializer[Any]):
+    """One interval of a source's series (replication.series.source_intervals)."""
+
+    interval = serializers.CharField()
+    stime = serializers.DateTimeField()
+    etime = serializers.DateTimeField()
+    ingress_bytes = serializers.IntegerField()
+    ingress_bytes_decompressed = serializers.IntegerField()
+    commands = serializers.IntegerField()
+    lag = serializers.IntegerField(allow_null=True, help_text="largest lag of the interval, ms")
+
+
+class SourceStatsSerializer(serializers.Serializer[Any]):
+    uid = serializers.IntegerField()
+    intervals = SyncIntervalSerializer(many=True)
+
+
+class SyncSourceStatsSerializer(serializers.Serializer[Any]):
+    """GET /v1/bdbs/{uid}/sync_source_stats[/{source uid}] (schema only)."""
+
+    sync_source_stats = SourceStatsSerializer(many=True)
 
 
 class SyncStatsQuerySerializer(serializers.Serializer[Any]):
@@ -77,3 +113,16 @@ class SyncStatsQuerySerializer(serializers.Serializer[Any]):
     )
     stime = serializers.DateTimeField(required=False, allow_null=True, default=None)
     etime = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class ReplicaEventSerializer(serializers.ModelSerializer[ReplicaEvent]):
+    """One event of a destination's sync (GET /v1/bdbs/{uid}/replica_events)."""
+
+    class Meta:
+        model = ReplicaEvent
+        fields = ["time", "kind", "source_uid", "message"]
+        read_only_fields = fields
+
+
+class ReplicaEventsQuerySerializer(serializers.Serializer[Any]):
+    limit = serializers.IntegerField(required=False, default=50, min_value=1, max_value=500)

@@ -11,24 +11,26 @@ import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import redis
 from celery import current_app
 from django.db import transaction
 
-from console import provisioning
+from console import certificates, provisioning
 from console import services as console_services
 from console.errors import ApplicationError
 from console.models import Database, DatabaseStatus, User
-from console.services import INTERNAL_PASSWORD_CHARS, audit_record, database_spec
+from console.selectors import database_spec
+from console.services import INTERNAL_PASSWORD_CHARS, audit_record
 from console.tls import TlsMaterial, source_client_material
 from replication import control, endpoints, graph
 from replication.live import LiveSource
-from replication.models import ReplicaOf, ReplicaSource, ReplicaSync, SourceStatus
+from replication.models import ReplicaEvent, ReplicaOf, ReplicaSource, ReplicaSync, SourceStatus
 from replication.probe import ProbeFailure, failure_message, source_probe
 from replication.sources import MAX_SOURCES, SourceInput
 from replication.syncer.checkpoint import CHECKPOINT_KEY
-from replication.syncer.urls import RedisUrl
+from replication.syncer.urls import RedisUrl, is_hostname
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ def _resolve_one(destination: Database, item: SourceInput, index: int) -> Resolv
         db = endpoints.database_at(url)
     if db is not None and db.status == DatabaseStatus.DELETE_PENDING:
         raise ApplicationError(f"database {db.name} is being deleted", field=_field(index, "uri"))
+    _validate_source_tls(item, url, index)
     tls = None
     if item.encryption or url.tls:
         tls = source_client_material(
@@ -90,6 +93,31 @@ def _resolve_one(destination: Database, item: SourceInput, index: int) -> Resolv
             sni=item.replication_tls_sni or url.sni or "",
         )
     return ResolvedSource(item, db, url, tls)
+
+
+def _validate_source_tls(item: SourceInput, url: RedisUrl, index: int) -> None:
+    """The TLS fields of a source: each certificate one checked PEM block (stored as given, so
+    that sending the same source again changes nothing), the server name a host name, and all of
+    them only with TLS."""
+    tls = item.encryption or url.tls
+    for name, pem in (("server_cert", item.server_cert), ("client_cert", item.client_cert)):
+        if not pem:
+            continue
+        if not tls:
+            raise ApplicationError(
+                f"{name} needs TLS: set encryption or use rediss://", field=_field(index, name)
+            )
+        certificates.load_certificate(pem, field=_field(index, name))
+    sni = item.replication_tls_sni
+    if sni and not is_hostname(sni):
+        raise ApplicationError(
+            "the server name (SNI) must be a host name", field=_field(index, "replication_tls_sni")
+        )
+    if sni and not tls:
+        raise ApplicationError(
+            "a server name (SNI) needs TLS: set encryption or use rediss://",
+            field=_field(index, "replication_tls_sni"),
+        )
 
 
 def _resolve(destination: Database, wanted: Sequence[SourceInput]) -> list[ResolvedSource]:
@@ -130,6 +158,8 @@ def replica_source_check(
             if reason:
                 raise ApplicationError(reason, field=name)
     except ApplicationError as exc:
+        if exc.field and not exc.field.endswith(".uri") and exc.field != "replica_sources":
+            raise  # a TLS field of the source: it keeps its own name
         raise ApplicationError(exc.message, field=name) from None
     try:
         source_probe(resolved.url, resolved.tls)
@@ -192,6 +222,7 @@ def _sources_reset(destination_id: int) -> None:
         status=SourceStatus.SYNCING,
         progress=None,
         lag=None,
+        lag_exact=True,
         last_error="",
         last_error_kind="",
         rdb_size=None,
@@ -380,6 +411,7 @@ def replica_sources_live_save(
             status=s.status,
             progress=s.progress,
             lag=s.lag,
+            lag_exact=s.lag_exact,
             last_update=s.last_update,
             last_error=s.last_error[:2000],
             last_error_kind=s.last_error_kind,
@@ -389,6 +421,36 @@ def replica_sources_live_save(
             ingress_bytes=s.ingress_bytes,
             retries=s.retries,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class EventInput:
+    """One event of a sync job, as the job hands it over (see replication.syncer.events)."""
+
+    time: float  # unix time
+    kind: str
+    source_uid: int | None
+    message: str
+
+
+def replica_events_record(*, destination_id: int, events: Sequence[EventInput]) -> None:
+    """Keep a sync job's events (the destination's event list), the newest `ReplicaEvent.KEEP`."""
+    if not events:
+        return
+    ReplicaEvent.objects.bulk_create(
+        ReplicaEvent(
+            destination_id=destination_id,
+            time=datetime.fromtimestamp(e.time, tz=UTC),
+            kind=e.kind[:32],
+            source_uid=e.source_uid,
+            message=e.message[:2000],
+        )
+        for e in events
+    )
+    rows = ReplicaEvent.objects.filter(destination_id=destination_id)
+    if rows.count() > ReplicaEvent.KEEP:
+        keep = list(rows.order_by("-time", "-id").values_list("pk", flat=True)[: ReplicaEvent.KEEP])
+        rows.exclude(pk__in=keep).delete()
 
 
 def checkpoint_remove(*, destination: Database) -> None:

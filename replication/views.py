@@ -11,6 +11,7 @@ from typing import Any
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from console import selectors as console_selectors
@@ -21,9 +22,12 @@ from replication import graph, selectors, series, services
 from replication.forms import ExternalSourceForm, ReplicaSourcesForm
 from replication.live import ADVICE, STATUS_LABELS
 from replication.models import ReplicaSync
+from replication.pending import pending_forget, pending_put
 from replication.sources import SourceInput
 
 CHART_SECONDS = 15 * 60
+# Fields of the Add source dialog that a refusal may name besides the URL.
+DIALOG_TLS_FIELDS = ("server_cert", "replication_tls_sni")
 
 # The buttons of the Replica Of panel and what the page says after each.
 SYNC_ACTIONS = {
@@ -67,6 +71,7 @@ def panel_context(database: Database) -> dict[str, Any]:
         "replica_advice": ADVICE,
         "chart_seconds": CHART_SECONDS,
         "source_usable": database.status != DatabaseStatus.DELETE_PENDING,
+        "replica_events": selectors.replica_events_of(database, limit=20),
     }
 
 
@@ -99,13 +104,20 @@ def replica_form(request: HttpRequest, database: Database) -> ReplicaSourcesForm
         request.POST if request.method == "POST" else None,
         destination=database,
         saved=selectors.replica_sources_of(database),
+        session=request.session,
     )
+
+
+def replica_form_saved(request: HttpRequest, database: Database) -> None:
+    """After the edit was saved: the sources kept for it in the session are not needed."""
+    pending_forget(request.session, destination_uid=database.pk)
 
 
 def _field_errors(exc: ApplicationError, field: str) -> JsonResponse:
     return JsonResponse({"errors": {field: [exc.message]}}, status=400)
 
 
+@never_cache
 @require_POST
 @admin_required
 def source_check(request: HttpRequest, uid: int) -> JsonResponse:
@@ -136,15 +148,16 @@ def source_check(request: HttpRequest, uid: int) -> JsonResponse:
     try:
         checked = services.replica_source_check(destination=destination, source=wanted, field="uri")
     except ApplicationError as exc:
-        field = "server_cert" if (exc.field or "").endswith("server_cert") else "uri"
+        field = next((f for f in DIALOG_TLS_FIELDS if (exc.field or "").endswith(f".{f}")), "uri")
         return _field_errors(exc, field)
+    # Kept server-side until the edit is saved: the answer (and so the page) gets a token, not
+    # the URL with its password (replication.pending).
+    token = pending_put(request.session, destination_uid=destination.pk, source=wanted)
     row = {
+        "pending": token,
         "name": checked.url.address,
         "kind": "external",
-        "uri": wanted.uri,
         "encryption": wanted.encryption or checked.url.tls,
-        "server_cert": wanted.server_cert,
-        "replication_tls_sni": wanted.replication_tls_sni,
         "compression": wanted.compression,
     }
     return JsonResponse({"source": row})
@@ -179,6 +192,7 @@ def sync_action(request: HttpRequest, uid: int) -> HttpResponse:
     return redirect("database-detail", uid=destination.pk)
 
 
+@never_cache
 @require_POST
 @admin_required
 def source_url(request: HttpRequest, uid: int) -> JsonResponse:
@@ -191,6 +205,7 @@ def source_url(request: HttpRequest, uid: int) -> JsonResponse:
     return JsonResponse({"url": url})
 
 
+@never_cache
 @require_POST
 @admin_required
 def password_regenerate(request: HttpRequest, uid: int) -> JsonResponse:

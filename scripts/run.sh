@@ -3,6 +3,10 @@
 # Ctrl-C stops the console's processes; database processes keep running and are adopted again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Everything this script starts (and the database processes the node worker starts) creates
+# files for this user only: var/ holds session keys, passwords and the data.
+umask 077
+
 bash scripts/bootstrap.sh run
 PY=${CONSOLE_PYTHON:-.venv/bin/python}
 
@@ -12,6 +16,8 @@ export CONSOLE_REDIS_PORT=${CONSOLE_REDIS_PORT:-6380}
 export CONSOLE_NODE_NAME=${CONSOLE_NODE_NAME:-$(hostname)}
 mkdir -p "$CONSOLE_VAR_DIR/control-redis" "$CONSOLE_VAR_DIR/log"
 pids=()
+# What earlier versions left readable by others (0644 files, 0755 directories).
+chmod -R go-rwx "$CONSOLE_VAR_DIR"
 
 stop_all() {
   trap - INT TERM EXIT
@@ -23,14 +29,16 @@ stop_all() {
 trap stop_all INT TERM EXIT
 
 if [ -z "${REDIS_URL:-}" ]; then
-  redis-server --port "$CONSOLE_REDIS_PORT" --bind 127.0.0.1 --dir "$CONSOLE_VAR_DIR/control-redis" \
-    --appendonly yes --save "" --daemonize no --logfile "$CONSOLE_VAR_DIR/log/control-redis.log" &
+  # Loopback only, with the generated password (in the config file, not on the command line).
+  conf=$($PY manage.py control_redis_config)
+  redis-server "$conf" &
   pids+=($!)
+  control_ping() { REDISCLI_AUTH=$(cat "$CONSOLE_VAR_DIR/control-redis.password") redis-cli -p "$CONSOLE_REDIS_PORT" ping; }
   for _ in $(seq 100); do
-    redis-cli -p "$CONSOLE_REDIS_PORT" ping >/dev/null 2>&1 && break
+    control_ping >/dev/null 2>&1 && break
     sleep 0.1
   done
-  redis-cli -p "$CONSOLE_REDIS_PORT" ping >/dev/null || { echo "control Redis did not start; see $CONSOLE_VAR_DIR/log/control-redis.log"; exit 1; }
+  control_ping >/dev/null || { echo "control Redis did not start; see $CONSOLE_VAR_DIR/log/control-redis.log"; exit 1; }
 fi
 
 $PY manage.py migrate --noinput -v 0

@@ -208,9 +208,12 @@
         detail = source.rdb_size ? `${number(source.rdb_transferred || 0)} of ${number(source.rdb_size)} bytes` : "full sync";
       } else if (key === "in-sync") {
         detail = `lag ${source.lag === null ? "–" : number(source.lag)} ms`;
+        // The source cannot be sampled now: the lag is unknown, at least this much.
+        if (source.lag !== null && source.lag_exact === false) detail = `lag ≥ ${number(source.lag)} ms`;
         if (source.last_update) detail += ` · last update ${localTime(source.last_update)}`;
       } else if (key === "out-of-sync") {
         detail = `retry ${source.retries}`;
+        if (source.lag !== null && source.lag_exact === false) detail += ` · lag ≥ ${number(source.lag)} ms`;
         if (source.last_error) detail += ` · ${source.last_error}`;
       } else if (key === "paused") {
         detail = source.last_update ? `last update ${localTime(source.last_update)}` : "";

@@ -72,6 +72,13 @@ def celery_worker(django_db_setup, django_db_blocker) -> Iterator[Workers]:
         kill_database_processes()
 
 
+@pytest.fixture(scope="session")
+def live_server_env(django_db_setup, django_db_blocker) -> dict[str, str]:
+    """The environment of a console process on the test database (live servers, workers)."""
+    with django_db_blocker.unblock():
+        return worker_env()
+
+
 @pytest.fixture
 def live_worker(celery_worker, transactional_db) -> Iterator[Workers]:
     """For tests that need the workers: committed data; afterwards every sync job is told to
@@ -109,13 +116,25 @@ def viewer_client(viewer_user):
 
 
 @pytest.fixture
-def remote_addr() -> Iterator[str]:
-    """A client address of its own, so that sign-in failures of one test never throttle another."""
-    from django.core.cache import cache
+def remote_addr() -> str:
+    """A client address of its own (sign-in throttling counts per account and address)."""
+    return f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
 
-    addr = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
-    yield addr
-    cache.delete(f"login-failures:{addr}")
+
+@pytest.fixture(autouse=True)
+def _sign_in_failures_forgotten() -> Iterator[None]:
+    """Failed sign-ins of one test never throttle another (console.auth counts per account too,
+    in the control Redis that the whole run shares)."""
+    yield
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match="console:*:login:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @pytest.fixture

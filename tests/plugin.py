@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import tempfile
 
 from tests.support.servers import RedisServer
@@ -17,6 +18,8 @@ os.environ.setdefault("CONSOLE_DB_PORT_MIN", "24000")
 os.environ.setdefault("CONSOLE_DB_PORT_MAX", "24999")
 os.environ.setdefault("CONSOLE_RECONCILE_INTERVAL", "1")
 
-control_redis = RedisServer(args=["--appendonly", "no"]).start()
-os.environ["REDIS_URL"] = f"redis://127.0.0.1:{control_redis.port}/0"
+# With a password, as `make run`'s: every client of the suite (Celery, channel layer, cache,
+# control keys) goes through the authenticated URL.
+control_redis = RedisServer(args=["--appendonly", "no"], password=secrets.token_urlsafe(24)).start()
+os.environ["REDIS_URL"] = f"{control_redis.url}/0"
 atexit.register(control_redis.stop)

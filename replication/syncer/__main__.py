@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
 import time
@@ -65,12 +66,15 @@ def _line(statuses: list[SourceStatus], rate: float) -> str:
             parts.append(f"{st.source} syncing {_bar(st.progress)} {d['keys_loaded']} keys {mb} MB")
         elif phase is Phase.IN_SYNC:
             lag = "?" if d["lag"] is None else f"{d['lag']:.0f}"
+            if not d["lag_exact"]:
+                lag = f">= {lag}"
             parts.append(
                 f"{st.source} in-sync lag {lag} ms, {d['commands_applied']} commands ({rate:.0f}/s)"
             )
         else:
             err = f" ({d['last_error']})" if d["last_error"] else ""
-            parts.append(f"{st.source} {phase}{err}")
+            lag = "" if d["lag_exact"] or d["lag"] is None else f" lag >= {d['lag']:.0f} ms"
+            parts.append(f"{st.source} {phase}{lag}{err}")
     return " | ".join(parts)
 
 
@@ -103,8 +107,29 @@ class _Printer:
         self.out.flush()
 
 
+class _EventLines(logging.Handler):
+    """The syncer's events (events.py), one timestamped line each on stderr; on a terminal the
+    status line is cleared first and drawn again by the next status."""
+
+    def __init__(self, out: TextIO) -> None:
+        super().__init__(logging.INFO)
+        self.out = out
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            clear = "\r\x1b[2K" if self.out.isatty() else ""
+            self.out.write(clear + self.format(record) + "\n")
+            self.out.flush()
+        except Exception:
+            self.handleError(record)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    events = logging.getLogger("replication.syncer")
+    events.setLevel(logging.INFO)
+    events.addHandler(_EventLines(sys.stderr))
     try:
         for u in [*args.sources, args.to]:
             parse_redis_url(u)

@@ -23,8 +23,17 @@ lag grew (bench/streaming.py). With several links, or any other command, batches
 
 The key lives in database 0 under a name no application uses (`CHECKPOINT_KEY`). It is part of
 the destination's keyspace, so comparisons must skip it: `is_bookkeeping_key()` is what the
-comparison helpers (tests/support/compare.py, the benchmarks) call. On a Redis Cluster
-destination the key is in the slot of its hash tag.
+comparison helpers (tests/support/compare.py, the benchmarks) and the console's key counts call.
+On a Redis Cluster destination the key is in the slot of its hash tag.
+
+The identity of the copy: the checkpoint says how far the data goes, but only as long as the data
+is still there. A destination that restarted without persistence, was flushed behind our back, or
+one shard of which came back empty, holds less than its checkpoint claims (or no checkpoint, and
+only the writes since). So every load writes an *epoch marker* — a random token — into the
+destination, one key per primary (`EPOCH_KEY`; `epoch_key(n)` for the other shards of a cluster,
+each in a slot of its own shard), and the engine checks the markers when a round starts and every
+second while it runs: a marker missing, or another token, means the data it stood for is gone,
+and everything is flushed and loaded again (engine.py). The markers are bookkeeping keys too.
 """
 
 from __future__ import annotations
@@ -33,24 +42,35 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 __all__ = [
+    "BOOKKEEPING_PREFIX",
     "CHECKPOINT_KEY",
+    "EPOCH_KEY",
     "JOB_TAG_FIELD",
     "Checkpoint",
     "CheckpointState",
+    "epoch_key",
     "is_bookkeeping_key",
 ]
 
+# Every key of the syncer starts with this (the hash tag may go on: `{syncer-3}`).
+BOOKKEEPING_PREFIX = b"__replicaof:{syncer"
 CHECKPOINT_KEY = b"__replicaof:{syncer}:checkpoint"
+EPOCH_KEY = b"__replicaof:{syncer}:epoch"
 # Field of the same hash naming the job that flushed the destination (SyncEngine(job_tag=...)):
 # a job that finds another tag, or none, flushes and loads from scratch; the same tag resumes.
 JOB_TAG_FIELD = b"__job"
 _FORMAT = b"v1"
 
 
+def epoch_key(n: int) -> bytes:
+    """The epoch marker with hash tag `syncer-<n>` (cluster.py picks n per shard)."""
+    return b"__replicaof:{syncer-%d}:epoch" % n
+
+
 def is_bookkeeping_key(key: bytes | str) -> bool:
     """True for the syncer's own keys, which are not user data."""
     k = key.encode() if isinstance(key, str) else key
-    return k.startswith(b"__replicaof:{syncer}:")
+    return k.startswith(BOOKKEEPING_PREFIX)
 
 
 class CheckpointState(StrEnum):

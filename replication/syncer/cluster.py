@@ -30,7 +30,7 @@ from typing import Any, cast
 
 import hiredis
 
-from .checkpoint import CHECKPOINT_KEY, Checkpoint
+from .checkpoint import CHECKPOINT_KEY, EPOCH_KEY, Checkpoint, epoch_key
 from .errors import (
     CrossSlotError,
     ErrorKind,
@@ -333,6 +333,17 @@ class ClusterWriter:
             return reply
 
         return await read_checkpoint_hash(call)
+
+    def epoch_keys(self) -> list[bytes]:
+        """One epoch marker per primary, each in a slot that primary serves: the one with the
+        checkpoint's own hash tag, then `{syncer-<n>}` for the others (the first n that lands)."""
+        keys = {self.slot_node[key_slot(EPOCH_KEY)]: EPOCH_KEY}
+        n = 0
+        while len(keys) < len(self.pipes):
+            key = epoch_key(n)
+            keys.setdefault(self.slot_node[key_slot(key)], key)
+            n += 1
+        return [keys[addr] for addr in sorted(keys)]
 
     async def flushall(self) -> None:
         for p in self.pipes.values():

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .checkpoint import Checkpoint
+from .checkpoint import CHECKPOINT_KEY, JOB_TAG_FIELD, Checkpoint
 from .errors import Origin
+from .events import EventLog
 from .lag import LagMeter
 from .status import LinkStatus
 from .writer import Writer
@@ -23,7 +25,25 @@ from .writer import Writer
 if TYPE_CHECKING:  # fullsync.py uses LinkState: only the type goes the other way
     from .fullsync import ExpiryGap
 
-__all__ = ["LinkContext", "LinkState"]
+__all__ = ["Identity", "LinkContext", "LinkState"]
+
+
+@dataclass(slots=True)
+class Identity:
+    """The identity of the copy (checkpoint.py): the epoch token the destination's markers hold,
+    the marker keys, and the job tag. The engine sets it when a round starts; a link writes it
+    again right after a flush that came in a source's stream (a chained source flushed)."""
+
+    token: bytes = b""
+    keys: list[bytes] = field(default_factory=list)
+    job_tag: bytes | None = None
+
+    def mark_commands(self) -> list[list[bytes]]:
+        """The commands that write the markers (and the job tag) on database 0."""
+        cmds = [[b"SET", key, self.token] for key in self.keys]
+        if self.job_tag is not None:
+            cmds.append([b"HSET", CHECKPOINT_KEY, JOB_TAG_FIELD, self.job_tag])
+        return cmds
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,6 +62,8 @@ class LinkContext:
     # Per link id: how many times the source closed the link while we were loading. Kept across
     # rounds (a FullSyncRequired restart must not forget them), cleared once a load caught up.
     drops: dict[str, int] = field(default_factory=dict)
+    events: EventLog = field(default_factory=EventLog)  # what happened, for logs and the console
+    identity: Identity = field(default_factory=Identity)  # set by the engine at each round
 
 
 @dataclass(slots=True, eq=False)
@@ -58,6 +80,9 @@ class LinkState:
     applied: int = -1  # offset applied on the destination
     meter: LagMeter = field(default_factory=LagMeter)
     loaded_any: bool = False  # a key of the current load reached the destination
+    streaming: bool = False  # the command stream is being applied (stream.py)
+    # When the applied offset last moved (monotonic): the watchdog compares it with the source.
+    progress_at: float = field(default_factory=time.monotonic)
     # After a full sync, until the stream reaches the source's offset at the end of the load
     # (the expiry gap, fullsync.py); None otherwise.
     gap: ExpiryGap | None = None

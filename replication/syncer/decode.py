@@ -604,18 +604,24 @@ def _estimate_entries_read(s: StreamValue, gid: tuple[int, int]) -> int:
 
 
 def _stream_commands(key: bytes, s: StreamValue, batch: int, legacy: bool) -> Iterator[list[bytes]]:
-    for sid, fv in s.entries:
+    """The stream as commands, its consumer groups' pending entries included.
+
+    A pending entry may outlive its message (XDEL after delivery): XCLAIM cannot make a PEL
+    entry for an ID the stream does not hold. So such IDs are first added as placeholder
+    messages in their place in the ID order, claimed like the others, then deleted again; the
+    stream's own counters (last ID, entries added, max deleted ID) are set last, as the source
+    had them."""
+    existing = {sid for sid, _ in s.entries}
+    # Pending entries whose message is gone.
+    orphans = sorted({_stream_id(raw) for g in s.groups for raw in g.pel} - existing)
+    entries = sorted([*s.entries, *((sid, [b"__replicaof", b"deleted"]) for sid in orphans)])
+    for sid, fv in entries:
         yield [b"XADD", key, _id_text(sid), *fv]
-    if not s.entries:
+    if not entries:
         # An empty stream exists only with metadata; MKSTREAM creates it.
         yield [b"XGROUP", b"CREATE", key, b"replicaof-tmp", b"0", b"MKSTREAM"]
         yield [b"XGROUP", b"DESTROY", key, b"replicaof-tmp"]
-    setid = [b"XSETID", key, _id_text(s.last_id)]
-    if not legacy:
-        added = s.length if s.entries_added is None else s.entries_added
-        setid += [b"ENTRIESADDED", str(added).encode(), b"MAXDELETEDID", _id_text(s.max_deleted_id)]
-    yield setid
-    existing = {sid for sid, _ in s.entries}
+    held = existing | set(orphans)
     for g in s.groups:
         create = [b"XGROUP", b"CREATE", key, g.name, _id_text(g.last_id)]
         if not legacy:
@@ -627,11 +633,10 @@ def _stream_commands(key: bytes, s: StreamValue, batch: int, legacy: bool) -> It
         for cname, owned in g.consumers:
             yield [b"XGROUP", b"CREATECONSUMER", key, g.name, cname]
             # XCLAIM sets delivery time and count per command: group IDs that share both.
-            # Pending entries whose message was deleted cannot be recreated (XCLAIM skips them).
             by_meta: dict[tuple[int, int], list[bytes]] = {}
             for raw in owned:
                 sid = _stream_id(raw)
-                if sid in existing and raw in g.pel:
+                if sid in held and raw in g.pel:
                     by_meta.setdefault(g.pel[raw], []).append(_id_text(sid))
             for (delivery, count), ids in by_meta.items():
                 for i in range(0, len(ids), batch):
@@ -649,3 +654,10 @@ def _stream_commands(key: bytes, s: StreamValue, batch: int, legacy: bool) -> It
                         b"FORCE",
                         b"JUSTID",
                     ]
+    for i in range(0, len(orphans), batch):
+        yield [b"XDEL", key, *(_id_text(sid) for sid in orphans[i : i + batch])]
+    setid = [b"XSETID", key, _id_text(s.last_id)]
+    if not legacy:
+        added = s.length if s.entries_added is None else s.entries_added
+        setid += [b"ENTRIESADDED", str(added).encode(), b"MAXDELETEDID", _id_text(s.max_deleted_id)]
+    yield setid

@@ -35,7 +35,9 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import secrets
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +46,7 @@ from .aio import cancel_all
 from .backoff import Backoff
 from .checkpoint import CHECKPOINT_KEY, JOB_TAG_FIELD, CheckpointState
 from .cluster import ClusterWriter
-from .context import LinkContext
+from .context import Identity, LinkContext
 from .errors import (
     ErrorKind,
     FatalSyncError,
@@ -54,6 +56,7 @@ from .errors import (
     Side,
     SyncError,
 )
+from .events import EventKind, EventLog, SyncEvent
 from .link import Link
 from .resp import CommandStreamParser, RespConnection, TlsOptions
 from .source import discover_primaries
@@ -63,6 +66,17 @@ from .urls import RedisUrl, UrlError, parse_redis_url
 from .writer import MAX_IN_FLIGHT, StandaloneWriter, Writer
 
 __all__ = ["DestinationConfig", "SourceConfig", "SyncEngine"]
+
+_IDENTITY_CHECK_S = 1.0  # how often the destination's epoch markers are checked
+STOP_GRACE_S = 3.0  # after stop(), how long the engine may take to end before it is cancelled
+# The watchdog (SyncEngine._watchdog).
+STUCK_S = 30.0  # a streaming link that applies nothing this long while the source moves on
+HANDSHAKE_S = 120.0  # a link that has not streamed nor loaded for this long
+ESCALATIONS_BEFORE_STOP = 3  # stuck this often within the window: stop with the error
+ESCALATION_WINDOW_S = 15 * 60.0
+_WATCHDOG_TICK_S = 1.0
+_STALE_S = 2.0  # a sample older than this does not say where the source is
+_STOP_POLL_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +120,8 @@ class SyncEngine:
         backoff_max: float = 10.0,
         writer_factory: Callable[[RedisUrl, TlsOptions | None], Writer] | None = None,
         job_tag: str | None = None,
+        on_event: Callable[[SyncEvent], None] | None = None,
+        stuck_after: float | None = None,
     ) -> None:
         if not 1 <= len(sources) <= 32:
             raise FatalSyncError("a destination has 1 to 32 sources", kind=ErrorKind.CONFIG)
@@ -137,6 +153,10 @@ class SyncEngine:
         self.single_link = False  # one source with one primary: the destination's only writer
         self.in_flight_per_link = MAX_IN_FLIGHT
         self.full_sync_rounds = 0  # how many times every link started from a full sync
+        self._events = EventLog(on_event)
+        self._stuck: dict[str, list[float]] = {}  # link id -> when the watchdog found it stuck
+        self.stuck_after = STUCK_S if stuck_after is None else stuck_after
+        self._identity = Identity(job_tag=job_tag.encode() if job_tag is not None else None)
 
     # -- control (thread-safe) -------------------------------------------------------------------
 
@@ -181,10 +201,18 @@ class SyncEngine:
                 for s in self._statuses
             ]
 
+    def events(self) -> list[SyncEvent]:
+        """The recent events (flushes, full syncs, resyncs, reconnects: events.py), oldest first."""
+        return self._events.recent()
+
     # -- main loop -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run until `stop()` (returns) or a fatal error / unrecoverable state (raises)."""
+        """Run until `stop()` (returns) or a fatal error / unrecoverable state (raises).
+
+        `stop()` ends it within `STOP_GRACE_S` whatever it is doing: the engine gets that long
+        to end by itself (applied batches stay applied), then it is cancelled (a connection that
+        hangs in a handshake, a silent destination)."""
         self._loop = asyncio.get_running_loop()
         self._control_event = asyncio.Event()
         # The stream framer's regex takes ~0.3 s of CPU to compile: done in a thread while we
@@ -192,11 +220,31 @@ class SyncEngine:
         self._framer_ready = asyncio.ensure_future(
             asyncio.to_thread(CommandStreamParser.prepare, SPECIAL)
         )
+        body = asyncio.create_task(self._main(), name="syncer engine")
+        try:
+            while not body.done():
+                await asyncio.wait({body}, timeout=_STOP_POLL_S)
+                if self._stop_requested and not body.done():
+                    await asyncio.wait({body}, timeout=STOP_GRACE_S)
+                    if not body.done():
+                        await cancel_all([body])
+                        self._set_all(Phase.STOPPED, None)
+                        if self.on_status:
+                            self.on_status(self.statuses())
+                        return
+        finally:
+            if not body.done():  # run() itself was cancelled
+                await cancel_all([body])
+        body.result()
+
+    async def _main(self) -> None:
         reporter = asyncio.create_task(self._report_loop()) if self.on_status else None
+        links_made: list[Link] = []
         try:
             await self._detect_destination()
             links = await self._resolve_links()
-            flush = self.flush
+            links_made.extend(links)
+            flush: str | None = "asked to flush the destination first" if self.flush else None
             # Not reset between rounds: a destination that keeps dropping the checkpoint read
             # is asked less and less often.
             round_backoff = Backoff(self.backoff_max)
@@ -211,7 +259,12 @@ class SyncEngine:
                     if not self.auto_full_sync:
                         raise
                     self._note_all(str(exc), exc.kind)
-                    flush = True
+                    self._events.emit(
+                        EventKind.ROUND_RESTART,
+                        f"every source is loaded again from a full sync: {exc}",
+                        source=exc.source,
+                    )
+                    flush = str(exc)
                     continue
                 except RetryableError as exc:
                     # The destination dropped the connection that reads the checkpoints (it
@@ -220,12 +273,15 @@ class SyncEngine:
                     self._note_all(f"destination: {exc}", exc.kind)
                     await round_backoff.sleep()
                     continue
-                flush = False  # paused: the next round resumes from the checkpoints
+                flush = None  # paused: the next round resumes from the checkpoints
         except SyncError as exc:
             if exc.fatal:
                 self._set_all(Phase.STOPPED, exc)
+                self._events.emit(EventKind.STOPPED, str(exc), source=exc.source)
             raise
         finally:
+            for ln in links_made:
+                ln.drop_offer()  # a snapshot a source offered that no round will read now
             if reporter is not None:
                 await cancel_all([reporter])
             if self._stop_requested or self._paused:
@@ -298,6 +354,8 @@ class SyncEngine:
             backoff_max=self.backoff_max,
             destination=dest.address,
             drops=self._drops,
+            events=self._events,
+            identity=self._identity,
         )
         return [Link(ctx, p, tls, link_id, ln, source=i) for i, p, tls, link_id, ln in found]
 
@@ -356,8 +414,9 @@ class SyncEngine:
                     raise
                 await backoff.sleep()
 
-    async def _round(self, links: list[Link], flush: bool) -> None:
-        """One pass of steps 2-4; returns when paused or stopped."""
+    async def _round(self, links: list[Link], flush: str | None) -> None:
+        """One pass of steps 2-4; returns when paused or stopped. `flush` says why the
+        destination must be flushed first (None: resume if the destination allows it)."""
         control = self.make_writer()
         backoff = Backoff(self.backoff_max)
         while True:
@@ -368,39 +427,54 @@ class SyncEngine:
                 if self._stop_requested:
                     return
                 await backoff.sleep()
+        identity = self._identity
         try:
             ckpts = await control.read_checkpoints()
-            if self.job_tag is not None:
+            keys = control.epoch_keys()
+            marks = [await control.probe((b"GET", key)) for key in keys]
+            if flush is None and identity.job_tag is not None:
                 tag = await control.probe((b"HGET", CHECKPOINT_KEY, JOB_TAG_FIELD))
-                if tag != self.job_tag.encode():
+                if tag != identity.job_tag:
                     # Written by another job (or by nobody): this job starts from scratch.
-                    flush = True
+                    flush = "a new sync job (another generation) starts from scratch"
             saved = [ckpts.get(ln.link_id) for ln in links]
             resumable = all(c is not None and c.state is CheckpointState.STREAMING for c in saved)
-            if not flush and not resumable and any(c is not None for c in saved):
-                # Our own load was interrupted, or a link has no position: what the destination
-                # holds is incomplete and may contain keys the sources no longer have.
-                raise FullSyncRequired(
-                    "destination",
-                    "the saved replication position cannot be resumed",
-                    origin=Origin(
-                        Side.DESTINATION, _as_url(self.destination.url, Side.DESTINATION).address
-                    ),
+            tokens = {m for m in marks if m is not None}
+            ours = any(c is not None for c in saved) or bool(tokens)
+            adopt = False
+            if flush is None and resumable and (len(tokens) > 1 or (tokens and None in marks)):
+                lost = sum(m is None for m in marks)
+                flush = self._lost(
+                    f"{lost} of its {len(marks)} shards came back without their data "
+                    "(restarted without persistence, or flushed)"
                 )
-            if flush:
+            elif flush is None and resumable and not tokens:
+                adopt = True  # a checkpoint from before epoch markers: this run marks it
+            elif flush is None and not resumable and ours:
+                # Our own load was interrupted, a link has no position, or the checkpoint is gone
+                # but not the markers: what the destination holds is incomplete and may contain
+                # keys the sources no longer have.
+                flush = self._lost("the saved replication position cannot be resumed")
+            if flush is not None:
+                self._events.emit(EventKind.FLUSH, f"flushing the destination: {flush}")
                 await control.flushall()
-                if self.job_tag is not None:
-                    await control.probe(
-                        (b"HSET", CHECKPOINT_KEY, JOB_TAG_FIELD, self.job_tag.encode())
-                    )
+            full = flush is not None or not resumable
+            if full or adopt:
+                identity.token = secrets.token_hex(16).encode()
+                identity.keys = keys
+                for cmd in identity.mark_commands():
+                    await control.probe(cmd)
+            else:
+                identity.token, identity.keys = tokens.pop(), keys
         finally:
             await control.aclose()
-        full = flush or not resumable
         if full:
             self.full_sync_rounds += 1
         for ln, c in zip(links, saved, strict=True):
             ln.reset(None if full else c)
         tasks = [asyncio.create_task(ln.run(), name=f"link {ln.link_id}") for ln in links]
+        tasks.append(asyncio.create_task(self._watch_identity(), name="destination identity"))
+        tasks.append(asyncio.create_task(self._watchdog(links), name="watchdog"))
         ctl = asyncio.create_task(self._wait_control())
         try:
             while True:
@@ -414,6 +488,125 @@ class SyncEngine:
                     ctl = asyncio.create_task(self._wait_control())
         finally:
             await cancel_all([*tasks, ctl])
+
+    async def _watchdog(self, links: list[Link]) -> None:
+        """A stuck link is a fault the syncer reports itself, never "in sync" or "connecting"
+        forever. Every second, for each link:
+
+        1. streaming, the source's offset (freshly sampled) beyond what we applied, and nothing
+           applied for `STUCK_S`: stuck. Said in the status and the log, and the round is
+           restarted (every link resumes from its checkpoint); the third time within
+           `ESCALATION_WINDOW_S` the sync stops with the error.
+        2. not streaming nor loading for `HANDSHAKE_S`: no successful handshake. With an error
+           (the source is down, refuses us…) it is retried by design and only reported, every
+           `HANDSHAKE_S`; without any error it hangs, and is treated like 1.
+        """
+        reported: dict[str, float] = {}
+        behind: dict[str, float] = {}  # link id -> since when the source is ahead of it
+        while True:
+            await asyncio.sleep(_WATCHDOG_TICK_S)
+            now = time.monotonic()
+            for ln in links:
+                state, st = ln.state, ln.state.status
+                if st.phase is Phase.IN_SYNC or st.phase is Phase.SYNCING:
+                    reported.pop(state.link_id, None)
+                latest = state.meter.latest
+                ahead = (
+                    state.streaming
+                    and latest is not None
+                    and latest > state.applied
+                    and state.meter.age_s(now) < _STALE_S
+                )
+                if not ahead:
+                    behind.pop(state.link_id, None)
+                    stuck = False
+                else:
+                    since = max(behind.setdefault(state.link_id, now), state.progress_at)
+                    stuck = now - since > self.stuck_after
+                why = ""
+                if stuck and latest is not None:
+                    why = (
+                        f"applied nothing for {self.stuck_after:.0f} s although the source is "
+                        f"{latest - state.applied} bytes ahead"
+                    )
+                    behind.pop(state.link_id, None)
+                elif st.phase in {Phase.CONNECTING, Phase.OUT_OF_SYNC} and not state.streaming:
+                    since = reported.setdefault(state.link_id, now)
+                    if now - since >= HANDSHAKE_S:
+                        reported[state.link_id] = now
+                        if st.last_error:
+                            self._events.emit(
+                                EventKind.WATCHDOG,
+                                f"no successful handshake for {HANDSHAKE_S:.0f} s; still "
+                                f"retrying (last error: {st.last_error})",
+                                source=state.source,
+                                link=state.link_id,
+                            )
+                        else:
+                            why = f"no handshake and no error for {HANDSHAKE_S:.0f} s"
+                if why:
+                    self._escalate(ln, why, now)
+
+    def _escalate(self, ln: Link, why: str, now: float) -> None:
+        state = ln.state
+        times = [t for t in self._stuck.get(state.link_id, []) if now - t < ESCALATION_WINDOW_S]
+        times.append(now)
+        self._stuck[state.link_id] = times
+        message = f"watchdog: {state.link_id} is stuck: {why}"
+        self._events.emit(EventKind.WATCHDOG, message, source=state.source, link=state.link_id)
+        state.update(last_error=message, last_error_kind=ErrorKind.TIMEOUT)
+        if len(times) >= ESCALATIONS_BEFORE_STOP:
+            raise FatalSyncError(
+                f"{message}; it was stuck {len(times)} times in "
+                f"{ESCALATION_WINDOW_S / 60:.0f} minutes, stopping",
+                kind=ErrorKind.TIMEOUT,
+                origin=state.at_source,
+            )
+        raise RetryableError(
+            f"{message}; restarting every link from its checkpoint",
+            kind=ErrorKind.TIMEOUT,
+            origin=state.at_source,
+        )
+
+    def _lost(self, reason: str) -> str:
+        """`reason` to flush now, or, when the caller restarts things itself, FullSyncRequired."""
+        if not self.auto_full_sync:
+            raise FullSyncRequired("destination", reason, origin=self._dest_origin())
+        return reason
+
+    def _dest_origin(self) -> Origin:
+        return Origin(Side.DESTINATION, _as_url(self.destination.url, Side.DESTINATION).address)
+
+    async def _watch_identity(self) -> None:
+        """Every second, check that the destination still holds the epoch markers of this copy
+        (checkpoint.py): one missing means the data it stood for is gone (a restart without
+        persistence, a flush behind our back, a shard that came back empty), and the round ends
+        with FullSyncRequired so that everything is flushed and loaded again. Connection errors
+        are the links' business: the watch just tries again."""
+        identity = self._identity
+        backoff = Backoff(self.backoff_max)
+        while True:
+            writer = self.make_writer()
+            try:
+                await writer.open()
+                backoff.reset()
+                while True:
+                    await asyncio.sleep(_IDENTITY_CHECK_S)
+                    keys, token = list(identity.keys), identity.token
+                    marks = [await writer.probe((b"GET", key)) for key in keys]
+                    lost = sum(m != token for m in marks)
+                    if lost and identity.token == token:
+                        raise FullSyncRequired(
+                            "destination",
+                            f"the destination lost the data of this copy: {lost} of its "
+                            f"{len(keys)} epoch markers are gone (it restarted without "
+                            "persistence, was flushed, or a shard came back empty)",
+                            origin=self._dest_origin(),
+                        )
+            except RetryableError:
+                await backoff.sleep()
+            finally:
+                await writer.aclose()
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

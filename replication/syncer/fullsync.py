@@ -38,7 +38,7 @@ from typing import Any
 
 import hiredis
 
-from .checkpoint import Checkpoint, CheckpointState
+from .checkpoint import BOOKKEEPING_PREFIX, Checkpoint, CheckpointState
 from .context import LinkState
 from .errors import ErrorKind, FatalSyncError, ProtocolError, classify_reply_error
 from .lag import LagMeter
@@ -171,6 +171,8 @@ class SnapshotLoad:
             horizon = self._horizon_ms(start, start_ms)
             for item in items:
                 if type(item) is rdb.RdbKey:
+                    if item.key.startswith(BOOKKEEPING_PREFIX):
+                        continue  # a syncer's own key on the source (a chain): never copied
                     if item.db != db:
                         await flush()
                         await writer.select(item.db)

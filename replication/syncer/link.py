@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
+from dataclasses import dataclass
 
 from .aio import cancel_all
 from .backoff import Backoff
@@ -26,18 +28,34 @@ from .errors import (
     Side,
     SyncError,
 )
+from .events import EventKind
 from .fullsync import SnapshotLoad
 from .resp import RespConnection, TlsOptions
-from .source import SourceLink
+from .source import PsyncReply, SourceLink
 from .status import LinkStatus, Phase
 from .stream import stream
 from .urls import RedisUrl
+from .writer import Writer
 
 __all__ = ["Link"]
 
 _DROPS_BEFORE_FATAL = 3
 _SAMPLE_PERIOD_S = 0.05  # lag sampling: 20 per second
 _SAMPLE_BACKOFF_MAX_S = 5.0  # the sampler never fails the link: it just tries again, calmly
+_SAMPLE_TIMEOUT_S = 2.0  # an INFO the source does not answer in this long is a failed sample
+_STALENESS_TICK_S = 0.25
+_STALE_AFTER_S = 1.0  # a sample older than this no longer gives the lag: "at least its age"
+_UNSAMPLED_OUT_OF_SYNC_S = 5.0  # no sample this long: an in-sync link says out-of-sync
+
+
+@dataclass(frozen=True, slots=True)
+class _Offer:
+    """A snapshot the source started to send when it refused to continue (`+FULLRESYNC` to our
+    `PSYNC replid offset`): the next round loads it from this very connection."""
+
+    link: SourceLink
+    reply: PsyncReply
+    why: str
 
 
 class Link:
@@ -64,6 +82,7 @@ class Link:
             at_source=Origin(Side.SOURCE, url.address, source),
             at_destination=Origin(Side.DESTINATION, ctx.destination, source),
         )
+        self._offer: _Offer | None = None
 
     @property
     def link_id(self) -> str:
@@ -89,80 +108,141 @@ class Link:
             exc.on_source(self.state.source)
             raise
 
+    def drop_offer(self) -> None:
+        """Close the connection of a snapshot the source offered, if no round will load it."""
+        if self._offer is not None:
+            self._offer.link.close()
+            self._offer = None
+
     async def _run(self) -> None:
         state = self.state
+        events = self.ctx.events
         sampler = asyncio.create_task(self._sample_loop(), name=f"lag {state.link_id}")
         backoff = Backoff(self.ctx.backoff_max)
         try:
             while True:
                 writer = self.ctx.make_writer(state.source)
-                link = SourceLink(self.url, self.tls, source=state.source)
-                accepted = False  # the source answered this connection's PSYNC
+                offer, self._offer = self._offer, None
+                link = offer.link if offer else SourceLink(self.url, self.tls, source=state.source)
+                keep = False  # the source connection outlives this attempt (its offered snapshot)
+                accepted = offer is not None  # the source answered this connection's PSYNC
                 try:
                     state.update(phase=Phase.CONNECTING)
                     await writer.open()
-                    await link.connect()
-                    ckpt = state.ckpt
-                    if ckpt is not None and ckpt.state is CheckpointState.STREAMING:
-                        # The destination is the authority: a batch may have committed after
-                        # we lost its reply.
-                        saved = (await writer.read_checkpoints()).get(state.link_id)
-                        if saved is None or saved.state is not CheckpointState.STREAMING:
-                            # Our position is gone from the destination: it restarted empty or
-                            # was flushed. Continuing by PSYNC would add new writes to a copy
-                            # that lost the old ones; everything must be loaded again.
-                            raise FullSyncRequired(
-                                state.link_id,
-                                "the destination lost the replication position it held (it "
-                                "restarted without its data, or was flushed)",
-                                origin=state.at_destination,
-                            )
-                        state.ckpt = saved
-                        reply = await link.psync(saved.replid, saved.offset)
-                        accepted = True
-                        if reply.full:
-                            raise FullSyncRequired(
-                                state.link_id,
-                                f"the source cannot continue after offset {saved.offset} "
-                                f"of {saved.replid} (its backlog is too small for the "
-                                "outage, or it has a new history)",
-                                origin=state.at_source,
-                            )
-                        state.ckpt = dataclasses.replace(saved, replid=reply.replid)
-                        with state.lock:
-                            state.status.partial_syncs += 1
-                            state.status.replid = reply.replid
+                    if offer is not None:
+                        await self._full_sync(link, writer, offer.reply, offer.why)
                     else:
-                        if state.loaded_any:
-                            raise FullSyncRequired(
-                                state.link_id,
-                                "the link dropped while loading the snapshot",
-                                origin=state.at_source,
-                            )
-                        reply = await link.psync(None, -1)
+                        await link.connect()
+                        reply = await self._handshake(link, writer)
                         accepted = True
-                        if not reply.full:
-                            raise ProtocolError(
-                                f"{link.where}: PSYNC ? -1 answered without FULLRESYNC",
-                                origin=state.at_source,
+                        if reply.full and state.ckpt is not None:
+                            # The source refused to continue and is preparing this snapshot now:
+                            # keep the connection and load it in the next round (after the
+                            # flush), instead of asking again and making it fork a second time.
+                            why = (
+                                f"the source cannot continue after offset {state.ckpt.offset} "
+                                f"of {state.ckpt.replid} (its backlog is too small for the "
+                                "outage, or it has a new history)"
                             )
-                        await SnapshotLoad(state).run(link, writer, reply)
+                            self._offer, keep = _Offer(link, reply, why), True
+                            raise FullSyncRequired(state.link_id, why, origin=state.at_source)
+                        if reply.full:
+                            await self._full_sync(link, writer, reply, "no position to continue")
                     backoff.reset()
                     await stream(self.ctx, state, link, writer)
                 except RetryableError as exc:
                     self._note_drop(exc, accepted=accepted)
+                    # The lag is unknown from now on, and at least the age of the last sample.
+                    age_ms = state.meter.age_s() * 1000
                     state.update(
                         phase=Phase.OUT_OF_SYNC,
                         last_error=str(exc),
                         last_error_kind=exc.kind,
-                        lag_ms=None,
+                        lag_ms=max(state.status.lag_ms or 0.0, age_ms),
+                        lag_exact=False,
+                    )
+                    events.emit(
+                        EventKind.RECONNECT,
+                        f"{exc}; connecting again in {backoff.delay:.1f} s",
+                        source=state.source,
+                        link=state.link_id,
                     )
                     await backoff.sleep()
                 finally:
-                    link.close()
+                    if not keep:
+                        link.close()
                     await writer.aclose()
         finally:
             await cancel_all([sampler])
+
+    async def _handshake(self, link: SourceLink, writer: Writer) -> PsyncReply:
+        """PSYNC from the position the destination holds (a partial resync), or for a full sync
+        when there is none; a FULLRESYNC answer is the caller's to handle."""
+        state = self.state
+        ckpt = state.ckpt
+        if ckpt is None or ckpt.state is not CheckpointState.STREAMING:
+            if state.loaded_any:
+                raise FullSyncRequired(
+                    state.link_id,
+                    "the link dropped while loading the snapshot",
+                    origin=state.at_source,
+                )
+            state.ckpt = None
+            reply = await link.psync(None, -1)
+            if not reply.full:
+                raise ProtocolError(
+                    f"{link.where}: PSYNC ? -1 answered without FULLRESYNC",
+                    origin=state.at_source,
+                )
+            return reply
+        # The destination is the authority: a batch may have committed after we lost its reply.
+        saved = (await writer.read_checkpoints()).get(state.link_id)
+        if saved is None or saved.state is not CheckpointState.STREAMING:
+            # Our position is gone from the destination: it restarted empty or was flushed.
+            # Continuing by PSYNC would add new writes to a copy that lost the old ones;
+            # everything must be loaded again.
+            raise FullSyncRequired(
+                state.link_id,
+                "the destination lost the replication position it held (it restarted without "
+                "its data, or was flushed)",
+                origin=state.at_destination,
+            )
+        state.ckpt = saved
+        reply = await link.psync(saved.replid, saved.offset)
+        if not reply.full:
+            state.ckpt = dataclasses.replace(saved, replid=reply.replid)
+            with state.lock:
+                state.status.partial_syncs += 1
+                state.status.replid = reply.replid
+            self.ctx.events.emit(
+                EventKind.PARTIAL_RESYNC,
+                f"continuing after offset {saved.offset} (partial resync, history {reply.replid})",
+                source=state.source,
+                link=state.link_id,
+            )
+        return reply
+
+    async def _full_sync(
+        self, link: SourceLink, writer: Writer, reply: PsyncReply, why: str
+    ) -> None:
+        state = self.state
+        events = self.ctx.events
+        events.emit(
+            EventKind.FULL_SYNC_STARTED,
+            f"loading the source's snapshot at offset {reply.offset} of {reply.replid} ({why})",
+            source=state.source,
+            link=state.link_id,
+        )
+        started = time.monotonic()
+        await SnapshotLoad(state).run(link, writer, reply)
+        st = state.status
+        events.emit(
+            EventKind.FULL_SYNC_DONE,
+            f"snapshot loaded: {st.keys_loaded} keys, {st.rdb_transferred} bytes in "
+            f"{time.monotonic() - started:.1f} s; streaming from offset {reply.offset}",
+            source=state.source,
+            link=state.link_id,
+        )
 
     def _note_drop(self, exc: RetryableError, *, accepted: bool) -> None:
         """A source that keeps closing the link while we load (or catch up after loading) is
@@ -185,33 +265,81 @@ class Link:
             ) from exc
 
     async def _sample_loop(self) -> None:
-        """Sample the source's master_repl_offset (20/s) for the lag; never fails the link."""
+        """Sample the source's master_repl_offset (20/s) for the lag; never fails the link.
+
+        A lag is never reported from a stale sample: while the source cannot be sampled (a
+        silent partition, an overloaded source) the lag is unknown and growing — at least the
+        age of the last good sample (`lag_exact` False) — and after `_UNSAMPLED_OUT_OF_SYNC_S`
+        an in-sync link says out-of-sync, until samples come again (`_watch_staleness`)."""
         state = self.state
         st = state.status
         backoff = Backoff(_SAMPLE_BACKOFF_MAX_S)
-        while True:
-            try:
-                conn = await RespConnection.open(
-                    self.url, self.tls, select_db=False, side=Side.SOURCE, source=state.source
-                )
-                backoff.reset()
+        watch = asyncio.create_task(self._watch_staleness(), name=f"staleness {state.link_id}")
+        try:
+            while True:
                 try:
-                    while True:
-                        info = await conn.call(b"INFO", b"replication")
-                        off = _info_int(info, b"master_repl_offset")
-                        if off is not None:
-                            state.meter.sample(off)
-                        if st.phase is Phase.IN_SYNC:
-                            st.lag_ms = state.meter.lag_ms(state.applied)
-                        elif st.phase is Phase.SYNCING and st.keys_expected is None:
-                            st.keys_expected = _keyspace_total(
-                                await conn.call(b"INFO", b"keyspace")
-                            )
-                        await asyncio.sleep(_SAMPLE_PERIOD_S)
-                finally:
-                    await conn.aclose()
-            except (SyncError, OSError):
-                await backoff.sleep()
+                    conn = await RespConnection.open(
+                        self.url, self.tls, select_db=False, side=Side.SOURCE, source=state.source
+                    )
+                    backoff.reset()
+                    try:
+                        while True:
+                            async with asyncio.timeout(_SAMPLE_TIMEOUT_S):
+                                info = await conn.call(b"INFO", b"replication")
+                            off = _info_int(info, b"master_repl_offset")
+                            if off is not None:
+                                state.meter.sample(off)
+                            if st.phase is Phase.IN_SYNC:
+                                state.update(
+                                    lag_ms=state.meter.lag_ms(state.applied), lag_exact=True
+                                )
+                            elif st.phase is Phase.SYNCING and st.keys_expected is None:
+                                async with asyncio.timeout(_SAMPLE_TIMEOUT_S):
+                                    keyspace = await conn.call(b"INFO", b"keyspace")
+                                st.keys_expected = _keyspace_total(keyspace)
+                            await asyncio.sleep(_SAMPLE_PERIOD_S)
+                    finally:
+                        await conn.aclose()
+                except (SyncError, OSError):  # TimeoutError included
+                    await backoff.sleep()
+        finally:
+            await cancel_all([watch])
+
+    async def _watch_staleness(self) -> None:
+        state = self.state
+        st = state.status
+        unsampled = False  # this watch made an in-sync link out-of-sync
+        while True:
+            await asyncio.sleep(_STALENESS_TICK_S)
+            age = state.meter.age_s()
+            if age < _STALE_AFTER_S:
+                if unsampled and st.phase is Phase.OUT_OF_SYNC and state.streaming:
+                    state.update(phase=Phase.IN_SYNC, last_error=None, last_error_kind=None)
+                    self.ctx.events.emit(
+                        EventKind.RECONNECT,
+                        "the source can be sampled again; the lag is known again",
+                        source=state.source,
+                        link=state.link_id,
+                    )
+                unsampled = False
+                continue
+            if st.phase not in {Phase.IN_SYNC, Phase.OUT_OF_SYNC}:
+                continue
+            at_least = max(st.lag_ms or 0.0, age * 1000.0)
+            state.update(lag_ms=at_least, lag_exact=False)
+            if age >= _UNSAMPLED_OUT_OF_SYNC_S and st.phase is Phase.IN_SYNC:
+                unsampled = True
+                message = (
+                    f"{self.url.address}: its replication offset could not be read for "
+                    f"{age:.0f} s (network partition, or the source is overloaded): the lag is "
+                    f"unknown, at least {age:.0f} s"
+                )
+                state.update(
+                    phase=Phase.OUT_OF_SYNC, last_error=message, last_error_kind=ErrorKind.TIMEOUT
+                )
+                self.ctx.events.emit(
+                    EventKind.WATCHDOG, message, source=state.source, link=state.link_id
+                )
 
 
 def _info_int(info: bytes, field: bytes) -> int | None:

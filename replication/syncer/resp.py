@@ -181,15 +181,25 @@ class RespConnection:
         reader, writer = await open_stream(url, tls, origin)
         conn = cls(url, reader, writer, origin)
         try:
-            args = auth_args(url)
-            if args is not None:
-                reply = await conn.call_raw(*args)
-                if isinstance(reply, hiredis.ReplyError):
-                    raise AuthError(
-                        f"{url.redacted()}: authentication failed: {reply}", origin=origin
-                    )
-            if select_db and url.db:
-                await conn.call(b"SELECT", url.db)
+            # The handshake has the connect timeout too: a server that accepts and never
+            # answers (stopped, overloaded, not Redis) must not hold us forever.
+            async with asyncio.timeout(url.connect_timeout):
+                args = auth_args(url)
+                if args is not None:
+                    reply = await conn.call_raw(*args)
+                    if isinstance(reply, hiredis.ReplyError):
+                        raise AuthError(
+                            f"{url.redacted()}: authentication failed: {reply}", origin=origin
+                        )
+                if select_db and url.db:
+                    await conn.call(b"SELECT", url.db)
+        except TimeoutError:
+            conn.close()
+            raise RetryableError(
+                f"{url.address}: no answer to the handshake within {url.connect_timeout:g} s",
+                kind=ErrorKind.TIMEOUT,
+                origin=origin,
+            ) from None
         except BaseException:
             conn.close()
             raise

@@ -45,6 +45,10 @@ _EOF_MARK_LEN = 40
 # A healthy master sends at least a PING every repl-ping-replica-period (10 s) and newlines while
 # it prepares the RDB; silence for this long means the link is dead (Redis's repl-timeout is 60).
 READ_TIMEOUT_S = 60.0
+# A master PINGs its replicas every `repl-ping-replica-period` (10 s by default) and sends a
+# newline every second while it prepares a snapshot: once connected, no byte for twice the
+# period means the link is dead (a silent partition), not 60 s of "in sync".
+DEFAULT_PING_PERIOD_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +93,26 @@ class SourceLink:
                 raise AuthError(
                     f"{self.where}: authentication failed: {reply[1:]}", origin=self.origin
                 )
+        period = await self._ping_period()
+        self.read_timeout = min(self.read_timeout, 2 * period + 1)
         sock_port = self._writer.get_extra_info("sockname")
         port = sock_port[1] if isinstance(sock_port, tuple) else 0
         await self._expect_ok(b"REPLCONF", b"listening-port", port)
         await self._expect_ok(b"REPLCONF", b"capa", b"eof", b"capa", b"psync2")
+
+    async def _ping_period(self) -> float:
+        """The source's `repl-ping-replica-period` (the default when it may not be read)."""
+        assert self._writer is not None
+        self._writer.write(pack(b"CONFIG", b"GET", b"repl-ping-replica-period"))
+        head = await self._line()
+        if not head.startswith("*"):
+            return DEFAULT_PING_PERIOD_S  # e.g. -NOPERM: CONFIG is not for this user
+        values = [await self._line() for _ in range(2 * max(0, int(head[1:] or 0)))]
+        # [$len, name, $len, value] -> the value is the fourth line
+        try:
+            return max(1.0, float(values[3])) if len(values) >= 4 else DEFAULT_PING_PERIOD_S
+        except ValueError:
+            return DEFAULT_PING_PERIOD_S
 
     async def psync(self, replid: str | None, offset: int) -> PsyncReply:
         """Ask to continue after `offset` of history `replid` (or for a full sync when None)."""

@@ -49,6 +49,9 @@ class LinkStatus:
     keys_expected: int | None = None  # from the source's INFO keyspace, for diskless progress
     commands_applied: int = 0
     lag_ms: float | None = None
+    # False while the source cannot be sampled: `lag_ms` is then a lower bound (the time since
+    # the last good sample), shown as "at least"; never a stale figure (lag.py).
+    lag_exact: bool = True
     last_update: float | None = None  # wall time of the last applied source command
     ingress_bytes: int = 0
     last_error: str | None = None
@@ -107,6 +110,10 @@ class SourceStatus:
         return max(lags) if lags else None
 
     @property
+    def lag_exact(self) -> bool:
+        return all(ln.lag_exact for ln in self.links)
+
+    @property
     def last_update(self) -> float | None:
         times = [ln.last_update for ln in self.links if ln.last_update is not None]
         return max(times) if times else None
@@ -137,6 +144,7 @@ class SourceStatus:
             "keys_loaded": self._sum("keys_loaded"),
             "commands_applied": self._sum("commands_applied"),
             "lag": self.lag_ms,
+            "lag_exact": self.lag_exact,
             "last_update": self.last_update,
             "ingress_bytes": self._sum("ingress_bytes"),
             "last_error": self.last_error,

@@ -15,14 +15,18 @@ fix-up, `_fixup_ttls`).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Iterable
 from operator import itemgetter
 
+import hiredis
+
 from .aio import cancel_all
-from .checkpoint import Checkpoint, CheckpointState
+from .checkpoint import BOOKKEEPING_PREFIX, Checkpoint, CheckpointState
 from .context import LinkContext, LinkState
 from .errors import ProtocolError
+from .events import EventKind
 from .resp import CommandStreamParser, pack
 from .source import SourceLink
 from .status import Phase
@@ -38,6 +42,10 @@ SPECIAL = frozenset({b"PING", b"REPLCONF", b"SELECT", b"MULTI", b"EXEC"})
 _GATHER_S = 0.002
 _SMALL_READ = 64 << 10
 _ACK_PERIOD_S = 1.0
+# What a read of the stream must be looked at closely for (one pass, C-level): a command on one
+# of the syncer's own keys (the source is itself a destination: a chain A → B → C must not copy
+# B's checkpoint into C's), or a flush (this copy's epoch markers go with it: written again).
+_LOOK = re.compile(rb"__replicaof:\{syncer|(?i:\r\nflush(?:all|db)\r\n)")
 
 
 async def stream(ctx: LinkContext, state: LinkState, link: SourceLink, writer: Writer) -> None:
@@ -60,6 +68,8 @@ async def stream(ctx: LinkContext, state: LinkState, link: SourceLink, writer: W
     parser = CommandStreamParser(special, origin=state.at_source)
     needs_args = writer.needs_args
     acker = asyncio.create_task(_ack_loop(state, link))
+    state.streaming = True
+    state.progress_at = time.monotonic()
     runs: list[bytes | memoryview] = []
     cmds: list[list[bytes]] = []
     ncmds = 0
@@ -86,11 +96,21 @@ async def stream(ctx: LinkContext, state: LinkState, link: SourceLink, writer: W
                 if not raw:
                     continue
                 blind = may_skip_multi and parser.blind and not runs
+                look = _LOOK.search(raw) is not None
+                if look:  # every command of this read, to find the ones to drop or follow
+                    parsed = _commands(raw)
+                    ends = parser.ends(parsed)
+                    notable = zip([0, *ends[:-1]], ends, parsed, strict=True)
             else:
                 raw, parsed = parser.feed(data)
                 if not parsed:
                     continue
-                if gap is None and special.isdisjoint(map(bytes.upper, map(itemgetter(0), parsed))):
+                look = _LOOK.search(raw) is not None
+                if (
+                    gap is None
+                    and not look
+                    and special.isdisjoint(map(bytes.upper, map(itemgetter(0), parsed)))
+                ):
                     notable = ()  # plain data commands only, forwarded as they came
                     ncmds += len(parsed)
                     cmds.extend(parsed)
@@ -101,6 +121,14 @@ async def stream(ctx: LinkContext, state: LinkState, link: SourceLink, writer: W
             start = 0
             for at, end, args in notable:
                 name = args[0].upper()
+                flushed = False
+                if look:
+                    if len(args) > 1 and args[1].startswith(BOOKKEEPING_PREFIX):
+                        if at > start:
+                            runs.append(mv[start:at])
+                        start = end  # the source's own syncer bookkeeping: never applied
+                        continue
+                    flushed = name == b"FLUSHALL" or (name == b"FLUSHDB" and db == 0)
                 if name in special and name != b"SELECT":
                     if at > start:
                         runs.append(mv[start:at])
@@ -130,6 +158,24 @@ async def stream(ctx: LinkContext, state: LinkState, link: SourceLink, writer: W
                 if needs_args:
                     ncmds += 1
                     cmds.append(args)
+                if flushed:
+                    # This copy's epoch markers went with the source's flush: written again in
+                    # the same batch, so the destination is never seen without them.
+                    marks = ctx.identity.mark_commands()
+                    if db != 0:
+                        marks = [[b"SELECT", b"0"], *marks, [b"SELECT", b"%d" % db]]
+                    runs.append(mv[start:end])
+                    start = end
+                    runs.extend(pack(*m) for m in marks)
+                    if needs_args:
+                        ncmds += len(marks)
+                        cmds.extend(marks)
+                    ctx.events.emit(
+                        EventKind.FLUSH,
+                        f"the source flushed ({name.decode()} in its stream): applied",
+                        source=state.source,
+                        link=link_id,
+                    )
             if start < len(raw):
                 runs.append(mv[start:] if start else raw)
             offset += len(raw)
@@ -146,6 +192,7 @@ async def stream(ctx: LinkContext, state: LinkState, link: SourceLink, writer: W
                 await _fixup_ttls(ctx, state, writer, new)
                 gap = state.gap
     finally:
+        state.streaming = False
         await cancel_all([acker])
 
 
@@ -157,6 +204,8 @@ def _committed(
 
     def done(n: int) -> None:
         state.ckpt = ckpt
+        if ckpt.offset != state.applied:
+            state.progress_at = time.monotonic()
         state.applied = ckpt.offset
         st.offset = ckpt.offset
         if n:
@@ -185,6 +234,13 @@ async def _fixup_ttls(ctx: LinkContext, state: LinkState, writer: Writer, ckpt: 
     cmds = gap.fixup(ckpt.db, time.time() * 1000)
     raw = [pack(*c) for c in cmds]
     await writer.apply_stream(StreamBatch(raw, cmds, len(cmds), state.link_id, ckpt, _ignore_count))
+
+
+def _commands(raw: bytes) -> list[list[bytes]]:
+    """The commands of `raw` (complete commands only, as framed by the stream parser)."""
+    reader = hiredis.Reader()
+    reader.feed(raw)
+    return list(iter(reader.gets, False))
 
 
 def _ignore_count(n: int) -> None:

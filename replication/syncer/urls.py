@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote
 
-__all__ = ["ALLOWED_PARAMS", "RedisUrl", "UrlError", "parse_redis_url"]
+__all__ = ["ALLOWED_PARAMS", "RedisUrl", "UrlError", "is_hostname", "parse_redis_url"]
 
 ALLOWED_PARAMS = frozenset({"db", "sni", "cluster", "connect_timeout"})
 _DEFAULT_PORT = 6379
@@ -31,6 +31,11 @@ _DEFAULT_PORT = 6379
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
 )
+
+
+def is_hostname(value: str) -> bool:
+    """True for an RFC 1123 host name (what TLS SNI carries)."""
+    return bool(_HOSTNAME.match(value))
 
 
 class UrlError(ValueError):

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import hiredis
 
 from .aio import cancel_all
-from .checkpoint import CHECKPOINT_KEY, Checkpoint
+from .checkpoint import CHECKPOINT_KEY, EPOCH_KEY, Checkpoint
 from .errors import ErrorKind, FatalSyncError, Side, SyncError, classify_reply_error
 from .resp import RespConnection, TlsOptions, pack, pack_command
 from .urls import RedisUrl
@@ -231,6 +231,9 @@ class Pipeline:
             for b in self._batches:
                 if b.future is not None and not b.future.done():
                     b.future.set_exception(self.error)
+                    # Whoever waited may have been cancelled meanwhile (the link is closing):
+                    # the error is the pipeline's own (`self.error`), not lost if unread.
+                    b.future.exception()
 
     def _direct(self, raw: bytearray) -> None:
         """Take the replies of the `UNTIL_PONG` batches at the front from `raw`."""
@@ -407,6 +410,7 @@ class Writer(Protocol):
     async def open(self) -> None: ...
     async def aclose(self) -> None: ...
     async def read_checkpoints(self) -> dict[str, Checkpoint]: ...
+    def epoch_keys(self) -> list[bytes]: ...  # one epoch marker per primary (checkpoint.py)
     async def flushall(self) -> None: ...
     async def probe(self, cmd: Sequence[bytes]) -> Any: ...
     async def load(self, cmds: list[Command], on_done: Callable[[], None] | None) -> None: ...
@@ -481,6 +485,9 @@ class StandaloneWriter:
     async def read_checkpoints(self) -> dict[str, Checkpoint]:
         await self.select(0)
         return await read_checkpoint_hash(self._call)
+
+    def epoch_keys(self) -> list[bytes]:
+        return [EPOCH_KEY]
 
     async def flushall(self) -> None:
         await self._call(b"FLUSHALL")

@@ -17,13 +17,6 @@ from django.conf import settings
 
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, WIDE, LiveServer, sign_in
 from tests.support.personas import ADMIN_PASSWORD, VIEWER_PASSWORD
-from tests.support.workers import worker_env
-
-
-@pytest.fixture(scope="session")
-def live_server_env(django_db_setup: None, django_db_blocker: Any) -> dict[str, str]:
-    with django_db_blocker.unblock():
-        return worker_env()
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from django.conf import settings
 from console import services
 from console.models import AuditEntry, Certificate, Database, DatabaseStatus
 from replication.models import ReplicaSource
-from replication.syncer.checkpoint import CHECKPOINT_KEY
+from replication.syncer.checkpoint import CHECKPOINT_KEY, EPOCH_KEY
 from tests.support.browser import NARROW, off_loop, sign_in
 from tests.support.personas import VIEWER_PASSWORD
 from tests.support.wait import wait_for
@@ -147,8 +147,11 @@ def test_replica_of_from_the_console(
     assert watcher.locator("[data-replica-aggregate]").inner_text() == "Synced"
     shot(watcher, "synced")
     with admin_client(b) as client:
-        # Everything of A, beside the syncer's own bookkeeping key.
-        assert client.dbsize() - client.exists(CHECKPOINT_KEY) == KEYS
+        # Everything of A, beside the syncer's own bookkeeping keys (checkpoint, epoch marker).
+        assert client.dbsize() - client.exists(CHECKPOINT_KEY, EPOCH_KEY) == KEYS
+    # The page's key count leaves the bookkeeping keys out.
+    page.reload()
+    assert page.locator("[data-key-count]").inner_text() == str(KEYS)
 
     # 2. Writes to A: "last update" advances (browser local time, Europe/Berlin here).
     def last_update() -> str:

@@ -12,7 +12,7 @@ import redis
 from django.conf import settings
 from django.db import connection, transaction
 
-from console import provisioning, services
+from console import provisioning, selectors, services
 from console.models import AuditEntry, Database, Shard
 from tests.support.databases import create_active, database_status
 from tests.support.wait import wait_for
@@ -32,10 +32,10 @@ def test_create_connect_and_authenticate(admin_api, live_worker):
     app = redis.Redis(port=db.port, username="default", password="s3cret-pass")
     app.set("k", "v")
     assert app.get("k") == b"v"
-    assert app.config_get("maxmemory")["maxmemory"] == str(64 * MB)
 
     admin = redis.Redis(port=db.port, username="admin", password=db.internal_password)
     assert admin.get("k") == b"v"
+    assert admin.config_get("maxmemory")["maxmemory"] == str(64 * MB)  # CONFIG is admin's only
     assert len(db.internal_password) >= 32
 
     with pytest.raises(redis.AuthenticationError):
@@ -55,8 +55,9 @@ def test_edit_memory_and_password_applies_live(admin_api, live_worker):
     )
     assert resp.status_code == 200, resp.content
     wait_for(lambda: database_status(db.pk) == "active", what="the edit to apply")
-    client = redis.Redis(port=db.port, username="default", password="new-pass-1")
-    assert client.config_get("maxmemory")["maxmemory"] == str(32 * MB)
+    assert redis.Redis(port=db.port, username="default", password="new-pass-1").ping()
+    admin = redis.Redis(port=db.port, username="admin", password=db.internal_password)
+    assert admin.config_get("maxmemory")["maxmemory"] == str(32 * MB)
     resp = admin_api.put(f"/v1/bdbs/{db.pk}", {"name": "renamed"}, format="json")
     assert resp.status_code == 400 and "name" in resp.json()
 
@@ -80,7 +81,7 @@ def test_sharded_database_is_a_working_cluster(admin_api, live_worker):
 
 def test_delete_stops_processes_and_frees_ports(admin_api, live_worker):
     db = create_active(admin_api, name="doomed", shards_count=2)
-    spec = services.database_spec(db)
+    spec = selectors.database_spec(db)
     pids = [provisioning.read_pid(spec, s) for s in spec.shards]
     assert all(provisioning.pid_alive(p) for p in pids)
     ports = [s.port for s in spec.shards]
@@ -97,7 +98,7 @@ def test_reconcile_restarts_a_killed_process_with_its_data(admin_api, live_worke
     db = create_active(admin_api, name="durable", data_persistence="aof")
     client = redis.Redis(port=db.port, username="admin", password=db.internal_password)
     client.set("survivor", "yes")
-    spec = services.database_spec(db)
+    spec = selectors.database_spec(db)
     old_pid = provisioning.read_pid(spec, spec.shards[0])
     assert old_pid
     os.kill(old_pid, signal.SIGKILL)

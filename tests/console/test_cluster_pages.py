@@ -86,38 +86,14 @@ def test_certificate_replace_needs_both_parts(
 
 
 def test_certificate_replace_refuses_an_expired_certificate(admin_client: Client) -> None:
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
     from console.models import Certificate
+    from tests.support.pki import make_certificate
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - dt.timedelta(days=30))
-        .not_valid_after(now - dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+    expired = make_certificate(valid_from_days=-30, valid_until_days=-1)
     before = Certificate.objects.get(kind="proxy").fingerprint_sha256
     response = admin_client.post(
         reverse("certificate-replace", kwargs={"kind": "proxy"}),
-        {
-            "certificate_pem": cert.public_bytes(serialization.Encoding.PEM).decode(),
-            "private_key_pem": key_pem,
-        },
+        {"certificate_pem": expired.certificate, "private_key_pem": expired.key},
     )
     assert response.status_code == 200
     assert "the certificate expired on" in response.context["form"].errors["certificate_pem"][0]

@@ -118,3 +118,65 @@ def test_edit_with_a_bad_memory_value_keeps_the_new_sources_on_the_page(
     assert "whole number" in response.context["form"].errors["memory_mb"][0]
     assert response.context["replica_rows"] == [{"database": a.pk, "name": "a", "kind": "internal"}]
     assert not ReplicaSource.objects.filter(destination=b).exists()
+
+
+def test_a_refused_save_never_puts_the_typed_password_back_into_the_page(
+    admin_client: Client, pair: tuple[Database, Database]
+) -> None:
+    from replication.models import ReplicaSource
+    from tests.support.servers import redis_server
+
+    _, b = pair
+    edit = reverse("database-edit", kwargs={"uid": b.pk})
+    check = reverse("replica-source-check", kwargs={"uid": b.pk})
+    with redis_server(password="typed-source-secret-9") as source:
+        # The dialog checks the URL and answers with a token for it, never the URL itself.
+        answer = admin_client.post(check, {"kind": "external", "uri": source.url})
+        assert answer.status_code == 200, answer.content
+        assert "no-store" in answer["Cache-Control"]
+        assert "typed-source-secret-9" not in answer.content.decode()
+        row = answer.json()["source"]
+        assert row["name"] == f"127.0.0.1:{source.port}" and row["pending"]
+
+        # A save refused for another field renders the rows again: with the token only.
+        refused = admin_client.post(edit, edit_data([row], memory_mb="lots", confirm_flush="on"))
+        assert refused.status_code == 200
+        assert "typed-source-secret-9" not in refused.content.decode()
+        assert refused.context["replica_rows"][0]["pending"] == row["pending"]
+
+        # A URL posted directly (no dialog) is kept the same way when the save is refused.
+        direct = {"uri": "redis://:other-typed-secret-3@127.0.0.1:1", "name": "direct"}
+        refused = admin_client.post(edit, edit_data([row, direct], confirm_flush="on"))
+        assert refused.status_code == 200
+        page = refused.content.decode()
+        assert "other-typed-secret-3" not in page and "typed-source-secret-9" not in page
+        rows = refused.context["replica_rows"]
+        assert "cannot connect to 127.0.0.1:1" in rows[1]["error"]
+        assert not ReplicaSource.objects.filter(destination=b).exists()
+
+        # What the page holds is enough to save: the tokens resolve to the typed URLs.
+        saved = admin_client.post(edit, edit_data([rows[0]], confirm_flush="on"))
+        assert saved.status_code == 302, saved.context and saved.context["replica_rows"]
+    assert ReplicaSource.objects.get(destination=b).external_uri == source.url
+    # Once saved, the session no longer keeps it.
+    assert admin_client.session.get("replica_pending_sources") == {}
+
+
+def test_a_token_of_another_session_or_database_is_refused(
+    admin_client: Client, pair: tuple[Database, Database]
+) -> None:
+    from replication.models import ReplicaSource
+    from replication.pending import pending_put
+    from replication.sources import SourceInput
+
+    a, b = pair
+    session = admin_client.session
+    for_a = pending_put(session, destination_uid=a.pk, source=SourceInput(uri="redis://h:1"))
+    session.save()
+    for token in ("made-up", for_a):
+        response = admin_client.post(
+            reverse("database-edit", kwargs={"uid": b.pk}),
+            edit_data([{"pending": token, "name": "x"}], confirm_flush="on"),
+        )
+        assert "was not kept" in response.context["replica_form"].errors["sources"][0]
+    assert not ReplicaSource.objects.filter(destination=b).exists()

@@ -273,7 +273,9 @@ def test_regenerated_source_password_stops_then_update_credentials(admin_api, li
     assert AuditEntry.objects.filter(action="database.regenerate_admin_password").exists()
     assert AuditEntry.objects.filter(action="database.replica_source_url").exists()
 
-    resp = admin_api.post(f"/v1/bdbs/{b.pk}/actions/update_credentials", {"source_uid": 1})
+    resp = admin_api.post(
+        f"/v1/bdbs/{b.pk}/actions/update_credentials", {"source_uid": 1}, format="json"
+    )
     assert resp.status_code == 200, resp.content
     wait_status(admin_api, b, "in-sync")
     caught_up(admin(a), admin(b))
@@ -470,3 +472,27 @@ def test_tls_source_with_client_authentication(admin_api, live_worker):
 
     wait_for(arrived, what="the last write on b")
     assert assert_same_data([src], dst) >= 2000
+
+
+def test_key_counts_leave_out_the_syncers_bookkeeping(admin_api, admin_client, live_worker):
+    """A destination holds the checkpoint and epoch markers beside the data; the counts the
+    console shows are the users' keys only, equal to the source's (sharded destination too)."""
+    from console.selectors import database_key_count
+
+    a = create_active(admin_api, name="a")
+    b = create_active(admin_api, name="b", shards_count=3)
+    admin(a).mset({f"k{i}": i for i in range(300)})
+    make_replica(admin_api, b, a)
+    wait_status(admin_api, b, "in-sync")
+    caught_up(
+        admin(a),
+        redis.RedisCluster(
+            host="127.0.0.1", port=b.port, username="admin", password=b.internal_password
+        ),
+    )
+    assert database_key_count(a) == database_key_count(b) == 300
+    page = admin_client.get(f"/databases/{b.pk}/").content.decode()
+    assert "<dd data-key-count>300</dd>" in page
+    events = admin_api.get(f"/v1/bdbs/{b.pk}/replica_events").json()
+    kinds = [e["kind"] for e in events]
+    assert "full_sync_done" in kinds and "job_started" in kinds, kinds

@@ -74,13 +74,7 @@ class LiveServer:
 
     def _answers(self) -> bool:
         assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"daphne exited with {self.proc.returncode}; see {self.log_path}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/login/", timeout=5) as response:  # noqa: S310
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+        return console_answers(self.url, self.proc, self.log_path)
 
     def stop(self) -> None:
         """SIGTERM by PID, SIGKILL if it does not go."""
@@ -94,6 +88,17 @@ class LiveServer:
             self.proc.kill()
             self.proc.wait()
         self.proc = None
+
+
+def console_answers(url: str, proc: subprocess.Popen[bytes], log: Path) -> bool:
+    """True once the console at `url` serves its sign-in page; raises if `proc` has exited."""
+    if proc.poll() is not None:
+        raise RuntimeError(f"the console exited with {proc.returncode}; see {log}")
+    try:
+        with urllib.request.urlopen(f"{url}/login/", timeout=5) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -60,7 +60,7 @@ class Load:
         self.thread.join()
 
 
-def caught_up(src: redis.Redis, dst: redis.Redis, tag: str = "") -> None:
+def caught_up(src: redis.Redis, dst: redis.Redis | redis.RedisCluster, tag: str = "") -> None:
     """Write a marker to the source and wait for it on the destination."""
     value = f"{tag}{time.time_ns()}"
     src.set("__test:marker", value)

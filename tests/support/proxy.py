@@ -8,6 +8,8 @@ subprocesses alike:
         proxy.throttle(200_000)   # bytes per second from the server to the client
         proxy.cut()               # close every open connection (both sides)
         proxy.refuse(True)        # new connections are closed at once
+        proxy.pause()             # a silent partition: nothing passes, nothing is closed
+        proxy.resume()
 
 `make_socket` creates the socket of each connection to the target, for a target that only a
 socket made elsewhere can reach (tests/support/hosts.py: inside a network namespace).
@@ -48,6 +50,7 @@ class TcpProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._links: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._flowing: asyncio.Event | None = None  # cleared while paused
 
     # -- control, from the test's thread -------------------------------------------------------
 
@@ -72,6 +75,14 @@ class TcpProxy:
     def throttle(self, bytes_per_second: float | None) -> None:
         self.rate = bytes_per_second
 
+    def pause(self) -> None:
+        """A silent partition: no byte passes either way (new connections are accepted but hear
+        nothing), no connection is closed, no FIN, no RST; `resume()` lets it all through."""
+        self._call(self._set_flowing(False))
+
+    def resume(self) -> None:
+        self._call(self._set_flowing(True))
+
     @property
     def open_links(self) -> int:
         return len(self._links)
@@ -91,7 +102,19 @@ class TcpProxy:
     # -- inside the loop -----------------------------------------------------------------------
 
     async def _start(self) -> None:
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+    def _set_flowing(self, on: bool) -> Callable[[], Any]:
+        async def flip() -> None:
+            assert self._flowing is not None
+            if on:
+                self._flowing.set()
+            else:
+                self._flowing.clear()
+
+        return flip
 
     async def _stop(self) -> None:
         await self._cut()
@@ -117,6 +140,8 @@ class TcpProxy:
         if self.refusing:
             c_writer.transport.abort()
             return
+        assert self._flowing is not None
+        await self._flowing.wait()  # paused: the connection is accepted and hears nothing
         try:
             s_reader, s_writer = await self._open_target()
         except OSError:
@@ -162,6 +187,8 @@ class TcpProxy:
                 with contextlib.suppress(Exception):
                     writer.write_eof()
                 return
+            assert self._flowing is not None
+            await self._flowing.wait()  # paused: hold the bytes, say nothing
             if throttled:
                 self.bytes_down += len(data)
             writer.write(data)

@@ -4,10 +4,14 @@ the errors that stop a run say about where they happened."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 
 import pytest
+import redis
 
 from replication.syncer.engine import SourceConfig
 from replication.syncer.errors import AuthError, FullSyncRequired, OutOfMemoryError
@@ -154,3 +158,87 @@ def test_destination_out_of_memory_names_the_destination_and_the_source(
     assert (err.kind, err.side, err.source) == ("oom", "destination", 1)
     assert err.endpoint == f"127.0.0.1:{dst.port}"
     assert et.status(1).as_dict()["last_error_kind"] == "oom"
+
+
+def _counter_load(server: RedisServer, stop: threading.Event, prefix: str) -> threading.Thread:
+    """INCR a counter and RPUSH its value, one at a time, until `stop` (the log is 1..n)."""
+
+    def run() -> None:
+        c = server.client()
+        while not stop.is_set():
+            try:
+                n = c.incr(f"{prefix}:counter")
+                c.rpush(f"{prefix}:log", n)
+            except redis.ConnectionError:
+                time.sleep(0.05)  # the source is being restarted
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_a_source_back_from_an_older_snapshot_while_another_streams(
+    servers: Servers, engines: Engines
+) -> None:
+    """Issue 18's stall: source 2 restarts from an RDB older than what was applied while source 1
+    keeps streaming. The round restarts every link (a full sync of both, the snapshot source 2
+    offered used as it is) and must end, however the cancellations fall; then both sources
+    are exact on the destination, and stop() ends the engine."""
+    one = servers()
+    two = servers(args=["--save", "", "--appendonly", "no"])
+    dst = servers()
+    stop = threading.Event()
+    loads = [_counter_load(one, stop, "one"), _counter_load(two, stop, "two")]
+    et = engines([one.url, two.url], dst.url)
+    try:
+        for round_ in range(3):
+            in_sync_and_caught_up(et, one, 0)
+            in_sync_and_caught_up(et, two, 1)
+            two.client().save()  # the snapshot it will come back from
+            time.sleep(0.3)  # more writes applied, beyond that snapshot
+            two.kill()
+            two.start()
+            wait_for(
+                lambda r=round_: et.engine.full_sync_rounds >= r + 2,
+                what="every source loaded again after source 2 came back older",
+            )
+    finally:
+        stop.set()
+        for t in loads:
+            t.join(10)
+    in_sync_and_caught_up(et, one, 0)
+    in_sync_and_caught_up(et, two, 1)
+    d = dst.client()
+    for server, prefix in ((one, "one"), (two, "two")):
+        n = int(server.client().get(f"{prefix}:counter") or 0)
+        assert int(d.get(f"{prefix}:counter") or 0) == n > 0
+        assert d.lrange(f"{prefix}:log", 0, -1) == server.client().lrange(f"{prefix}:log", 0, -1)
+    assert_same_data([one.client(), two.client()], [d])
+    et.stop()
+
+
+def test_the_watchdog_restarts_a_link_stuck_on_a_silent_destination(
+    servers: Servers, engines: Engines
+) -> None:
+    """The destination stops answering while the source takes writes (SIGSTOP): the link is
+    found stuck, said so, the round restarted; once the destination answers again, exact."""
+    src, dst = servers(), servers()
+    populate(src.client(), 300)
+    et = engines([src.url], dst.url, stuck_after=3.0)
+    in_sync_and_caught_up(et, src)
+    os.kill(dst.pid, signal.SIGSTOP)
+    try:
+        c = src.client()
+        for i in range(200):
+            c.rpush("log", i)
+        wait_for(
+            lambda: any(e.kind == "watchdog" for e in et.engine.events()),
+            what="the watchdog to find the link stuck",
+        )
+    finally:
+        os.kill(dst.pid, signal.SIGCONT)
+    in_sync_and_caught_up(et, src)
+    stuck = next(e for e in et.engine.events() if e.kind == "watchdog")
+    assert "applied nothing" in stuck.message and "bytes ahead" in stuck.message
+    assert dst.client().lrange("log", 0, -1) == [b"%d" % i for i in range(200)]
+    assert_same_data([src.client()], [dst.client()])

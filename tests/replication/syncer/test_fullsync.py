@@ -147,6 +147,42 @@ def test_valkey8_source_into_redis70_uses_the_decode_fallback(
     assert_same_data([src.client()], [dst.client()])
 
 
+def test_decoded_stream_keeps_pending_entries_of_deleted_messages(
+    servers: Servers, engines: Engines
+) -> None:
+    """Valkey 8 → Redis 7.0 (values decoded into commands): a consumer group's pending entry
+    whose message was XDELed survives, and the stream's counters are the source's."""
+    src, dst = servers(binary=VALKEY_SERVER), servers()
+    c = src.client()
+    ids = [c.xadd("orders", {"n": str(i)}) for i in range(20)]
+    c.xgroup_create("orders", "billing", id="0")
+    c.xgroup_create("orders", "audit", id="0")
+    c.xreadgroup("billing", "alice", {"orders": ">"}, count=8)
+    c.xreadgroup("billing", "bob", {"orders": ">"}, count=5)
+    c.xreadgroup("audit", "carol", {"orders": ">"}, count=3)
+    c.xdel("orders", ids[2], ids[9], ids[15])  # two of them pending in billing, one in audit
+    only = c.xadd("gone", {"x": "1"})
+    c.xgroup_create("gone", "g", id="0")
+    c.xreadgroup("g", "dan", {"gone": ">"})
+    c.xdel("gone", only)  # an empty stream whose only message is pending
+    et = engines([src.url], dst.url)
+    in_sync_and_caught_up(et, src)
+    assert et.status().links[0].restore_mode == "decode"
+    d = dst.client()
+    for key, group in [("orders", "billing"), ("orders", "audit"), ("gone", "g")]:
+        want = c.xpending_range(key, group, "-", "+", 100)
+        got = d.xpending_range(key, group, "-", "+", 100)
+        assert [(p["message_id"], p["consumer"], p["times_delivered"]) for p in got] == [
+            (p["message_id"], p["consumer"], p["times_delivered"]) for p in want
+        ], (key, group)
+    for key in ("orders", "gone"):
+        s_info, d_info = c.xinfo_stream(key), d.xinfo_stream(key)
+        for field in ("length", "last-generated-id", "max-deleted-entry-id", "entries-added"):
+            assert d_info[field] == s_info[field], (key, field)
+        assert d.xrange(key) == c.xrange(key)
+    assert_same_data([src.client()], [dst.client()])
+
+
 def test_expiry_gap_graces_only_early_absolute_expiries() -> None:
     gap = ExpiryGap(grace_ms=9_000)
     gap.grace_below = 5_000

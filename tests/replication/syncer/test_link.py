@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -241,3 +242,85 @@ def test_lag_is_sampled_while_in_sync(servers: Servers, engines: Engines) -> Non
         in_sync_and_caught_up(et, src)
         wait_for(lambda: et.status().lag_ms == 0.0, what="no lag once everything is applied")
     assert dst.client().get("n") == b"2000"
+
+
+def test_outage_past_the_backlog_costs_the_source_one_snapshot(
+    servers: Servers, engines: Engines
+) -> None:
+    """After a refused PSYNC the source is already preparing a snapshot for us: the syncer loads
+    that one, instead of asking again (a second fork and a doubled transfer on the source)."""
+    src = servers(args=["--repl-backlog-size", "16kb", "--repl-diskless-sync", "yes"])
+    dst = servers()
+    populate(src.client(), 500)
+    with TcpProxy(src.port) as proxy:
+        et = engines([f"redis://127.0.0.1:{proxy.port}"], dst.url)
+        in_sync_and_caught_up(et, src)
+        full_before = int(src.client().info("stats")["sync_full"])
+        proxy.refuse(True)
+        proxy.cut()
+        populate(src.client(), 2000, prefix="during-outage")  # far over the backlog
+        proxy.refuse(False)
+        wait_for(lambda: et.engine.full_sync_rounds == 2, what="the second full sync")
+        in_sync_and_caught_up(et, src)
+    stats = src.client().info("stats")
+    assert int(stats["sync_full"]) - full_before == 1
+    assert int(stats["sync_partial_err"]) >= 1
+    assert "Waiting for next BGSAVE" not in src.logfile.read_text()
+    assert_same_data([src.client()], [dst.client()])
+    kinds = [str(e.kind) for e in et.engine.events()]
+    assert kinds.count("full_sync_started") == 2 and "round_restart" in kinds and "flush" in kinds
+
+
+def test_a_silent_partition_never_reads_in_sync_lag_zero(
+    servers: Servers, engines: Engines
+) -> None:
+    """No byte either way, no FIN, no RST, while the source takes writes: the lag is unknown and
+    growing, the source goes out-of-sync, the link is declared dead after about twice the
+    source's ping period, and after the partition everything resumes by partial sync."""
+    src = servers(args=["--repl-ping-replica-period", "3"])
+    dst = servers()
+    populate(src.client(), 300)
+    lies: list[str] = []
+    with TcpProxy(src.port) as proxy:
+        et = engines([f"redis://127.0.0.1:{proxy.port}"], dst.url)
+        in_sync_and_caught_up(et, src)
+        partial_before = int(src.client().info("stats")["sync_partial_ok"])
+        stop = threading.Event()
+        written = [0]
+
+        def write() -> None:
+            c = src.client()
+            while not stop.is_set():
+                written[0] = c.incr("counter")
+                stop.wait(0.01)
+
+        writer = threading.Thread(target=write)
+        proxy.pause()
+        started = time.monotonic()
+        writer.start()
+        try:
+            seen_out_of_sync = False
+            while time.monotonic() - started < 10:
+                st = et.status()
+                elapsed_ms = (time.monotonic() - started) * 1000
+                if st.phase == "in-sync" and elapsed_ms > 2500:
+                    lag = st.lag_ms
+                    if lag is None or lag < elapsed_ms - 2000:
+                        lies.append(f"{elapsed_ms:.0f} ms into the partition: in-sync lag {lag}")
+                if st.phase == "out-of-sync":
+                    seen_out_of_sync = True
+                    assert not st.lag_exact and (st.lag_ms or 0) >= 1000
+                time.sleep(0.1)
+        finally:
+            proxy.resume()
+            stop.set()
+            writer.join()
+        assert seen_out_of_sync
+        in_sync_and_caught_up(et, src)
+    assert lies == []
+    assert dst.client().get("counter") == b"%d" % written[0]
+    assert int(src.client().info("stats")["sync_partial_ok"]) > partial_before
+    kinds = [str(e.kind) for e in et.engine.events()]
+    assert "watchdog" in kinds and "reconnect" in kinds and "partial_resync" in kinds
+    dead = next(e for e in et.engine.events() if e.kind == "reconnect")
+    assert "no data for 7 s" in dead.message  # 2 x repl-ping-replica-period + 1

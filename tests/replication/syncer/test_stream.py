@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
-from replication.syncer.checkpoint import CHECKPOINT_KEY, Checkpoint
+from replication.syncer.checkpoint import CHECKPOINT_KEY, EPOCH_KEY, Checkpoint
 from replication.syncer.engine import SourceConfig
 from tests.support.compare import assert_same_data
+from tests.support.load import populate
 from tests.support.proxy import TcpProxy
 from tests.support.servers import RedisServer
 from tests.support.wait import wait_for
@@ -123,3 +124,36 @@ def test_blind_batches_skip_multi_only_when_one_link_writes(
         assert dst.command_calls("ping") == ping
         assert dst.command_calls("multi") - multi >= 20
     assert_same_data([s.client() for s in srcs], [dst.client()])
+
+
+def test_a_chain_never_copies_the_syncers_bookkeeping_downstream(
+    servers: Callable[..., RedisServer], engines: Callable[..., EngineThread]
+) -> None:
+    """A → B → C: B holds its own syncer's checkpoint and epoch marker, and they reach C in B's
+    snapshot and stream. C must apply neither; a flush in B's stream (B loading A again) is
+    applied to C without C losing its own markers (no needless full sync of C)."""
+    a, b, c = servers(), servers(), servers()
+    populate(a.client(), 500)
+    ab = engines([a.url], b.url)
+    in_sync_and_caught_up(ab, a)
+    bc = engines([b.url], c.url)
+    in_sync_and_caught_up(bc, b)
+    for i in range(200):
+        a.client().rpush("log", i)
+    in_sync_and_caught_up(ab, a)
+    in_sync_and_caught_up(bc, b)
+    own = {f"127.0.0.1:{b.port}".encode()}
+    assert set(c.client().hgetall(CHECKPOINT_KEY)) == own
+    assert c.client().get(EPOCH_KEY) != b.client().get(EPOCH_KEY)
+
+    ab.stop()  # B loads A again from scratch: FLUSHALL, then A's data, in B's stream
+    ab = engines([a.url], b.url, flush=True)
+    in_sync_and_caught_up(ab, a)
+    a.client().rpush("log", "after")
+    in_sync_and_caught_up(ab, a)
+    in_sync_and_caught_up(bc, b)
+    assert bc.engine.full_sync_rounds == 1
+    assert set(c.client().hgetall(CHECKPOINT_KEY)) == own
+    assert any(e.kind == "flush" and "in its stream" in e.message for e in bc.engine.events())
+    assert c.client().lrange("log", -1, -1) == [b"after"]
+    assert_same_data([a.client()], [c.client()])
