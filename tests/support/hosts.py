@@ -183,14 +183,27 @@ def netns_pids(name: str) -> list[int]:
     return [int(p) for p in proc.stdout.split()] if proc.returncode == 0 else []
 
 
-def pids_in_netns_inode(inode: int) -> list[int]:
-    """Every process whose network namespace has this inode (works after the name is deleted)."""
+def process_start_ticks(pid: int) -> int:
+    """When a process started, in clock ticks since boot (/proc/<pid>/stat, field 22)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def pids_in_netns_inode(inode: int, *, started_since: int = 0) -> list[int]:
+    """Every process whose network namespace has this inode (works after the name is deleted).
+
+    The kernel hands a freed namespace's inode number to the next namespace made, so after a
+    teardown the inode may already be another bed's (parallel runs): `started_since` (clock
+    ticks, `process_start_ticks` of the bed's owner) keeps only processes the owner could have
+    started."""
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             with contextlib.suppress(OSError):
-                if os.stat(f"/proc/{entry}/ns/net").st_ino == inode:
-                    pids.append(int(entry))
+                pid = int(entry)
+                in_ns = os.stat(f"/proc/{pid}/ns/net").st_ino == inode
+                if in_ns and process_start_ticks(pid) >= started_since:
+                    pids.append(pid)
     return pids
 
 

@@ -20,6 +20,7 @@ from tests.support.hosts import (
     Host,
     netns_list,
     pids_in_netns_inode,
+    process_start_ticks,
     sweep_orphans,
     tcp_rtt_ms,
     tcp_throughput_bps,
@@ -164,6 +165,7 @@ def test_a_killed_owner_leaves_nothing(sig: signal.Signals) -> None:
         [sys.executable, "-c", OWNER], cwd=REPO, stdout=subprocess.PIPE, text=True
     )
     assert owner.stdout is not None
+    owner_start = process_start_ticks(owner.pid)
     started = json.loads(owner.stdout.readline())
     prefix = started["prefix"]
     namespaces = [f"{prefix}-{role}" for role in ("east", "west", "wan")]
@@ -174,5 +176,6 @@ def test_a_killed_owner_leaves_nothing(sig: signal.Signals) -> None:
         assert set(namespaces) <= set(netns_list())  # orphaned
         assert sorted(sweep_orphans()) == sorted(namespaces)
     assert not set(namespaces) & set(netns_list())
-    assert [pid for inode in started["inodes"] for pid in pids_in_netns_inode(inode)] == []
+    inodes = started["inodes"]
+    assert [p for i in inodes for p in pids_in_netns_inode(i, started_since=owner_start)] == []
     assert not os.path.exists(started["workdir"])
