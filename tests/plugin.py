@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import os
 import secrets
+import signal
 import tempfile
 
 from tests.support.servers import RedisServer
@@ -49,8 +50,11 @@ else:
 if os.environ.get("CONSOLE_TEST_DATABASE") == "postgres":
     from tests.support.postgres import PostgresServer
 
-    postgres = PostgresServer().start()
+    postgres = PostgresServer(parent=os.environ.get("CONSOLE_TEST_PG_DIR") or None).start()
     atexit.register(postgres.stop)
+    # SIGTERM (a CI timeout, scripts/test.sh's trap) ends the run like Ctrl-C: fixtures tear
+    # down and atexit stops the cluster, instead of the process vanishing and leaving it.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     os.environ["DATABASE_URL"] = postgres.url
 elif os.environ.get("CONSOLE_TEST_DATABASE", "sqlite") == "sqlite":
     # Never a database of the caller's environment: the suite flushes what it uses.

@@ -50,14 +50,18 @@ def _run_as() -> str | None:
 class PostgresServer:
     """One PostgreSQL cluster: `start()` makes and starts it, `stop()` kills it and deletes it."""
 
-    def __init__(self, *, user: str = "console", database: str = "console") -> None:
+    def __init__(
+        self, *, user: str = "console", database: str = "console", parent: str | None = None
+    ) -> None:
         self.bindir = postgres_bindir()
         self.user = user
         self.database = database
         self.password = secrets.token_urlsafe(24)
         self.port = free_port()
         self.owner = _run_as()
-        self.dir = Path(tempfile.mkdtemp(prefix=f"console-pg-{self.port}-"))
+        # `parent`: a directory the caller cleans up even if this process is killed
+        # (scripts/test.sh's trap); it must be reachable by the cluster's owner.
+        self.dir = Path(tempfile.mkdtemp(prefix=f"console-pg-{self.port}-", dir=parent))
         self.data = self.dir / "data"
         self.log = self.dir / "server.log"
         self.pid: int | None = None
