@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -187,6 +188,8 @@ class Deployment:
     env: dict[str, str]
     var: Path
     services: list[Service] = field(default_factory=list)
+    # What the ExecStartPre/ExecStartPost commands printed (the journal, under systemd).
+    printed: list[bytes] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -204,6 +207,7 @@ class Deployment:
                 expand(command, self.env), cwd=REPO, env=env, capture_output=True, check=False
             )
             assert done.returncode == 0, (command, done.stdout, done.stderr)
+            self.printed += [done.stdout, done.stderr]
         (command,) = unit["ExecStart"]
         with open(log, "ab") as out:
             proc = subprocess.Popen(
@@ -221,6 +225,7 @@ class Deployment:
                 expand(command, self.env), cwd=REPO, env=env, capture_output=True, check=False
             )
             assert done.returncode == 0, (command, done.stderr, log.read_text()[-3000:])
+            self.printed += [done.stdout, done.stderr]
         assert proc.poll() is None, log.read_text()[-3000:]
 
     def stop(self) -> None:
@@ -344,6 +349,10 @@ def _alive(pid: int) -> bool:
 def test_the_units_command_lines_run_a_replica_of(deployment: Deployment) -> None:
     for name in SERVICES:
         deployment.start(name)
+    # The first start bootstrapped the admin from the environment and did not print the password.
+    printed = b"".join(deployment.printed)
+    assert b"ADMIN LOGIN  user: admin  password: from CONSOLE_ADMIN_PASSWORD" in printed
+    assert ADMIN_PASSWORD.encode() not in printed
 
     def create(name: str) -> int:
         body = {
@@ -399,3 +408,9 @@ def test_the_units_command_lines_run_a_replica_of(deployment: Deployment) -> Non
     deployment.stop()
     assert all(_alive(pid) for pid in pids)
     assert dest.get("after:1") == source.get("after:1") is not None
+    secrets_in_env = [deployment.env[k] for k in ("SECRET_KEY", "CONSOLE_ENCRYPTION_KEY")]
+    for url in (deployment.env["REDIS_URL"], deployment.env["DATABASE_URL"]):
+        secrets_in_env += [p for p in [urlsplit(url).password] if p]
+    for log in deployment.var.glob("*.log"):
+        text = log.read_text(errors="replace")
+        assert not [v for v in [ADMIN_PASSWORD, *secrets_in_env] if v in text], log
