@@ -41,7 +41,7 @@ urlpatterns = [
     ),
     path(
         "bdbs/<int:uid>/sync_source_stats/<int:source_uid>",
-        replica_apis.SyncSourceStatsApi.as_view(),
+        replica_apis.SyncSourceStatsOneApi.as_view(),
         name="api-bdb-sync-source-stats-one",
     ),
     path("cluster", apis.ClusterApi.as_view(), name="api-cluster"),

@@ -42,6 +42,11 @@ if len(SECRET_KEY) < 50:
 ENCRYPTION_KEY = env_str("CONSOLE_ENCRYPTION_KEY") or _secret_file(
     "encryption.key", Fernet.generate_key().decode()
 )
+try:
+    Fernet(ENCRYPTION_KEY.encode())
+except ValueError:
+    # Never echo the value: it is the key to every stored secret.
+    raise EnvError("CONSOLE_ENCRYPTION_KEY must be a Fernet key (url-safe base64)") from None
 
 HTTP_HOST = env_str("CONSOLE_HTTP_HOST", "127.0.0.1")
 HTTP_PORT = env_int("CONSOLE_HTTP_PORT", 8080, minimum=1, maximum=65535)
@@ -144,6 +149,9 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # A file, not memory, so that test Celery workers (other processes) share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+elif DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # A server that does not answer fails a request (and /healthz) instead of hanging it.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "console.User"
 LOGIN_URL = "/login/"
@@ -172,6 +180,8 @@ SECURE_HSTS_SECONDS = env_int("CONSOLE_HSTS_SECONDS", 31536000 if SECURE_HTTPS e
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HTTPS
 SECURE_HSTS_PRELOAD = SECURE_HTTPS
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE_HTTPS else None
+# Health probes (systemd, load balancers) talk plain HTTP to the ASGI server behind the proxy.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 # Every page is served with this Content-Security-Policy (console.middleware): scripts, styles

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from django.urls import include, path
 
+from config.health import healthz
 from replication.apis import MetricsApi
 
 urlpatterns = [
     path("v1/", include("config.api_urls")),
     path("metrics", MetricsApi.as_view(), name="metrics"),
+    path("healthz", healthz, name="healthz"),
     path("", include("config.page_urls")),
 ]
 

@@ -8,8 +8,8 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 
-# The API answers 401 itself (DRF); static files and the login page are public.
-PUBLIC_PREFIXES = ("/login/", "/static/", "/v1/", "/metrics")
+# The API answers 401 itself (DRF); static files, the login page and the health check are public.
+PUBLIC_PREFIXES = ("/login/", "/static/", "/v1/", "/metrics", "/healthz")
 
 
 class LoginRequiredMiddleware:

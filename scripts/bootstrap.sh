@@ -28,6 +28,15 @@ if [ "$want" = dev ] && ! { command -v ip && command -v tc; } >/dev/null 2>&1; t
   apt_install iproute2
 fi
 
+# The production pass of `make test` runs its own PostgreSQL cluster (initdb + pg_ctl in a
+# temporary directory; Debian's binaries under /usr/lib/postgresql/<version>/bin).
+if [ "$want" = dev ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "installing postgresql (Debian package, for the PostgreSQL test pass)…"
+  apt_install postgresql
+  # The tests start their own cluster; the distribution's service is not needed.
+  (as_root systemctl disable --now postgresql >/dev/null 2>&1) || true
+fi
+
 # Browser tests drive Debian's Chromium headless (Playwright never downloads a browser here).
 if [ "$want" = dev ] && ! command -v chromium >/dev/null 2>&1; then
   echo "installing chromium (Debian package, for the browser tests)…"

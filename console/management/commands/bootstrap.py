@@ -26,7 +26,12 @@ class Command(BaseCommand):
             )
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
-        if password is not None:
-            user = os.environ.get("CONSOLE_ADMIN_USER", "admin")
-            # Printed once, to the operator's terminal, on the first run only.
+        if password is None:
+            return
+        user = os.environ.get("CONSOLE_ADMIN_USER", "admin")
+        if os.environ.get("CONSOLE_ADMIN_PASSWORD"):
+            # The operator chose it; under systemd this output goes to the journal.
+            self.stdout.write(f"ADMIN LOGIN  user: {user}  password: from CONSOLE_ADMIN_PASSWORD")
+        else:
+            # Generated: printed once, to the operator's terminal, on the first run only.
             self.stdout.write(f"ADMIN LOGIN  user: {user}  password: {password}")
