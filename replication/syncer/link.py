@@ -291,7 +291,8 @@ class Link:
                                 state.meter.sample(off)
                             if st.phase is Phase.IN_SYNC:
                                 state.update(
-                                    lag_ms=state.meter.lag_ms(state.applied), lag_exact=True
+                                    lag_ms=state.meter.lag_ms(state.applied),
+                                    lag_exact=state.meter.exact(state.applied),
                                 )
                             elif st.phase is Phase.SYNCING and st.keys_expected is None:
                                 async with asyncio.timeout(_SAMPLE_TIMEOUT_S):
