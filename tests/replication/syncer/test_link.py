@@ -363,3 +363,38 @@ def test_a_syncer_restarted_behind_the_source_never_reports_its_first_samples_as
     lies = [(b, lag) for b, lag, exact in claims if exact and lag is not None and lag < b - 1500]
     assert lies == [], lies
     assert any(not exact for _, _, exact in claims)
+
+
+def test_a_frozen_syncer_never_publishes_its_last_lag_as_exact(
+    servers: Servers, engines: Engines
+) -> None:
+    """Issue 18's random run: right after SIGCONT the status line said "in-sync lag 0 ms" 6 s
+    behind, the figure of the last sample before the freeze. Here the engine's event loop is
+    blocked (what SIGSTOP does to it) while the source takes writes: what `statuses()` publishes
+    meanwhile is a lower bound that grows, never the old figure."""
+    src, dst = servers(), servers()
+    et = engines([src.url], dst.url)
+    in_sync_and_caught_up(et, src)
+    wait_for(lambda: et.status().lag_ms is not None, what="a first lag figure")
+    loop = et.engine._loop
+    assert loop is not None
+    frozen = threading.Event()
+
+    def freeze() -> None:
+        frozen.set()
+        time.sleep(3)
+
+    loop.call_soon_threadsafe(freeze)
+    frozen.wait()
+    started = time.monotonic()
+    c = src.client()
+    seen: list[tuple[float, float | None, bool]] = []
+    while time.monotonic() - started < 2.5:
+        c.incr("counter")
+        st = et.status()
+        seen.append((time.monotonic() - started, st.lag_ms, st.lag_exact))
+        time.sleep(0.05)
+    late = [(t, lag, exact) for t, lag, exact in seen if t > 1.5]
+    assert late and all(not exact and (lag or 0) >= 1000 for _, lag, exact in late), late
+    in_sync_and_caught_up(et, src)
+    assert dst.client().get("counter") == c.get("counter")
