@@ -57,7 +57,7 @@ from .errors import (
     SyncError,
 )
 from .events import EventKind, EventLog, SyncEvent
-from .link import Link
+from .link import STALE_AFTER_S, Link
 from .resp import CommandStreamParser, RespConnection, TlsOptions
 from .source import discover_primaries
 from .status import LinkStatus, Phase, SourceStatus
@@ -157,6 +157,7 @@ class SyncEngine:
         self._stuck: dict[str, list[float]] = {}  # link id -> when the watchdog found it stuck
         self.stuck_after = STUCK_S if stuck_after is None else stuck_after
         self._identity = Identity(job_tag=job_tag.encode() if job_tag is not None else None)
+        self._links: list[Link] = []  # once resolved: their meters say how old each lag is
 
     # -- control (thread-safe) -------------------------------------------------------------------
 
@@ -190,11 +191,13 @@ class SyncEngine:
 
     def statuses(self) -> list[SourceStatus]:
         """A copy of every source's status (safe to read from another thread)."""
+        now = time.monotonic()
+        ages = {id(ln.state.status): ln.state.meter.age_s(now) for ln in self._links}
         with self._lock:
             return [
                 SourceStatus(
                     s.source,
-                    [dataclasses.replace(ln) for ln in s.links],
+                    [_as_of_now(ln, ages.get(id(ln))) for ln in s.links],
                     s.stopped_error,
                     s.stopped_error_kind,
                 )
@@ -244,6 +247,7 @@ class SyncEngine:
             await self._detect_destination()
             links = await self._resolve_links()
             links_made.extend(links)
+            self._links = links
             flush: str | None = "asked to flush the destination first" if self.flush else None
             # Not reset between rounds: a destination that keeps dropping the checkpoint read
             # is asked less and less often.
@@ -607,6 +611,18 @@ class SyncEngine:
                 await backoff.sleep()
             finally:
                 await writer.aclose()
+
+
+def _as_of_now(ln: LinkStatus, age: float | None) -> LinkStatus:
+    """A copy of `ln` whose lag is no fresher than its last sample (`age` seconds old). The
+    sampler and the staleness watch write the figures from the event loop; a loop that was frozen
+    (SIGSTOP, a long block) would otherwise publish the last figure as exact when it wakes, before
+    they run again (issue 18's random run: "in-sync lag 0 ms" 6 s behind, right after SIGCONT)."""
+    copy = dataclasses.replace(ln)
+    if age is not None and age >= STALE_AFTER_S and ln.phase in {Phase.IN_SYNC, Phase.OUT_OF_SYNC}:
+        copy.lag_ms = max(ln.lag_ms or 0.0, age * 1000.0)
+        copy.lag_exact = False
+    return copy
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -44,7 +44,7 @@ _SAMPLE_PERIOD_S = 0.05  # lag sampling: 20 per second
 _SAMPLE_BACKOFF_MAX_S = 5.0  # the sampler never fails the link: it just tries again, calmly
 _SAMPLE_TIMEOUT_S = 2.0  # an INFO the source does not answer in this long is a failed sample
 _STALENESS_TICK_S = 0.25
-_STALE_AFTER_S = 1.0  # a sample older than this no longer gives the lag: "at least its age"
+STALE_AFTER_S = 1.0  # a sample older than this no longer gives the lag: "at least its age"
 _UNSAMPLED_OUT_OF_SYNC_S = 5.0  # no sample this long: an in-sync link says out-of-sync
 
 
@@ -291,7 +291,8 @@ class Link:
                                 state.meter.sample(off)
                             if st.phase is Phase.IN_SYNC:
                                 state.update(
-                                    lag_ms=state.meter.lag_ms(state.applied), lag_exact=True
+                                    lag_ms=state.meter.lag_ms(state.applied),
+                                    lag_exact=state.meter.exact(state.applied),
                                 )
                             elif st.phase is Phase.SYNCING and st.keys_expected is None:
                                 async with asyncio.timeout(_SAMPLE_TIMEOUT_S):
@@ -312,7 +313,7 @@ class Link:
         while True:
             await asyncio.sleep(_STALENESS_TICK_S)
             age = state.meter.age_s()
-            if age < _STALE_AFTER_S:
+            if age < STALE_AFTER_S:
                 if unsampled and st.phase is Phase.OUT_OF_SYNC and state.streaming:
                     state.update(phase=Phase.IN_SYNC, last_error=None, last_error_kind=None)
                     self.ctx.events.emit(

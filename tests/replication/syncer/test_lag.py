@@ -56,3 +56,38 @@ def test_lag_is_never_negative() -> None:
     m = LagMeter()
     m.sample(10, now=5.0)
     assert m.lag_ms(0, now=4.0) == 0.0
+
+
+def test_offsets_before_the_first_sample_give_only_a_lower_bound() -> None:
+    """A syncer (re)started behind the source: its first sample says when the source had that
+    offset at the latest, not when it reached it (issue 18's random run: a restarted syncer
+    said "in-sync lag 487 ms" 4.5 s behind)."""
+    m = LagMeter()
+    m.sample(1000, now=10.0)
+    assert m.lag_ms(400, now=10.3) == pytest.approx(300)
+    assert not m.exact(400)  # at least 300 ms, maybe much more
+    m.sample(1100, now=10.35)
+    assert not m.exact(999)
+    assert m.exact(1000)  # the oldest unapplied offset (1001..1100) was sampled in time
+    assert m.lag_ms(1000, now=10.5) == pytest.approx(150)
+    assert m.exact(1100)
+
+
+def test_a_gap_in_the_samples_is_blind_until_applied_past_it() -> None:
+    """A partition or a frozen syncer: the offsets the source passed meanwhile were reached at
+    unknown times; offsets sampled before the gap still give an exact lag."""
+    m = LagMeter(gap_s=1.0)
+    m.sample(100, now=0.0)
+    m.sample(200, now=0.05)
+    assert m.exact(100)
+    m.sample(900, now=8.0)  # nothing sampled for 8 s
+    assert m.exact(150)  # 151..200 were sampled at 0.05: the lag is exact (and large)
+    assert m.lag_ms(150, now=8.1) == pytest.approx(8050)
+    assert not m.exact(200)  # 201..900: reached between 0.05 and 8.0, nobody knows when
+    assert m.lag_ms(200, now=8.1) == pytest.approx(100)  # a lower bound only
+    m.sample(950, now=8.05)  # no gap: these offsets are timed
+    assert not m.exact(899)
+    assert m.exact(900)
+    assert m.exact(950)
+    m.sample(1000, now=8.1)
+    assert m.exact(950)
