@@ -324,3 +324,33 @@ def test_a_silent_partition_never_reads_in_sync_lag_zero(
     assert "watchdog" in kinds and "reconnect" in kinds and "partial_resync" in kinds
     dead = next(e for e in et.engine.events() if e.kind == "reconnect")
     assert "no data for 7 s" in dead.message  # 2 x repl-ping-replica-period + 1
+
+
+def test_a_reconnection_hanging_in_a_partition_stays_out_of_sync_with_a_growing_lag(
+    servers: Servers, engines: Engines
+) -> None:
+    """Found by the fault matrix (row 4): after a silent link was declared dead, the reconnection
+    hung in the partition and the status said `connecting` with the lag frozen at the moment of
+    the drop. A dropped link stays out-of-sync, its lag unknown and growing, until it streams."""
+    src = servers(args=["--repl-ping-replica-period", "1"])  # dead after 2 x 1 + 1 s
+    dst = servers()
+    with TcpProxy(src.port) as proxy:
+        et = engines([f"redis://127.0.0.1:{proxy.port}"], dst.url)
+        in_sync_and_caught_up(et, src)
+        proxy.pause()
+        wait_for(
+            lambda: any("link considered dead" in e.message for e in et.engine.events()),
+            what="the link declared dead",
+        )
+        phases: set[str] = set()
+
+        def lag_grown_past_twice_the_drop() -> bool:
+            st = et.status()
+            phases.add(st.phase)
+            return not st.lag_exact and (st.lag_ms or 0.0) >= 6000
+
+        wait_for(lag_grown_past_twice_the_drop, what="the lag growing while the link is down")
+        proxy.resume()
+        in_sync_and_caught_up(et, src)
+    assert phases == {"out-of-sync"}, phases
+    assert et.status().as_dict()["partial_syncs"] == 1
