@@ -34,7 +34,8 @@ import redis
 # The syncer tests' fixtures, shared: `engines(source_urls, dest_url, **SyncEngine options)` and
 # `cli(*argv)`.
 from tests.replication.syncer.conftest import Cli, EngineThread, cli, engines  # noqa: F401
-from tests.support.oracle import Recovery
+from tests.support.load import BatchLoad, Load, caught_up, populate
+from tests.support.oracle import Recovery, SyncStats, assert_exact
 from tests.support.proxy import TcpProxy
 from tests.support.servers import RedisServer
 from tests.support.wait import wait_for
@@ -75,6 +76,11 @@ class FaultServer(RedisServer):
         c.flushall()
         with contextlib.suppress(FileNotFoundError):
             (self.dir / "dump.rdb").unlink()  # a restart must not bring back an older row's data
+
+    def log_tail(self, since: int = 0, lines: int = 30) -> str:
+        """The server's log from byte `since` on, its last `lines` lines (for failure messages)."""
+        text = self.logfile.read_text(errors="replace")[since:] if self.logfile.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
 
     def info_int(self, section: str, field: str) -> int:
         return int(self.client().info(section).get(field, 0))
@@ -208,6 +214,59 @@ def event_lines(c: Cli, kind: str) -> list[str]:
     return [ln for ln in c.output().splitlines() if f" {kind} " in ln]
 
 
+# -- loads and the verdict -----------------------------------------------------------------------
+
+KEYS = 3000  # keys populated before a row's sync (~0.4 MB of RDB)
+
+
+@contextlib.contextmanager
+def writing(client: redis.Redis) -> Iterator[BatchLoad]:
+    """Both loads of the matrix on `client`: `counter`/`log` one command at a time, and
+    `b:counter`/`b:log`/`b:key:*` in batches of 50 (check them with `exact`)."""
+    batches = BatchLoad(client, "b:")
+    batches.n = int(client.get("b:counter") or 0)  # a load started again continues its log
+    with Load(client), batches:
+        yield batches
+
+
+def exact(src: redis.Redis, dst: redis.Redis) -> int:
+    """Caught up (a marker written to the source reached the destination), then the whole
+    verdict with both loads of `writing`; returns how many keys were compared."""
+    caught_up(src, dst)
+    return assert_exact([src], [dst], loads=[(src, ""), (src, "b:")])
+
+
+def flowing(dst: redis.Redis) -> None:
+    """The destination is applying the load of `writing` right now (its batch counter moves)."""
+    at = int(dst.get("b:counter") or 0)
+    wait_for(lambda: int(dst.get("b:counter") or 0) > at, what="the load reaching the destination")
+
+
+def reloaded(et: EngineThread, rounds: int = 2) -> Callable[[], bool]:
+    """The engine is streaming again after its `rounds`-th full-sync round."""
+    return lambda: et.engine.full_sync_rounds == rounds and et.status().phase == "in-sync"
+
+
+def streaming_via_proxy(
+    rig: Rig, proxies: Proxies, make_engine: Engines
+) -> tuple[PartitionProxy, EngineThread]:
+    """`KEYS` keys on the source, an engine syncing them through a proxy, in sync."""
+    populate(rig.src(), KEYS)
+    proxy = proxies(rig.source)
+    et = make_engine([via(proxy)], rig.dest.url)
+    et.wait_phase("in-sync")
+    return proxy, et
+
+
+# -- the types of the fixtures, for the rows' signatures ------------------------------------------
+
+Rigs = Callable[[int], list[Rig]]
+Engines = Callable[..., EngineThread]
+Clis = Callable[..., Cli]
+Proxies = Callable[[RedisServer], PartitionProxy]
+Figures = Callable[..., None]
+
+
 # -- what the status said ------------------------------------------------------------------------
 
 
@@ -265,15 +324,14 @@ _FIGURES: list[str] = []
 @pytest.fixture
 def figures() -> Callable[..., None]:
     """`figures("row 02", recovery, recover_s=0.41)`: printed now and in the run's summary;
-    `recovery` (an oracle.Recovery, or None) adds what the source served: full / partial syncs."""
+    `recovery` (an oracle.Recovery, the SyncStats of a source that restarted, or None) adds what
+    the source served: full / partial syncs."""
 
-    def record(row: str, recovery: Recovery | None = None, **values: object) -> None:
+    def record(row: str, recovery: Recovery | SyncStats | None = None, **values: object) -> None:
         if recovery is not None:
-            path = "+".join(
-                f"{n} {name}"
-                for n, name in ((recovery.full, "full"), (recovery.partial, "partial"))
-                if n
-            )
+            partial = recovery.partial if isinstance(recovery, Recovery) else recovery.partial_ok
+            counts = ((recovery.full, "full"), (partial, "partial"))
+            path = "+".join(f"{n} {name}" for n, name in counts if n)
             values = {"recovery": path or "none", **values}
         parts = " ".join(
             f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()

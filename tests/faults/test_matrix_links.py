@@ -11,55 +11,37 @@ Each row prints its recovery path and the time it took (`figures`, summed up aft
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-import redis
 
 from tests.replication.syncer.conftest import EngineThread
-from tests.support.load import BatchLoad, Load, caught_up, populate
-from tests.support.oracle import Recovery, assert_exact
+from tests.support.load import populate
+from tests.support.oracle import Recovery
 from tests.support.wait import wait_for
 
-from .conftest import Clock, PartitionProxy, Rig, kinds, tape, via
+from .conftest import (
+    KEYS,
+    Clock,
+    Engines,
+    Figures,
+    Proxies,
+    Rig,
+    Rigs,
+    exact,
+    flowing,
+    kinds,
+    reloaded,
+    streaming_via_proxy,
+    tape,
+    via,
+    writing,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-Engines = Callable[..., EngineThread]
-Proxies = Callable[..., PartitionProxy]
-Figures = Callable[..., None]
-
-KEYS = 3000
 PARTITION_S = 20.0
-
-
-@contextlib.contextmanager
-def writing(client: redis.Redis) -> Iterator[BatchLoad]:
-    """Both loads of the matrix on `client`: `counter`/`log` one command at a time, and
-    `b:counter`/`b:log`/`b:key:*` in batches of 50."""
-    with Load(client), BatchLoad(client, "b:") as batches:
-        yield batches
-
-
-def exact(rig: Rig) -> int:
-    """Caught up, then the whole verdict; returns how many keys were compared."""
-    src, dst = rig.src(), rig.dst()
-    caught_up(src, dst)
-    return assert_exact([src], [dst], loads=[(src, ""), (src, "b:")])
-
-
-def reloaded(et: EngineThread, rounds: int = 2) -> Callable[[], bool]:
-    """The engine is streaming again after its `rounds`-th full-sync round."""
-    return lambda: et.engine.full_sync_rounds == rounds and et.status().phase == "in-sync"
-
-
-def flowing(rig: Rig, load: BatchLoad) -> None:
-    """The destination is applying the load right now (its batch counter moves)."""
-    dst = rig.dst()
-    at = int(dst.get("b:counter") or 0)
-    wait_for(lambda: int(dst.get("b:counter") or 0) > at, what="the load reaching the destination")
 
 
 def test_row_01_baseline_under_load_is_exact_after_one_full_sync(
@@ -70,11 +52,11 @@ def test_row_01_baseline_under_load_is_exact_after_one_full_sync(
     caught up; events: the full sync started and done, nothing else."""
     populate(rig.src(), KEYS)
     clock = Clock()
-    with Recovery(rig.src()) as rec, writing(rig.src()) as load:
+    with Recovery(rig.src()) as rec, writing(rig.src()):
         et = engines([rig.source.url], rig.dest.url)
         synced_s = clock.wait(lambda: et.status().phase == "in-sync", what="in-sync")
-        flowing(rig, load)
-    keys = exact(rig)
+        flowing(rig.dst())
+    keys = exact(rig.src(), rig.dst())
     wait_for(lambda: et.status().lag_ms == 0.0, what="a lag of 0 once everything is applied")
     st = et.status().as_dict()
     assert (rec.full, rec.partial) == (1, 0)
@@ -90,14 +72,11 @@ def test_row_02_link_cut_while_streaming_resumes_by_partial_sync(
     """Row 2, the link cut (FIN/RST) three times while streaming under load. Expected: three
     partial resyncs (+CONTINUE), no snapshot; each cut is one reconnect event and one partial
     resync event; in-sync again with no error."""
-    populate(rig.src(), KEYS)
-    proxy = proxies(rig.source)
-    et = engines([via(proxy)], rig.dest.url)
-    et.wait_phase("in-sync")
+    proxy, et = streaming_via_proxy(rig, proxies, engines)
     recover: list[float] = []
-    with writing(rig.src()) as load, Recovery(rig.src()) as rec:
+    with writing(rig.src()), Recovery(rig.src()) as rec:
         for k in range(3):
-            flowing(rig, load)
+            flowing(rig.dst())
             clock = Clock()
             assert proxy.cut() >= 1
 
@@ -106,8 +85,8 @@ def test_row_02_link_cut_while_streaming_resumes_by_partial_sync(
                 return st.as_dict()["partial_syncs"] == n and st.phase == "in-sync"
 
             recover.append(clock.wait(resynced, what=f"partial resync {k + 1}"))
-        flowing(rig, load)
-    keys = exact(rig)
+        flowing(rig.dst())
+    keys = exact(rig.src(), rig.dst())
     assert (rec.full, rec.partial) == (0, 3)
     st = et.status().as_dict()
     assert st["status"] == "in-sync" and st["last_error"] is None
@@ -132,7 +111,7 @@ def test_row_03_link_cut_mid_rdb_flushes_and_loads_one_new_snapshot(
     populate(rig.src(), KEYS)
     proxy = proxies(rig.source)
     proxy.throttle(150_000)  # the ~0.5 MB snapshot takes seconds: time to cut it
-    with writing(rig.src()) as load, Recovery(rig.src()) as rec:
+    with writing(rig.src()), Recovery(rig.src()) as rec:
         et = engines([via(proxy)], rig.dest.url)
         wait_for(
             lambda: (
@@ -146,8 +125,8 @@ def test_row_03_link_cut_mid_rdb_flushes_and_loads_one_new_snapshot(
         assert proxy.cut() >= 1
         proxy.throttle(None)
         recover_s = clock.wait(reloaded(et), what="the second full sync to stream")
-        flowing(rig, load)
-    keys = exact(rig)
+        flowing(rig.dst())
+    keys = exact(rig.src(), rig.dst())
     assert (rec.full, rec.partial) == (2, 0)
     seen = kinds(et)
     assert seen.count("full_sync_started") == 2 and seen.count("full_sync_done") == 1, seen
@@ -165,7 +144,7 @@ def test_row_03_link_cut_mid_rdb_flushes_and_loads_one_new_snapshot(
 
 
 def test_row_04_silent_partition_20s_never_reads_in_sync_and_resumes_by_partial_sync(
-    rigs: Callable[[int], list[Rig]], proxies: Proxies, engines: Engines, figures: Figures
+    rigs: Rigs, proxies: Proxies, engines: Engines, figures: Figures
 ) -> None:
     """Row 4, a silent partition (no byte either way, no FIN, no RST) of 20 s while the source
     takes writes, twice side by side:
@@ -187,15 +166,15 @@ def test_row_04_silent_partition_20s_never_reads_in_sync_and_resumes_by_partial_
     for et in (ea, eb):
         et.wait_phase("in-sync")
     with (
-        writing(a.src()) as load_a,
-        writing(b.src()) as load_b,
+        writing(a.src()),
+        writing(b.src()),
         Recovery(a.src()) as rec_a,
         Recovery(b.src()) as rec_b,
         tape(ea) as tape_a,
         tape(eb) as tape_b,
     ):
-        flowing(a, load_a)
-        flowing(b, load_b)
+        flowing(a.dst())
+        flowing(b.dst())
         log_at = b.source.logfile.stat().st_size
         pa.pause()
         pb.pause()
@@ -217,10 +196,10 @@ def test_row_04_silent_partition_20s_never_reads_in_sync_and_resumes_by_partial_
             lambda: eb.status().as_dict()["partial_syncs"] == 1 and eb.status().phase == "in-sync",
             what="(b) partial resync",
         )
-        flowing(a, load_a)
-        flowing(b, load_b)
+        flowing(a.dst())
+        flowing(b.dst())
     assert b_replicas == 0
-    keys_a, keys_b = exact(a), exact(b)
+    keys_a, keys_b = exact(a.src(), a.dst()), exact(b.src(), b.dst())
     assert (rec_a.full, rec_a.partial) == (0, 1)
     assert (rec_b.full, rec_b.partial) == (0, 1)
     for name, t in (("a", tape_a), ("b", tape_b)):
@@ -262,12 +241,9 @@ def _outage_past_what_the_source_keeps(
     until the status says out-of-sync, run `while_down`, let the links in again and wait for the
     round that loads everything again. Returns the engine, what the source served meanwhile and
     how long the recovery took from the end of the outage."""
-    populate(rig.src(), KEYS)
-    proxy = proxies(rig.source)
-    et = engines([via(proxy)], rig.dest.url)
-    et.wait_phase("in-sync")
-    with writing(rig.src()) as load, Recovery(rig.src()) as rec:
-        flowing(rig, load)
+    proxy, et = streaming_via_proxy(rig, proxies, engines)
+    with writing(rig.src()), Recovery(rig.src()) as rec:
+        flowing(rig.dst())
         proxy.refuse(True)
         proxy.cut()
         wait_for(lambda: et.status().phase == "out-of-sync", what="the status to say out-of-sync")
@@ -275,7 +251,7 @@ def _outage_past_what_the_source_keeps(
         clock = Clock()
         proxy.refuse(False)
         recover_s = clock.wait(reloaded(et), what="the full sync after the outage")
-        flowing(rig, load)
+        flowing(rig.dst())
     seen = kinds(et)
     assert seen.count("flush") == 1 and seen.count("round_restart") == 1, seen
     assert seen.count("full_sync_started") == 2 and seen.count("partial_resync") == 0, seen
@@ -295,7 +271,7 @@ def test_row_05_outage_past_the_backlog_costs_one_full_sync(
         populate(rig.src(), 2000, prefix="during-outage")  # ~300 kB, far past the backlog
 
     et, rec, recover_s = _outage_past_what_the_source_keeps(rig, proxies, engines, past_the_backlog)
-    keys = exact(rig)
+    keys = exact(rig.src(), rig.dst())
     assert (rec.full, rec.partial) == (1, 0)
     assert rig.source.info_int("stats", "sync_partial_err") >= 1
     assert "Waiting for next BGSAVE" not in rig.source.logfile.read_text()[log_at:]
@@ -321,6 +297,6 @@ def test_row_06_backlog_freed_by_repl_backlog_ttl_costs_one_full_sync(
         assert rig.src().info("replication")["master_replid"] != replid
 
     _, rec, recover_s = _outage_past_what_the_source_keeps(rig, proxies, engines, backlog_freed)
-    keys = exact(rig)
+    keys = exact(rig.src(), rig.dst())
     assert (rec.full, rec.partial) == (1, 0)
     figures("row 06", rec, keys=keys, recover_s=recover_s)
