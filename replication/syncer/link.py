@@ -127,7 +127,10 @@ class Link:
                 keep = False  # the source connection outlives this attempt (its offered snapshot)
                 accepted = offer is not None  # the source answered this connection's PSYNC
                 try:
-                    state.update(phase=Phase.CONNECTING)
+                    # No phase change here: a round starts its links as connecting (reset()), and
+                    # a link that dropped stays out-of-sync, its lag still growing, through every
+                    # attempt until it loads or streams again. A reconnection that hangs (a silent
+                    # partition) is not a link "connecting" with the lag it had when it dropped.
                     await writer.open()
                     if offer is not None:
                         await self._full_sync(link, writer, offer.reply, offer.why)

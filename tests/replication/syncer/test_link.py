@@ -398,3 +398,33 @@ def test_a_frozen_syncer_never_publishes_its_last_lag_as_exact(
     assert late and all(not exact and (lag or 0) >= 1000 for _, lag, exact in late), late
     in_sync_and_caught_up(et, src)
     assert dst.client().get("counter") == c.get("counter")
+
+
+def test_a_reconnection_hanging_in_a_partition_stays_out_of_sync_with_a_growing_lag(
+    servers: Servers, engines: Engines
+) -> None:
+    """Found by the fault matrix (row 4): after a silent link was declared dead, the reconnection
+    hung in the partition and the status said `connecting` with the lag frozen at the moment of
+    the drop. A dropped link stays out-of-sync, its lag unknown and growing, until it streams."""
+    src = servers(args=["--repl-ping-replica-period", "1"])  # dead after 2 x 1 + 1 s
+    dst = servers()
+    with TcpProxy(src.port) as proxy:
+        et = engines([f"redis://127.0.0.1:{proxy.port}"], dst.url)
+        in_sync_and_caught_up(et, src)
+        proxy.pause()
+        wait_for(
+            lambda: any("link considered dead" in e.message for e in et.engine.events()),
+            what="the link declared dead",
+        )
+        phases: set[str] = set()
+
+        def lag_grown_past_twice_the_drop() -> bool:
+            st = et.status()
+            phases.add(st.phase)
+            return not st.lag_exact and (st.lag_ms or 0.0) >= 6000
+
+        wait_for(lag_grown_past_twice_the_drop, what="the lag growing while the link is down")
+        proxy.resume()
+        in_sync_and_caught_up(et, src)
+    assert phases == {"out-of-sync"}, phases
+    assert et.status().as_dict()["partial_syncs"] == 1
