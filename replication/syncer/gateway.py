@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import ssl
 import zlib
 from collections.abc import Sequence
@@ -62,6 +63,7 @@ __all__ = [
     "Hello",
     "Inflater",
     "InflatingReader",
+    "database_ssl_context",
     "deflate_chunk",
     "open_gateway",
     "parse_hello",
@@ -310,13 +312,18 @@ async def open_gateway(
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
     """Where the gateway listens and which databases it serves: ports in `ports` on
-    `database_host` (the node's address: its databases listen there)."""
+    `database_host` (the node's address: its databases listen there). With `tls`, a syncer that
+    opens with a TLS handshake gets TLS (the proxy certificate), one that opens with its hello
+    gets plain TCP: one port for sources with and without encryption. A syncer that came with
+    TLS named a TLS port (its URL is rediss://): the gateway connects to it with
+    `database_tls` (the cluster's syncer certificate, which its databases trust)."""
 
     host: str
     port: int
     database_host: str
     ports: range
-    ssl: ssl.SSLContext | None = None
+    tls: ssl.SSLContext | None = None
+    database_tls: ssl.SSLContext | None = None
 
 
 @dataclass(slots=True)
@@ -329,39 +336,47 @@ class _Counters:
 
 class Gateway:
     """The server (steps 2 and 3 of the protocol). `async with Gateway(cfg) as gw: ...`, or
-    `await gw.start()` … `await gw.close()`."""
+    `await gw.start()` … `await gw.close()`.
+
+    It accepts connections itself (not `asyncio.start_server`) so that it can look at a
+    connection's first byte before any transport reads it: 0x16 opens a TLS handshake."""
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.counters = _Counters()
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
         self._sessions: set[asyncio.Task[None]] = set()
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        assert self._listener is not None
+        return int(self._listener.getsockname()[1])
 
     async def start(self) -> Gateway:
-        self._server = await asyncio.start_server(
-            self._session, self.config.host, self.config.port, ssl=self.config.ssl
-        )
+        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.config.host, self.config.port))
+            sock.listen(128)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        self._listener = sock
+        self._accepting = asyncio.create_task(self._accept_loop(), name="gateway accept")
         return self
 
-    async def serve_forever(self) -> None:
-        assert self._server is not None
-        await self._server.serve_forever()
-
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._sessions):
+        tasks = [t for t in [self._accepting, *self._sessions] if t is not None]
+        for task in tasks:
             task.cancel()
-        for task in list(self._sessions):
+        for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
-        if self._server is not None:
-            await self._server.wait_closed()
+        if self._listener is not None:
+            self._listener.close()
 
     async def __aenter__(self) -> Gateway:
         return await self.start()
@@ -369,21 +384,68 @@ class Gateway:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._sessions.add(task)
+    async def _accept_loop(self) -> None:
+        assert self._listener is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self._listener)
+            except OSError as exc:  # e.g. EMFILE: wait instead of spinning
+                log.warning("accept failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            conn.setblocking(False)
+            task = asyncio.create_task(self._session(conn))
+            self._sessions.add(task)
+            task.add_done_callback(self._sessions.discard)
+
+    async def _streams(
+        self, conn: socket.socket
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Plain or TLS streams on an accepted socket, by its first byte (not consumed)."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(conn.fileno(), readable)
+        try:
+            async with asyncio.timeout(_HELLO_TIMEOUT_S):
+                await ready
+        finally:
+            loop.remove_reader(conn.fileno())
+        first = conn.recv(1, socket.MSG_PEEK)
+        tls = self.config.tls if first == b"\x16" else None
+        reader = asyncio.StreamReader(limit=_CHUNK * 4)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        if tls is None:
+            transport, _ = await loop.connect_accepted_socket(lambda: protocol, conn)
+        else:
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol, conn, ssl=tls, ssl_handshake_timeout=_HELLO_TIMEOUT_S
+            )
+        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+    async def _session(self, conn: socket.socket) -> None:
         self.counters.sessions += 1
         self.counters.active += 1
-        peer = writer.get_extra_info("peername")
+        peer = conn.getpeername() if conn.fileno() >= 0 else None
+        writer: asyncio.StreamWriter | None = None
         try:
+            reader, writer = await self._streams(conn)
             await self._serve(reader, writer, peer)
         except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
             log.info("session from %s ended: %s", peer, type(exc).__name__)
+        except Exception:  # a bug: said, and the session closed, never swallowed silently
+            log.exception("session from %s failed", peer)
         finally:
             self.counters.active -= 1
-            self._sessions.discard(task)
-            writer.close()
+            if writer is not None:
+                writer.close()
+            else:
+                conn.close()
 
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: object
@@ -399,11 +461,18 @@ class Gateway:
             writer.write(b"-GATEWAY port %d is not a database port here\r\n" % hello.port)
             await writer.drain()
             return
+        db_ssl = None
+        if writer.get_extra_info("ssl_object") is not None:
+            db_ssl = self.config.database_tls
+            if db_ssl is None:
+                writer.write(b"-GATEWAY no TLS material for this host's databases\r\n")
+                await writer.drain()
+                return
         try:
             db_reader, db_writer = await asyncio.open_connection(
-                self.config.database_host, hello.port, limit=_CHUNK * 4
+                self.config.database_host, hello.port, limit=_CHUNK * 4, ssl=db_ssl
             )
-        except OSError:
+        except (OSError, ssl.SSLError):
             writer.write(b"-GATEWAY no database runs on port %d of this host\r\n" % hello.port)
             await writer.drain()
             return
@@ -422,7 +491,13 @@ class Gateway:
                 await writer.drain()
                 return
             writer.write(b"+OK zlib %d\r\n" % hello.level)
-            log.info("session from %s: database port %d, zlib %d", peer, hello.port, hello.level)
+            log.info(
+                "session from %s (%s): database port %d, zlib %d",
+                peer,
+                "TLS" if db_ssl is not None else "plain",
+                hello.port,
+                hello.level,
+            )
             await _relay(reader, writer, db_reader, db_writer, hello.level, self.counters)
         finally:
             db_writer.close()
@@ -506,6 +581,17 @@ def server_ssl_context(cert: str, key: str) -> ssl.SSLContext:
     return ctx
 
 
+def database_ssl_context(ca: str | None, cert: str | None, key: str | None) -> ssl.SSLContext:
+    """The gateway as a TLS client of its own host's databases: the chain verified against
+    `ca` (the proxy certificate), not the name (it connects to the node's address)."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    ctx.check_hostname = False
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
 async def serve(config: GatewayConfig) -> None:
     """Run the gateway until SIGTERM or SIGINT."""
     stop = asyncio.Event()
@@ -517,7 +603,7 @@ async def serve(config: GatewayConfig) -> None:
             "sync gateway on %s:%d (%s) for ports %d-%d of %s",
             config.host,
             gw.port,
-            "TLS" if config.ssl else "plain",
+            "TLS" if config.tls else "plain",
             config.ports.start,
             config.ports.stop - 1,
             config.database_host,

@@ -28,6 +28,7 @@ class GatewayProcess:
         port: int | None = None,
         database_host: str = "127.0.0.1",
         tls: tuple[str, str] | None = None,
+        database_tls_ca: str | None = None,
         prefix: Sequence[str] = (),
     ) -> None:
         self.ports = ports
@@ -35,6 +36,7 @@ class GatewayProcess:
         self.port = port or free_port()
         self.database_host = database_host
         self.tls = tls
+        self.database_tls_ca = database_tls_ca
         self.prefix = list(prefix)
         self.log = Path(tempfile.mkstemp(prefix=f"gateway-{self.port}-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
@@ -56,6 +58,8 @@ class GatewayProcess:
         ]
         if self.tls is not None:
             argv += ["--tls-cert", self.tls[0], "--tls-key", self.tls[1]]
+        if self.database_tls_ca is not None:
+            argv += ["--database-tls-ca", self.database_tls_ca]
         return argv
 
     def start(self, *, wait: bool = True) -> GatewayProcess:

@@ -4,15 +4,18 @@ the syncer's command line (and its engine, for the counters)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from replication.syncer.checkpoint import BOOKKEEPING_PREFIX
 from replication.syncer.engine import DestinationConfig, SourceConfig
 from replication.syncer.gateway import GatewayOptions
+from replication.syncer.resp import TlsOptions
 from tests.support.gateway import GatewayProcess
 from tests.support.load import Load, caught_up, populate, populate_documents
 from tests.support.oracle import Recovery, assert_exact, sync_stats
+from tests.support.pki import make_certificate
 from tests.support.proxy import TcpProxy
 from tests.support.servers import RedisServer, free_port
 from tests.support.wait import wait_for
@@ -168,3 +171,42 @@ def test_the_gateway_refuses_in_plain_words(
     assert proc.proc.returncode == 1, out
     assert expected in out
     assert user_keys(dst) == []
+
+
+def test_tls_and_compression_through_a_gateway_with_the_proxy_certificate(
+    servers: Callable[..., RedisServer],
+    engines: Callable[..., EngineThread],
+    tmp_path: Path,
+) -> None:
+    """rediss:// with compression: TLS to the gateway (which presents the proxy certificate on
+    the same port as plain syncers get), TLS from the gateway to the database's TLS port."""
+    pem = make_certificate(common_name="localhost")
+    crt, key = tmp_path / "proxy.crt", tmp_path / "proxy.key"
+    crt.write_text(pem.certificate)
+    key.write_text(pem.key)
+    tls_port = free_port()
+    args = ["--tls-port", str(tls_port), "--tls-cert-file", str(crt), "--tls-key-file", str(key)]
+    args += ["--tls-ca-cert-file", str(crt), "--tls-auth-clients", "no"]
+    src, dst = servers(password=PASSWORD, args=args), servers()
+    populate_documents(src.client(), 2000)
+    gw = GatewayProcess(
+        range(tls_port, tls_port + 1), tls=(str(crt), str(key)), database_tls_ca=str(crt)
+    )
+    with gw.start():
+        url = f"rediss://:{PASSWORD}@127.0.0.1:{tls_port}"
+        source = SourceConfig(url, TlsOptions(ca=str(crt)), gateway=GatewayOptions(gw.port, 6))
+        et = engines([source], DestinationConfig(dst.url))
+        in_sync_and_caught_up(et, src)
+        populate_documents(src.client(), 500, prefix="streamed", seed=3)
+        in_sync_and_caught_up(et, src)
+        assert assert_exact([src.client()], [dst.client()]) == 2500
+        assert f"(TLS): database port {tls_port}, zlib 6" in gw.output()
+        st = et.status().as_dict()
+        assert st["ingress_bytes"] * 2 < st["ingress_bytes_decompressed"], st
+        # A plain syncer still gets the same port without TLS (and a refusal here: this
+        # gateway serves only the TLS port, which plain TCP cannot speak to).
+        plain = SourceConfig(src.url, gateway=GatewayOptions(gw.port, 6))
+        other = servers()
+        refused = engines([plain], DestinationConfig(other.url))
+        error = refused.wait_done()
+        assert error is not None and "is not a database port here" in str(error)
