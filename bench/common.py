@@ -9,11 +9,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
 import psutil
+import redis
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -31,58 +32,74 @@ def server(*args: str) -> RedisServer:
     return RedisServer(args=[*SOURCE_ARGS, *args]).start()
 
 
-def populate_workload(srv: RedisServer, n: int, seed: int = 7, prefix: bytes = b"key") -> float:
-    """DESIGN §6: 70% strings of 100 B, 10% hashes of 10 fields, 10% lists of 10, 5% sets of 10,
-    5% zsets of 10; 10% of keys with a TTL. Fed through `redis-cli --pipe`; returns seconds."""
-    rnd = random.Random(seed)
-    t0 = time.monotonic()
-    proc = subprocess.Popen(
-        ["redis-cli", "-p", str(srv.port), "--pipe"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-    )
+def pipe_commands(cli: Sequence[str], commands: Iterable[bytes], batch: int = 10000) -> None:
+    """Packed commands into `cli --pipe` (a redis-cli command line), `batch` at a time."""
+    proc = subprocess.Popen([*cli, "--pipe"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
     assert proc.stdin is not None
-    pack = pack_command
     out: list[bytes] = []
+    for command in commands:
+        out.append(command)
+        if len(out) >= batch:
+            proc.stdin.write(b"".join(out))
+            out = []
+    proc.stdin.write(b"".join(out))
+    proc.stdin.close()
+    proc.wait()
+
+
+def populate_workload(
+    srv: RedisServer | None,
+    n: int,
+    seed: int = 7,
+    prefix: bytes = b"key",
+    *,
+    cli: Sequence[str] | None = None,
+) -> float:
+    """DESIGN §6: 70% strings of 100 B, 10% hashes of 10 fields, 10% lists of 10, 5% sets of 10,
+    5% zsets of 10; 10% of keys with a TTL. Fed through `redis-cli --pipe` (`cli`: another
+    redis-cli command line, e.g. inside a namespace); returns seconds."""
+    t0 = time.monotonic()
+    if cli is None:
+        assert srv is not None
+        cli = ["redis-cli", "-p", str(srv.port)]
+    pipe_commands(cli, _workload(n, seed, prefix))
+    return time.monotonic() - t0
+
+
+def _workload(n: int, seed: int, prefix: bytes) -> Iterator[bytes]:
+    rnd = random.Random(seed)
+    pack = pack_command
     val = rnd.randbytes(4096)
     for i in range(n):
         key = b"%s:%d" % (prefix, i)
         r = i % 20
         if r < 14:
             o = rnd.randrange(0, 3900)
-            out.append(pack((b"SET", key, val[o : o + 100])))
+            yield pack((b"SET", key, val[o : o + 100]))
         elif r < 16:
-            out.append(
-                pack(
-                    (b"HSET", key, *[x for j in range(10) for x in (b"f%d" % j, b"v%d" % (i + j))])
-                )
+            yield pack(
+                (b"HSET", key, *[x for j in range(10) for x in (b"f%d" % j, b"v%d" % (i + j))])
             )
         elif r < 18:
-            out.append(pack((b"RPUSH", key, *[b"e%d" % (i + j) for j in range(10)])))
+            yield pack((b"RPUSH", key, *[b"e%d" % (i + j) for j in range(10)]))
         elif r == 18:
-            out.append(pack((b"SADD", key, *[b"m%d" % (i + j) for j in range(10)])))
+            yield pack((b"SADD", key, *[b"m%d" % (i + j) for j in range(10)]))
         else:
-            out.append(
-                pack((b"ZADD", key, *[x for j in range(10) for x in (b"%d" % j, b"z%d" % (i + j))]))
+            yield pack(
+                (b"ZADD", key, *[x for j in range(10) for x in (b"%d" % j, b"z%d" % (i + j))])
             )
         if i % 10 == 3:
-            out.append(pack((b"EXPIRE", key, b"%d" % (7200 + i % 3600))))
-        if len(out) >= 10000:
-            proc.stdin.write(b"".join(out))
-            out = []
-    proc.stdin.write(b"".join(out))
-    proc.stdin.close()
-    proc.wait()
-    return time.monotonic() - t0
+            yield pack((b"EXPIRE", key, b"%d" % (7200 + i % 3600)))
 
 
-def checkpoint(dst: RedisServer) -> Checkpoint | None:
-    raw = dst.client().hgetall(CHECKPOINT_KEY)
+def checkpoint(dst: RedisServer | redis.Redis) -> Checkpoint | None:
+    client = dst if isinstance(dst, redis.Redis) else dst.client()
+    raw = client.hgetall(CHECKPOINT_KEY)
     values = [Checkpoint.decode(v if isinstance(v, bytes) else v.encode()) for v in raw.values()]
     return values[0] if values else None
 
 
-def loaded(dst: RedisServer) -> bool:
+def loaded(dst: RedisServer | redis.Redis) -> bool:
     c = checkpoint(dst)
     return c is not None and c.state is CheckpointState.STREAMING
 
@@ -90,9 +107,9 @@ def loaded(dst: RedisServer) -> bool:
 class Syncer:
     """`python -m replication.syncer` as a child process, with its peak RSS sampled."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, prefix: Sequence[str] = ()) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "replication.syncer", *args, "--quiet"],
+            [*prefix, sys.executable, "-m", "replication.syncer", *args, "--quiet"],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

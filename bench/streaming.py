@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -46,8 +47,8 @@ MARKER = "bench:marker"
 class Marker(BackgroundThreads):
     """Writes the wall time to the source every 10 ms; notes when each value shows on the dest."""
 
-    def __init__(self, src: RedisServer, dst: RedisServer) -> None:
-        self.src, self.dst = src.client(), dst.client()
+    def __init__(self, src: redis.Redis, dst: redis.Redis) -> None:
+        self.src, self.dst = src, dst
         self.lags_ms: list[float] = []
         self.last_seen = 0.0
         super().__init__(self._write, self._poll)
@@ -117,7 +118,7 @@ def measure(kind: str, n: int, workload: str = "set") -> dict[str, Any]:
         dst_ps = psutil.Process(dst.proc.pid)
         dst_cpu0 = _cpu_seconds(dst_ps)
         load_before = machine_load()
-        with Marker(src, dst) as marker:
+        with Marker(src.client(), dst.client()) as marker:
             time.sleep(0.3)
             t_start = time.time()
             load_s, rps, total = run_load(src, n, WORKLOADS[workload])

@@ -80,6 +80,10 @@ def _endpoints(name: str) -> list[tuple[str, str, int]]:
 # control Redis, the SQL database and the web server, which replication.endpoints always refuses
 # (the sync gateway adds its port here when it exists).
 SERVICE_ENDPOINTS = _endpoints("CONSOLE_SERVICE_ENDPOINTS")
+# The node's sync gateway (replication/syncer/gateway.py; `manage.py sync_gateway`, started by
+# `make run`): compressed replication streams of this node's databases for other clusters.
+GATEWAY_PORT = env_int("CONSOLE_GATEWAY_PORT", 9443, minimum=1, maximum=65535)
+SERVICE_ENDPOINTS.append(("the console's sync gateway", NODE_ADDRESS, GATEWAY_PORT))
 
 # Control Redis: Celery broker, channel layer, sync positions and heartbeats.
 # The private one of `make run` listens on loopback only and requires a generated password

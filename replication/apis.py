@@ -51,6 +51,7 @@ def _wanted_sources(database: Database, items: list[dict[str, Any]]) -> list[Sou
                     source_database_uid=base.source_database_uid,
                     uri=base.uri,
                     compression=item["compression"],
+                    gateway_port=item["gateway_port"],
                     encryption=item["encryption"] or base.encryption,
                     server_cert=item["server_cert"],
                     client_cert=item["client_cert"],
@@ -63,6 +64,7 @@ def _wanted_sources(database: Database, items: list[dict[str, Any]]) -> list[Sou
                 source_database_uid=item["bdb_uid"],
                 uri=item["uri"] if item["bdb_uid"] is None else "",
                 compression=item["compression"],
+                gateway_port=item["gateway_port"],
                 encryption=item["encryption"],
                 server_cert=item["server_cert"],
                 client_cert=item["client_cert"],
@@ -258,6 +260,11 @@ class MetricsApi(APIView):
             ("replicaof_source_lag_milliseconds", "gauge", "Replication lag of the source."),
             ("replicaof_source_ingress_bytes_total", "counter", "Bytes read from the source."),
             (
+                "replicaof_source_ingress_bytes_decompressed_total",
+                "counter",
+                "Bytes of the source's replication stream after inflating (compressed links).",
+            ),
+            (
                 "replicaof_source_commands_applied_total",
                 "counter",
                 "Source commands applied on the destination.",
@@ -280,6 +287,8 @@ class MetricsApi(APIView):
                     value = s.lag
                 elif name == "replicaof_source_ingress_bytes_total":
                     value = s.ingress_bytes
+                elif name == "replicaof_source_ingress_bytes_decompressed_total":
+                    value = s.ingress_bytes_decompressed
                 else:
                     value = s.commands_applied
                 lines.append(f"{name}{{{labels}}} {value}")

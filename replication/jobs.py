@@ -43,11 +43,12 @@ from console.tls import own_database_client_material, source_client_material
 from replication import control, endpoints, selectors
 from replication import services as replica_services
 from replication.live import LiveSource, LiveStatus, live_message, source_status, status_push
-from replication.models import ReplicaOf, ReplicaSync
+from replication.models import ReplicaOf, ReplicaSource, ReplicaSync
 from replication.services import EventInput
 from replication.syncer.engine import DestinationConfig, SourceConfig, SyncEngine
 from replication.syncer.errors import AuthError, Side, SyncError
 from replication.syncer.events import SyncEvent
+from replication.syncer.gateway import DEFAULT_GATEWAY_PORT, GatewayOptions
 from replication.syncer.status import Phase, SourceStatus
 from replication.syncer.urls import parse_redis_url
 
@@ -70,6 +71,7 @@ class _Source:
     last_phase: str = ""
     last_commands: int = 0
     last_ingress: int = 0
+    last_inflated: int = 0
 
 
 @dataclass(slots=True)
@@ -104,7 +106,7 @@ def _plan(replica_of: ReplicaOf) -> _Plan:
                 server_cert=src.server_cert, internal=internal, sni=src.replication_tls_sni
             )
             tls = material.options(workdir, f"source-{src.uid}")
-        configs.append(SourceConfig(url, tls, name=f"source-{src.uid}"))
+        configs.append(SourceConfig(url, tls, name=f"source-{src.uid}", gateway=_gateway(src)))
         sources.append(_Source(src.uid, src.name, src.source_database_id))
     dest_tls = None
     if destination.tls_mode != TlsMode.DISABLED:
@@ -126,6 +128,18 @@ def _plan(replica_of: ReplicaOf) -> _Plan:
         destination.internal_password,
         events,
     )
+
+
+def _gateway(src: ReplicaSource) -> GatewayOptions | None:
+    """Compression goes through the sync gateway of the source's host: its port given on the
+    source, else the default one (this cluster's own port for its own databases); the level is
+    the source's compression."""
+    if not src.compression:
+        return None
+    port = src.gateway_port
+    if port is None:
+        port = settings.GATEWAY_PORT if src.source_database_id else DEFAULT_GATEWAY_PORT
+    return GatewayOptions(port, src.compression)
 
 
 def _jobs_dir() -> Path:
@@ -303,6 +317,9 @@ class _Supervisor:
                     rdb_transferred=sum(ln.rdb_transferred for ln in st.links),
                     commands_applied=sum(ln.commands_applied for ln in st.links),
                     ingress_bytes=sum(ln.ingress_bytes for ln in st.links),
+                    ingress_bytes_decompressed=sum(
+                        ln.ingress_bytes_decompressed for ln in st.links
+                    ),
                     retries=src.retries,
                 )
             )
@@ -360,10 +377,13 @@ class _Supervisor:
                 "lag": s.lag,
                 "commands": max(0, s.commands_applied - src.last_commands),
                 "ingress_bytes": max(0, s.ingress_bytes - src.last_ingress),
-                "ingress_bytes_decompressed": max(0, s.ingress_bytes - src.last_ingress),
+                "ingress_bytes_decompressed": max(
+                    0, s.ingress_bytes_decompressed - src.last_inflated
+                ),
                 "status": s.status,
             }
             src.last_commands, src.last_ingress = s.commands_applied, s.ingress_bytes
+            src.last_inflated = s.ingress_bytes_decompressed
         with contextlib.suppress(Exception):
             control.stats_append(self.uid, samples)
 

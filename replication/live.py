@@ -114,7 +114,8 @@ class LiveSource:
     rdb_size: int | None = None
     rdb_transferred: int | None = None
     commands_applied: int = 0
-    ingress_bytes: int = 0
+    ingress_bytes: int = 0  # on the wire
+    ingress_bytes_decompressed: int = 0  # after inflating (equal without compression)
     retries: int = 0
 
 
@@ -154,6 +155,7 @@ class LiveSourceSerializer(serializers.Serializer[Any]):
     rdb_transferred = serializers.IntegerField(read_only=True, allow_null=True)
     commands_applied = serializers.IntegerField(read_only=True)
     ingress_bytes = serializers.IntegerField(read_only=True)
+    ingress_bytes_decompressed = serializers.IntegerField(read_only=True)
     retries = serializers.IntegerField(read_only=True)
 
 

@@ -79,6 +79,8 @@ class ReplicaSource(models.Model):
     )
     external_uri = EncryptedTextField(blank=True, default="", help_text="external source URL")
     compression = models.PositiveSmallIntegerField(default=0)
+    # The source cluster's sync gateway port, when not the default (compression only).
+    gateway_port = models.PositiveIntegerField(null=True, blank=True)
     encryption = models.BooleanField(default=False)
     server_cert = models.TextField(blank=True, default="")
     client_cert = models.TextField(blank=True, default="")
@@ -98,7 +100,8 @@ class ReplicaSource(models.Model):
     rdb_transferred = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
     progress = models.FloatField(null=True, blank=True, editable=False)
     commands_applied = models.PositiveBigIntegerField(default=0, editable=False)
-    ingress_bytes = models.PositiveBigIntegerField(default=0, editable=False)
+    ingress_bytes = models.PositiveBigIntegerField(default=0, editable=False)  # on the wire
+    ingress_bytes_decompressed = models.PositiveBigIntegerField(default=0, editable=False)
     # Reconnect attempts since the link was last in sync (shown while "Reconnecting").
     retries = models.PositiveIntegerField(default=0, editable=False)
 

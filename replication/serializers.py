@@ -32,6 +32,7 @@ class ReplicaSourceSerializer(LiveSourceSerializer):
 
     uri = serializers.SerializerMethodField()
     compression = serializers.IntegerField(read_only=True)
+    gateway_port = serializers.IntegerField(read_only=True, allow_null=True)
     encryption = serializers.BooleanField(read_only=True)
     server_cert = serializers.CharField(read_only=True)
     client_cert = serializers.CharField(read_only=True)
@@ -65,6 +66,9 @@ class ReplicaSourceInputSerializer(serializers.Serializer[Any]):
         required=False, allow_null=True, default=None, min_value=1, max_value=MAX_UID
     )
     compression = StrictIntegerField(required=False, default=0, min_value=0, max_value=6)
+    gateway_port = StrictIntegerField(
+        required=False, allow_null=True, default=None, min_value=1, max_value=65535
+    )
     encryption = StrictBooleanField(required=False, default=False)
     server_cert = _pem_field()
     client_cert = _pem_field()

@@ -68,6 +68,10 @@ def _resolve_one(destination: Database, item: SourceInput, index: int) -> Resolv
         raise ApplicationError(
             "compression must be between 0 and 6", field=_field(index, "compression")
         )
+    if item.gateway_port is not None and not item.compression:
+        raise ApplicationError(
+            "a gateway port is only used with compression", field=_field(index, "gateway_port")
+        )
     if (item.source_database_uid is None) == (not item.uri):
         raise ApplicationError(
             "give either a database of this cluster or a URL", field=_field(index, "uri")
@@ -281,6 +285,7 @@ def replica_sources_set(
                 source_database=s.database if s.internal else None,
                 external_uri="" if s.internal else s.input.uri,
                 compression=s.input.compression,
+                gateway_port=s.input.gateway_port,
                 encryption=s.input.encryption or s.url.tls,
                 server_cert=s.input.server_cert,
                 client_cert=s.input.client_cert,
@@ -419,6 +424,7 @@ def replica_sources_live_save(
             rdb_transferred=s.rdb_transferred,
             commands_applied=s.commands_applied,
             ingress_bytes=s.ingress_bytes,
+            ingress_bytes_decompressed=s.ingress_bytes_decompressed,
             retries=s.retries,
         )
 

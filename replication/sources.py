@@ -20,6 +20,7 @@ class SourceInput:
     server_cert: str = ""
     client_cert: str = ""
     replication_tls_sni: str = ""
+    gateway_port: int | None = None  # compression through a gateway on a port not the default
 
 
 def source_input_of(source: ReplicaSource) -> SourceInput:
@@ -32,4 +33,5 @@ def source_input_of(source: ReplicaSource) -> SourceInput:
         server_cert=source.server_cert,
         client_cert=source.client_cert,
         replication_tls_sni=source.replication_tls_sni,
+        gateway_port=source.gateway_port,
     )

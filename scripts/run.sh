@@ -54,6 +54,8 @@ pids+=($!)
 $PY -m celery -A config beat --loglevel INFO \
   --schedule "$CONSOLE_VAR_DIR/celerybeat-schedule" >>"$log/beat.log" 2>&1 &
 pids+=($!)
+$PY manage.py sync_gateway >>"$log/gateway.log" 2>&1 &
+pids+=($!)
 $PY -m daphne -b "${CONSOLE_HTTP_HOST:-127.0.0.1}" -p "$CONSOLE_HTTP_PORT" config.asgi:application \
   >>"$log/http.log" 2>&1 &
 pids+=($!)

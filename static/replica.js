@@ -160,6 +160,8 @@
       const name = h("span", { class: "source-name", text: source.name });
       const badge = h("span", { "data-source-status": true });
       const detail = h("span", { class: "source-detail", "data-source-detail": true });
+      // A compressed link (sync gateway): bytes of the stream per byte on the wire.
+      const ratio = h("span", { class: "source-ratio", "data-source-ratio": true, hidden: true });
       const bar = h("progress", { max: "100", value: "0", "aria-label": `Full sync of ${source.name}` });
       const percent = h("span", { class: "progress-percent" });
       const progress = h("div", { class: "progress", hidden: true }, bar, percent);
@@ -168,11 +170,11 @@
       const commands = chart("Commands/s", "/s");
       const charts = h("div", { class: "charts" }, lag.figure, commands.figure);
       const li = h("li", { class: "source", "data-source": String(source.uid) },
-        h("div", { class: "source-head" }, name, badge, detail), progress, error, charts);
+        h("div", { class: "source-head" }, name, badge, detail, ratio), progress, error, charts);
       const points = (series[String(source.uid)] || []).map((p) => ({
         t: p.t, lag: p.lag, commands: p.commands,
       }));
-      return { li, badge, detail, bar, percent, progress, error, lag, commands, points, sample: null };
+      return { li, badge, detail, ratio, bar, percent, progress, error, lag, commands, points, sample: null };
     }
 
     function addPoint(row, source, when) {
@@ -219,6 +221,12 @@
         detail = source.last_update ? `last update ${localTime(source.last_update)}` : "";
       }
       row.detail.textContent = detail;
+      const wire = source.ingress_bytes || 0;
+      const inflated = source.ingress_bytes_decompressed || 0;
+      row.ratio.hidden = !(wire > 0 && inflated > wire);
+      if (!row.ratio.hidden) {
+        row.ratio.textContent = `compression ${(inflated / wire).toFixed(1)}× (${number(wire)} bytes on the wire)`;
+      }
       row.progress.hidden = !showProgress;
       const error = key === "stopped" ? (source.last_error || status.last_error) : "";
       row.error.hidden = !error;

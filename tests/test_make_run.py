@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pytest
 import redis
 from django.conf import settings
 
+from replication.syncer.gateway import Hello
 from tests.support.browser import console_answers
 from tests.support.servers import free_port
 from tests.support.wait import wait_for
@@ -37,6 +39,7 @@ class MakeRun:
         self.var = var
         self.http_port = free_port()
         self.redis_port = free_port()
+        self.gateway_port = free_port()
         # The top of the suite's database range: the suite allocates from the bottom.
         self.db_ports = (settings.DB_PORT_MAX - 49, settings.DB_PORT_MAX)
         env = {
@@ -49,6 +52,7 @@ class MakeRun:
             CONSOLE_VAR_DIR=str(var),
             CONSOLE_HTTP_PORT=str(self.http_port),
             CONSOLE_REDIS_PORT=str(self.redis_port),
+            CONSOLE_GATEWAY_PORT=str(self.gateway_port),
             CONSOLE_DB_PORT_MIN=str(self.db_ports[0]),
             CONSOLE_DB_PORT_MAX=str(self.db_ports[1]),
             CONSOLE_ADMIN_PASSWORD=ADMIN_PASSWORD,
@@ -135,6 +139,10 @@ def test_make_run_keeps_var_private_and_its_control_redis_locked(make_run: MakeR
         return bool(body["status"] == "active")
 
     wait_for(active, what="the database to start", timeout=180)
+    # The sync gateway runs with the rest and answers a hello (here: a wrong password).
+    with socket.create_connection(("127.0.0.1", make_run.gateway_port), timeout=30) as gw:
+        gw.sendall(Hello(int(created["port"]), 6, "admin", "not-the-password").pack())
+        assert gw.recv(200).startswith(b"-WRONGPASS")
     var = make_run.var
     wait_for(
         lambda: (var / "celerybeat-schedule").exists() or list(var.glob("celerybeat-*")),
@@ -148,6 +156,7 @@ def test_make_run_keeps_var_private_and_its_control_redis_locked(make_run: MakeR
         "control-redis/redis.conf",
         "log/control-redis.log",
         "log/http.log",
+        "log/gateway.log",
         f"databases/bdb-{uid}/shard-0/users.acl",
         f"databases/bdb-{uid}/shard-0/redis.log",
     ):

@@ -21,6 +21,7 @@ from typing import TextIO
 
 from .engine import DestinationConfig, SourceConfig, SyncEngine
 from .errors import FullSyncRequired, SyncError
+from .gateway import DEFAULT_GATEWAY_PORT, GatewayOptions
 from .resp import TlsOptions
 from .status import Phase, SourceStatus
 from .urls import UrlError, parse_redis_url
@@ -43,6 +44,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", help="private key of --tls-cert")
     p.add_argument("--tls-ca", help="CA bundle or server certificate to trust")
     p.add_argument("--tls-sni", help="server name to send with TLS (SNI)")
+    p.add_argument(
+        "--compression",
+        type=int,
+        default=0,
+        choices=range(10),
+        metavar="LEVEL",
+        help="read every source through the sync gateway of its host, zlib LEVEL (1-9; 0: off)",
+    )
+    p.add_argument(
+        "--gateway-port",
+        type=int,
+        default=DEFAULT_GATEWAY_PORT,
+        help=f"the sources' sync gateway port (default {DEFAULT_GATEWAY_PORT})",
+    )
     p.add_argument("--name", action="append", default=[], help="stable name per source (repeat)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
@@ -140,9 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.tls_cert or args.tls_key or args.tls_ca or args.tls_sni:
         tls = TlsOptions(cert=args.tls_cert, key=args.tls_key, ca=args.tls_ca, sni=args.tls_sni)
     names = args.name + [None] * (len(args.sources) - len(args.name))
+    gateway = GatewayOptions(args.gateway_port, args.compression) if args.compression else None
     printer = _Printer(sys.stderr, args.quiet)
     engine = SyncEngine(
-        [SourceConfig(u, tls, n) for u, n in zip(args.sources, names, strict=False)],
+        [SourceConfig(u, tls, n, gateway) for u, n in zip(args.sources, names, strict=False)],
         DestinationConfig(args.to, tls),
         flush=args.flush,
         auto_full_sync=not args.no_auto_full_sync,

@@ -57,6 +57,7 @@ from .errors import (
     SyncError,
 )
 from .events import EventKind, EventLog, SyncEvent
+from .gateway import GatewayOptions
 from .link import STALE_AFTER_S, Link
 from .resp import CommandStreamParser, RespConnection, TlsOptions
 from .source import discover_primaries
@@ -81,11 +82,14 @@ _STOP_POLL_S = 0.25
 
 @dataclass(frozen=True, slots=True)
 class SourceConfig:
-    """One source: its URL (redis:// or rediss://), TLS material, and a stable name."""
+    """One source: its URL (redis:// or rediss://), TLS material, and a stable name; with
+    `gateway`, its replication links go compressed through the sync gateway of its host
+    (gateway.py)."""
 
     url: str | RedisUrl
     tls: TlsOptions | None = None
     name: str | None = None  # names the checkpoint entries; default: the URL's host:port
+    gateway: GatewayOptions | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,7 +365,10 @@ class SyncEngine:
             events=self._events,
             identity=self._identity,
         )
-        return [Link(ctx, p, tls, link_id, ln, source=i) for i, p, tls, link_id, ln in found]
+        return [
+            Link(ctx, p, tls, link_id, ln, source=i, gateway=self.sources[i].gateway)
+            for i, p, tls, link_id, ln in found
+        ]
 
     async def _retry(self, fn: Callable[[], Any], status: SourceStatus, url: RedisUrl) -> Any:
         backoff = Backoff(self.backoff_max)

@@ -163,11 +163,8 @@ class SnapshotLoad:
         async for chunk in link.rdb_chunks():
             items = parser.feed(chunk)
             with state.lock:
-                st.rdb_size, st.rdb_transferred, st.ingress_bytes = (
-                    link.rdb_size,
-                    link.rdb_transferred,
-                    link.bytes_in,
-                )
+                st.rdb_size, st.rdb_transferred = link.rdb_size, link.rdb_transferred
+                st.ingress_bytes, st.ingress_bytes_decompressed = link.wire_bytes, link.bytes_in
             horizon = self._horizon_ms(start, start_ms)
             for item in items:
                 if type(item) is rdb.RdbKey:

@@ -20,6 +20,7 @@ from .checkpoint import Checkpoint, CheckpointState
 from .context import LinkContext, LinkState
 from .errors import (
     ErrorKind,
+    FatalSyncError,
     FullSyncRequired,
     Origin,
     OutputBufferLimitError,
@@ -30,6 +31,7 @@ from .errors import (
 )
 from .events import EventKind
 from .fullsync import SnapshotLoad
+from .gateway import GatewayOptions, GatewayUnreachable
 from .resp import RespConnection, TlsOptions
 from .source import PsyncReply, SourceLink
 from .status import LinkStatus, Phase
@@ -70,10 +72,15 @@ class Link:
         status: LinkStatus,
         *,
         source: int,
+        gateway: GatewayOptions | None = None,
     ) -> None:
         self.ctx = ctx
         self.url = url
         self.tls = tls
+        self.gateway = gateway
+        # A gateway that answered once and is gone now is restarting: retried. One never
+        # reached is a configuration to fix: the source stops (never sent uncompressed instead).
+        self._gateway_seen = False
         self.state = LinkState(
             link_id=link_id,
             source=source,
@@ -123,7 +130,7 @@ class Link:
             while True:
                 writer = self.ctx.make_writer(state.source)
                 offer, self._offer = self._offer, None
-                link = offer.link if offer else SourceLink(self.url, self.tls, source=state.source)
+                link = offer.link if offer else self._source_link()
                 keep = False  # the source connection outlives this attempt (its offered snapshot)
                 accepted = offer is not None  # the source answered this connection's PSYNC
                 try:
@@ -136,6 +143,7 @@ class Link:
                         await self._full_sync(link, writer, offer.reply, offer.why)
                     else:
                         await link.connect()
+                        self._gateway_seen = True
                         reply = await self._handshake(link, writer)
                         accepted = True
                         if reply.full and state.ckpt is not None:
@@ -154,6 +162,10 @@ class Link:
                     backoff.reset()
                     await stream(self.ctx, state, link, writer)
                 except RetryableError as exc:
+                    if isinstance(exc, GatewayUnreachable) and not self._gateway_seen:
+                        raise FatalSyncError(
+                            str(exc), kind=ErrorKind.CONFIG, origin=state.at_source
+                        ) from exc
                     self._note_drop(exc, accepted=accepted)
                     # The lag is unknown from now on, and at least the age of the last sample.
                     age_ms = state.meter.age_s() * 1000
@@ -177,6 +189,9 @@ class Link:
                     await writer.aclose()
         finally:
             await cancel_all([sampler])
+
+    def _source_link(self) -> SourceLink:
+        return SourceLink(self.url, self.tls, source=self.state.source, gateway=self.gateway)
 
     async def _handshake(self, link: SourceLink, writer: Writer) -> PsyncReply:
         """PSYNC from the position the destination holds (a partial resync), or for a full sync

@@ -32,6 +32,7 @@ from .errors import (
     Side,
     classify_reply_error,
 )
+from .gateway import GatewayOptions, InflatingReader, open_gateway
 from .resp import RespConnection, TlsOptions, auth_args, open_stream, pack
 from .urls import RedisUrl
 
@@ -69,24 +70,40 @@ class SourceLink:
         *,
         read_timeout: float = READ_TIMEOUT_S,
         source: int | None = None,
+        gateway: GatewayOptions | None = None,
     ) -> None:
         self.url = url
         self.tls = tls
         self.read_timeout = read_timeout
         self.origin = Origin(Side.SOURCE, url.address, source)
-        self.bytes_in = 0
+        self.gateway = gateway
+        self.bytes_in = 0  # the replication stream's bytes (inflated, through a gateway)
         self.rdb_size: int | None = None
         self.rdb_transferred = 0
-        self._reader: asyncio.StreamReader | None = None
+        self._reader: asyncio.StreamReader | InflatingReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
     @property
     def where(self) -> str:
         return self.url.redacted()
 
+    @property
+    def wire_bytes(self) -> int:
+        """Bytes read from the network: deflated ones through a gateway, else `bytes_in`."""
+        if isinstance(self._reader, InflatingReader):
+            return self._reader.wire_bytes
+        return self.bytes_in
+
     async def connect(self) -> None:
-        self._reader, self._writer = await open_stream(self.url, self.tls, self.origin)
-        args = auth_args(self.url)
+        if self.gateway is not None:
+            # The gateway authenticated us with the database already (gateway.py, step 2).
+            self._reader, self._writer = await open_gateway(
+                self.url, self.tls, self.gateway, self.origin
+            )
+            args = None
+        else:
+            self._reader, self._writer = await open_stream(self.url, self.tls, self.origin)
+            args = auth_args(self.url)
         if args is not None:
             reply = await self._simple(*args)
             if reply.startswith("-"):

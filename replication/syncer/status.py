@@ -53,7 +53,8 @@ class LinkStatus:
     # the last good sample), shown as "at least"; never a stale figure (lag.py).
     lag_exact: bool = True
     last_update: float | None = None  # wall time of the last applied source command
-    ingress_bytes: int = 0
+    ingress_bytes: int = 0  # bytes on the wire (deflated ones through a sync gateway)
+    ingress_bytes_decompressed: int = 0  # the replication stream's bytes, after inflating
     last_error: str | None = None
     last_error_kind: ErrorKind | None = None  # what `last_error` is about (errors.ErrorKind)
     replid: str | None = None
@@ -147,6 +148,7 @@ class SourceStatus:
             "lag_exact": self.lag_exact,
             "last_update": self.last_update,
             "ingress_bytes": self._sum("ingress_bytes"),
+            "ingress_bytes_decompressed": self._sum("ingress_bytes_decompressed"),
             "last_error": self.last_error,
             "last_error_kind": _str_or_none(self.last_error_kind),
             "full_syncs": self._sum("full_syncs"),

@@ -88,7 +88,7 @@ async def stream(ctx: LinkContext, state: LinkState, link: SourceLink, writer: W
                 await asyncio.sleep(_GATHER_S)
             data = await link.read()
             gather = len(data) < _SMALL_READ
-            st.ingress_bytes = link.bytes_in
+            st.ingress_bytes, st.ingress_bytes_decompressed = link.wire_bytes, link.bytes_in
             if not needs_args and gap is None:
                 # Forwarding: the regex framer hands back only the commands we look at;
                 # the writer counts the applied commands from the EXEC reply.

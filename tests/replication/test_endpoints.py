@@ -80,7 +80,12 @@ def test_more_console_endpoints_come_from_settings() -> None:
         pytest.raises(ApplicationError, match="sync gateway"),
     ):
         parse_external_uri("rediss://[::ffff:127.0.0.1]:9443", field="uri")
-    assert parse_external_uri("rediss://127.0.0.1:9443", field="uri").port == 9443
+    assert parse_external_uri("rediss://127.0.0.1:9444", field="uri").port == 9444
+
+
+def test_the_sync_gateway_of_this_node_is_refused() -> None:
+    with pytest.raises(ApplicationError, match="sync gateway"):
+        parse_external_uri(f"redis://127.0.0.1:{settings.GATEWAY_PORT}", field="uri")
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -97,3 +98,95 @@ class BatchLoad:
     def __exit__(self, *exc: object) -> None:
         self.done.set()
         self.thread.join(30)
+
+
+_WORDS = [
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+    "mike",
+    "november",
+    "oscar",
+    "papa",
+    "quebec",
+    "romeo",
+    "sierra",
+    "tango",
+    "uniform",
+    "victor",
+    "whiskey",
+    "xray",
+    "yankee",
+    "zulu",
+    "order",
+    "invoice",
+    "customer",
+    "shipped",
+    "pending",
+    "delivered",
+    "warehouse",
+    "berlin",
+    "paris",
+    "madrid",
+    "lisbon",
+    "rome",
+    "account",
+    "active",
+    "premium",
+    "standard",
+    "basic",
+    "monthly",
+    "yearly",
+    "discount",
+    "coupon",
+]
+
+
+def document(rnd: random.Random, i: int) -> bytes:
+    """A JSON-like document of about 1 KB: what applications keep as text (field names repeat,
+    values come from a small vocabulary and numbers)."""
+    words = rnd.choices(_WORDS, k=12)
+    items = [
+        {
+            "sku": f"SKU-{rnd.randrange(100000):05d}",
+            "qty": rnd.randrange(1, 9),
+            "price": round(rnd.uniform(1, 500), 2),
+            "note": " ".join(rnd.choices(_WORDS, k=6)),
+        }
+        for _ in range(4)
+    ]
+    doc = {
+        "id": i,
+        "customer": {"name": " ".join(words[:2]).title(), "email": f"{words[2]}{i}@example.com"},
+        "status": words[3],
+        "city": words[4],
+        "created_at": f"2026-{rnd.randrange(1, 13):02d}-{rnd.randrange(1, 29):02d}T12:00:00Z",
+        "tags": words[5:9],
+        "items": items,
+        "comment": " ".join(rnd.choices(_WORDS, k=55)),
+    }
+    return json.dumps(doc).encode()
+
+
+def populate_documents(client: redis.Redis, n: int, *, prefix: str = "doc", seed: int = 1) -> int:
+    """`n` JSON-like documents of about 1 KB (`document`) as strings; returns their bytes."""
+    rnd = random.Random(seed)
+    total = 0
+    pipe = client.pipeline(transaction=False)
+    for i in range(n):
+        value = document(rnd, i)
+        total += len(value)
+        pipe.set(f"{prefix}:{i}", value)
+        if i % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+    return total

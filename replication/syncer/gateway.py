@@ -1,0 +1,611 @@
+"""The sync gateway: a database's replication stream, compressed, for syncers of other clusters.
+
+A source entry with compression on does not connect to the database's port: its syncer connects
+to the sync gateway of the source's host, which opens the replication connection to the database
+on that host and relays it, the database's side deflated (DESIGN §2-§3). Redis Enterprise uses
+zlib level 6; the level is the syncer's to ask (1-9).
+
+Protocol, version 1, on one TCP (or TLS) connection:
+
+1. The syncer sends one RESP command, uncompressed:
+   `SYNCGATEWAY 1 <database port> <zlib level> <user> <password>` (user may be empty: `AUTH
+   password`). The database is named by its port on the gateway's host.
+2. The gateway refuses a port outside its databases' range (`-ERR`), connects to the database,
+   and authenticates there with the user and password the syncer gave: the database itself
+   checks the internal password, the gateway keeps no secret of its own. It answers the
+   database's refusal (`-WRONGPASS …`) and closes, or `+OK zlib <level>`.
+3. Then the connection is a relay, and the gateway reads nothing of it: what the syncer sends
+   (REPLCONF, PSYNC with its replication id and offset, REPLCONF ACK) reaches the database as it
+   is; what the database sends (+FULLRESYNC/+CONTINUE, the RDB, the command stream) comes back as
+   one zlib stream, flushed (`Z_SYNC_FLUSH`) after every read from the database: every byte the
+   database sent is decodable as soon as its deflated form arrives, so compression adds CPU time,
+   never waiting for more data (the streaming lag stays bounded).
+
+`open_gateway()` is the syncer's side: it returns a reader that inflates (`InflatingReader`, with
+the bytes on the wire counted apart from the bytes inflated) that source.py reads like a socket.
+`Gateway` is the server (gatewayd.py runs it: `python -m replication.syncer.gatewayd`; the
+console's `manage.py sync_gateway`, which `make run` starts, does the same with its settings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import ssl
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import hiredis
+
+from .errors import (
+    AuthError,
+    ErrorKind,
+    FatalSyncError,
+    Origin,
+    ProtocolError,
+    RetryableError,
+    classify_reply_error,
+)
+from .resp import TlsOptions, open_stream, pack
+from .urls import RedisUrl
+
+__all__ = [
+    "DEFAULT_GATEWAY_PORT",
+    "VERSION",
+    "Gateway",
+    "GatewayConfig",
+    "GatewayOptions",
+    "GatewayUnreachable",
+    "Hello",
+    "Inflater",
+    "InflatingReader",
+    "database_ssl_context",
+    "deflate_chunk",
+    "open_gateway",
+    "parse_hello",
+    "serve",
+    "server_ssl_context",
+]
+
+DEFAULT_GATEWAY_PORT = 9443
+VERSION = 1
+COMMAND = b"SYNCGATEWAY"
+_HELLO_MAX = 4096  # a hello line longer than this is not one
+_HELLO_TIMEOUT_S = 10.0
+_CHUNK = 1 << 18  # one read from the database: one flushed batch
+# Chunks this large are deflated in a thread: zlib releases the GIL, so the gateway's event loop
+# keeps relaying the other sessions (and their ACKs) meanwhile.
+_OFFLOAD = 1 << 15
+_INFLATE_MAX = 8 << 20  # inflated bytes per step: a small deflated input cannot blow memory up
+_UPSTREAM_CHUNK = 1 << 16
+
+log = logging.getLogger("replication.syncer.gateway")
+
+
+# -- framing ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """The syncer's first command (step 1). `__repr__` hides the password."""
+
+    port: int
+    level: int
+    user: str
+    password: str = field(repr=False)
+
+    def pack(self) -> bytes:
+        return pack(COMMAND, VERSION, self.port, self.level, self.user, self.password)
+
+
+def parse_hello(args: Sequence[bytes]) -> Hello:
+    """The hello from its RESP arguments; ValueError says what is wrong (never the password)."""
+    if not args or args[0].upper() != COMMAND:
+        raise ValueError("not a sync gateway hello")
+    if len(args) != 6:
+        raise ValueError(f"a hello has 6 arguments, got {len(args)}")
+    _, version, port, level, user, password = args
+    if version != str(VERSION).encode():
+        raise ValueError(f"unsupported protocol version {version[:8]!r} (this gateway speaks 1)")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError("the database port is not a port number")
+    if not level.isdigit() or not 1 <= int(level) <= 9:
+        raise ValueError("the zlib level must be 1 to 9")
+    try:
+        return Hello(int(port), int(level), user.decode(), password.decode())
+    except UnicodeDecodeError:
+        raise ValueError("the user or password is not UTF-8") from None
+
+
+def deflate_chunk(comp: zlib._Compress, data: bytes) -> bytes:
+    """`data` deflated and flushed (Z_SYNC_FLUSH): the receiver can inflate all of it now."""
+    return comp.compress(data) + comp.flush(zlib.Z_SYNC_FLUSH)
+
+
+class Inflater:
+    """The receiving end of the zlib stream, in bounded steps."""
+
+    def __init__(self) -> None:
+        self._z = zlib.decompressobj()
+        self._pending = b""  # deflated input not inflated yet (it held more than one step)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
+
+    def feed(self, data: bytes) -> bytes:
+        """Inflate `data` (plus what an earlier step left), at most `_INFLATE_MAX` bytes of it."""
+        src = self._pending + data if self._pending else data
+        try:
+            out = self._z.decompress(src, _INFLATE_MAX)
+        except zlib.error as exc:
+            raise ValueError(f"corrupt compressed stream: {exc}") from None
+        self._pending = self._z.unconsumed_tail
+        if self._z.eof:
+            raise ValueError("the compressed stream ended")
+        return out
+
+
+class InflatingReader:
+    """What source.py reads the replication stream from, like an `asyncio.StreamReader`
+    (`read`, `readuntil`, with the same exceptions), inflating the raw reader's bytes on demand:
+    nothing is read from the socket before it is asked for, so the socket's flow control holds."""
+
+    def __init__(
+        self, raw: asyncio.StreamReader, *, limit: int = 1 << 20, origin: Origin | None = None
+    ) -> None:
+        self.raw = raw
+        self.origin = origin
+        self.limit = limit
+        self.wire_bytes = 0  # deflated bytes read from the network
+        self._inflater = Inflater()
+        self._buf = bytearray()
+
+    async def _fill(self) -> bool:
+        """More inflated bytes in the buffer; False at the end of the stream."""
+        while True:
+            if self._inflater.pending:
+                data = b""
+            else:
+                data = await self.raw.read(_CHUNK)
+                if not data:
+                    return False
+                self.wire_bytes += len(data)
+            try:
+                out = self._inflater.feed(data)
+            except ValueError as exc:
+                raise ProtocolError(f"sync gateway: {exc}", origin=self.origin) from None
+            if out:
+                self._buf += out
+                return True
+
+    async def read(self, n: int = -1) -> bytes:
+        if not self._buf and not await self._fill():
+            return b""
+        if n < 0 or n >= len(self._buf):
+            data = bytes(self._buf)
+            self._buf.clear()
+        else:
+            data = bytes(self._buf[:n])
+            del self._buf[:n]
+        return data
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        start = 0
+        while True:
+            at = self._buf.find(separator, start)
+            if at >= 0:
+                end = at + len(separator)
+                data = bytes(self._buf[:end])
+                del self._buf[:end]
+                return data
+            if len(self._buf) > self.limit:
+                raise asyncio.LimitOverrunError("separator not found within the limit", 0)
+            start = max(0, len(self._buf) - len(separator) + 1)
+            if not await self._fill():
+                partial = bytes(self._buf)
+                self._buf.clear()
+                raise asyncio.IncompleteReadError(partial, None)
+
+
+# -- the syncer's side -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayOptions:
+    """A source read through the gateway of its host: its port there and the zlib level."""
+
+    port: int = DEFAULT_GATEWAY_PORT
+    level: int = 6
+
+
+class GatewayUnreachable(RetryableError):
+    """Nothing listens at the gateway's address (the link decides whether that is fatal: a
+    gateway never reached is a configuration to fix, one that was there is restarting)."""
+
+    default_kind = ErrorKind.REFUSED
+
+
+async def open_gateway(
+    url: RedisUrl,
+    tls: TlsOptions | None,
+    options: GatewayOptions,
+    origin: Origin | None = None,
+) -> tuple[InflatingReader, asyncio.StreamWriter]:
+    """Connect to the gateway of `url`'s host and ask for the database at `url`'s port; TLS when
+    the URL is rediss:// (the gateway presents the source cluster's proxy certificate)."""
+    if url.password is None:
+        raise FatalSyncError(
+            f"{url.address}: compression goes through the source cluster's sync gateway, which "
+            "needs the database's password in the source URL",
+            kind=ErrorKind.CONFIG,
+            origin=origin,
+        )
+    gw = RedisUrl(
+        host=url.host,
+        port=options.port,
+        tls=url.tls,
+        sni=url.sni,
+        connect_timeout=url.connect_timeout,
+    )
+    where = f"the sync gateway at {gw.address}"
+    try:
+        reader, writer = await open_stream(gw, tls, origin)
+    except RetryableError as exc:
+        if exc.kind is not ErrorKind.REFUSED:
+            raise
+        raise GatewayUnreachable(
+            f"{url.address}: compression is on, but no sync gateway answers at {gw.address} "
+            f"({exc}). Start the source cluster's sync gateway, set this source's gateway port "
+            "if it is not the default, or turn compression off (nothing is ever sent "
+            "uncompressed instead)",
+            origin=origin,
+        ) from exc
+    try:
+        hello = Hello(url.port, options.level, url.username or "", url.password)
+        writer.write(hello.pack())
+        async with asyncio.timeout(_HELLO_TIMEOUT_S):
+            line = await reader.readuntil(b"\n")
+    except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+        writer.close()
+        # Something listens there but does not answer a hello like a gateway.
+        raise FatalSyncError(
+            f"{url.address}: {where} does not answer like a sync gateway (compression is on: "
+            "check this source's gateway port)",
+            kind=ErrorKind.CONFIG,
+            origin=origin,
+        ) from None
+    reply = line.rstrip(b"\r\n").decode(errors="replace")
+    if reply.startswith("+OK zlib"):
+        return InflatingReader(reader, origin=origin), writer
+    writer.close()
+    if reply.startswith("-GATEWAY "):
+        raise FatalSyncError(
+            f"{url.address}: {where} refused: {reply[9:]}", kind=ErrorKind.CONFIG, origin=origin
+        )
+    if reply.startswith("-UNAVAILABLE "):
+        raise RetryableError(f"{url.address}: {where}: {reply[13:]}", origin=origin)
+    if reply.startswith("-"):
+        err = classify_reply_error(reply[1:], where=f"{url.address} (via {where})", origin=origin)
+        if isinstance(err, AuthError):
+            raise err
+        raise FatalSyncError(
+            f"{url.address}: {gw.address} is not a sync gateway (it answered {reply[:80]!r}); "
+            "check this source's gateway port",
+            kind=ErrorKind.CONFIG,
+            origin=origin,
+        )
+    raise FatalSyncError(
+        f"{url.address}: {gw.address} is not a sync gateway (it answered {reply[:80]!r})",
+        kind=ErrorKind.CONFIG,
+        origin=origin,
+    )
+
+
+# -- the server ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """Where the gateway listens and which databases it serves: ports in `ports` on
+    `database_host` (the node's address: its databases listen there). With `tls`, a syncer that
+    opens with a TLS handshake gets TLS (the proxy certificate), one that opens with its hello
+    gets plain TCP: one port for sources with and without encryption. A syncer that came with
+    TLS named a TLS port (its URL is rediss://): the gateway connects to it with
+    `database_tls` (the cluster's syncer certificate, which its databases trust)."""
+
+    host: str
+    port: int
+    database_host: str
+    ports: range
+    tls: ssl.SSLContext | None = None
+    database_tls: ssl.SSLContext | None = None
+
+
+@dataclass(slots=True)
+class _Counters:
+    sessions: int = 0
+    active: int = 0
+    bytes_from_databases: int = 0  # what the databases sent (before deflating)
+    bytes_to_syncers: int = 0  # what went out on the wire
+
+
+class Gateway:
+    """The server (steps 2 and 3 of the protocol). `async with Gateway(cfg) as gw: ...`, or
+    `await gw.start()` … `await gw.close()`.
+
+    It accepts connections itself (not `asyncio.start_server`) so that it can look at a
+    connection's first byte before any transport reads it: 0x16 opens a TLS handshake."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.counters = _Counters()
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
+        self._sessions: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        assert self._listener is not None
+        return int(self._listener.getsockname()[1])
+
+    async def start(self) -> Gateway:
+        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.config.host, self.config.port))
+            sock.listen(128)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        self._listener = sock
+        self._accepting = asyncio.create_task(self._accept_loop(), name="gateway accept")
+        return self
+
+    async def close(self) -> None:
+        tasks = [t for t in [self._accepting, *self._sessions] if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        if self._listener is not None:
+            self._listener.close()
+
+    async def __aenter__(self) -> Gateway:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _accept_loop(self) -> None:
+        assert self._listener is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self._listener)
+            except OSError as exc:  # e.g. EMFILE: wait instead of spinning
+                log.warning("accept failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            conn.setblocking(False)
+            task = asyncio.create_task(self._session(conn))
+            self._sessions.add(task)
+            task.add_done_callback(self._sessions.discard)
+
+    async def _streams(
+        self, conn: socket.socket
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Plain or TLS streams on an accepted socket, by its first byte (not consumed)."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(conn.fileno(), readable)
+        try:
+            async with asyncio.timeout(_HELLO_TIMEOUT_S):
+                await ready
+        finally:
+            loop.remove_reader(conn.fileno())
+        first = conn.recv(1, socket.MSG_PEEK)
+        tls = self.config.tls if first == b"\x16" else None
+        reader = asyncio.StreamReader(limit=_CHUNK * 4)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        if tls is None:
+            transport, _ = await loop.connect_accepted_socket(lambda: protocol, conn)
+        else:
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol, conn, ssl=tls, ssl_handshake_timeout=_HELLO_TIMEOUT_S
+            )
+        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+    async def _session(self, conn: socket.socket) -> None:
+        self.counters.sessions += 1
+        self.counters.active += 1
+        peer = conn.getpeername() if conn.fileno() >= 0 else None
+        writer: asyncio.StreamWriter | None = None
+        try:
+            reader, writer = await self._streams(conn)
+            await self._serve(reader, writer, peer)
+        except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+            log.info("session from %s ended: %s", peer, type(exc).__name__)
+        except Exception:  # a bug: said, and the session closed, never swallowed silently
+            log.exception("session from %s failed", peer)
+        finally:
+            self.counters.active -= 1
+            if writer is not None:
+                writer.close()
+            else:
+                conn.close()
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: object
+    ) -> None:
+        try:
+            async with asyncio.timeout(_HELLO_TIMEOUT_S):
+                hello = await _read_hello(reader)
+        except (TimeoutError, ValueError) as exc:
+            writer.write(b"-GATEWAY " + _one_line(str(exc) or "no hello") + b"\r\n")
+            await writer.drain()
+            return
+        if hello.port not in self.config.ports:
+            writer.write(b"-GATEWAY port %d is not a database port here\r\n" % hello.port)
+            await writer.drain()
+            return
+        db_ssl = None
+        if writer.get_extra_info("ssl_object") is not None:
+            db_ssl = self.config.database_tls
+            if db_ssl is None:
+                writer.write(b"-GATEWAY no TLS material for this host's databases\r\n")
+                await writer.drain()
+                return
+        try:
+            db_reader, db_writer = await asyncio.open_connection(
+                self.config.database_host, hello.port, limit=_CHUNK * 4, ssl=db_ssl
+            )
+        except (OSError, ssl.SSLError):
+            writer.write(b"-GATEWAY no database runs on port %d of this host\r\n" % hello.port)
+            await writer.drain()
+            return
+        try:
+            user = (hello.user,) if hello.user else ()
+            db_writer.write(pack(b"AUTH", *user, hello.password))
+            try:
+                async with asyncio.timeout(_HELLO_TIMEOUT_S):
+                    answer = await db_reader.readuntil(b"\n")
+            except (TimeoutError, asyncio.IncompleteReadError):
+                writer.write(b"-UNAVAILABLE the database on port %d is silent\r\n" % hello.port)
+                await writer.drain()
+                return
+            if not answer.startswith(b"+"):
+                writer.write(_one_line(answer.decode(errors="replace")) + b"\r\n")
+                await writer.drain()
+                return
+            writer.write(b"+OK zlib %d\r\n" % hello.level)
+            log.info(
+                "session from %s (%s): database port %d, zlib %d",
+                peer,
+                "TLS" if db_ssl is not None else "plain",
+                hello.port,
+                hello.level,
+            )
+            await _relay(reader, writer, db_reader, db_writer, hello.level, self.counters)
+        finally:
+            db_writer.close()
+
+
+async def _read_hello(reader: asyncio.StreamReader) -> Hello:
+    parser = hiredis.Reader()
+    seen = 0
+    while True:
+        data = await reader.read(_HELLO_MAX)
+        if not data:
+            raise ValueError("the connection closed before the hello")
+        seen += len(data)
+        if seen > _HELLO_MAX:
+            raise ValueError("hello too long")
+        try:
+            parser.feed(data)
+            args = parser.gets()
+        except hiredis.ProtocolError:
+            raise ValueError("not a sync gateway hello") from None
+        if args is False:
+            continue
+        if not isinstance(args, list) or not all(isinstance(a, bytes) for a in args):
+            raise ValueError("not a sync gateway hello")
+        if parser.gets() is not False:
+            # The syncer waits for the answer before it sends anything else.
+            raise ValueError("data after the hello")
+        return parse_hello(args)
+
+
+def _one_line(text: str) -> bytes:
+    return text.replace("\r", " ").replace("\n", " ").strip().encode()[:400]
+
+
+async def _relay(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    db_reader: asyncio.StreamReader,
+    db_writer: asyncio.StreamWriter,
+    level: int,
+    counters: _Counters,
+) -> None:
+    """Both directions until either side closes (step 3)."""
+
+    async def up() -> None:
+        while data := await reader.read(_UPSTREAM_CHUNK):
+            db_writer.write(data)
+            await db_writer.drain()
+
+    async def down() -> None:
+        comp = zlib.compressobj(level)
+        while data := await db_reader.read(_CHUNK):
+            if len(data) >= _OFFLOAD:
+                out = await asyncio.to_thread(deflate_chunk, comp, data)
+            else:
+                out = deflate_chunk(comp, data)
+            counters.bytes_from_databases += len(data)
+            counters.bytes_to_syncers += len(out)
+            writer.write(out)
+            await writer.drain()
+
+    tasks = [asyncio.create_task(up()), asyncio.create_task(down())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+
+
+# -- TLS ---------------------------------------------------------------------------------------
+
+
+def server_ssl_context(cert: str, key: str) -> ssl.SSLContext:
+    """TLS 1.2 or newer, with the cluster's proxy certificate."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def database_ssl_context(ca: str | None, cert: str | None, key: str | None) -> ssl.SSLContext:
+    """The gateway as a TLS client of its own host's databases: the chain verified against
+    `ca` (the proxy certificate), not the name (it connects to the node's address)."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    ctx.check_hostname = False
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+async def serve(config: GatewayConfig) -> None:
+    """Run the gateway until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with Gateway(config) as gw:
+        log.info(
+            "sync gateway on %s:%d (%s) for ports %d-%d of %s",
+            config.host,
+            gw.port,
+            "TLS" if config.tls else "plain",
+            config.ports.start,
+            config.ports.stop - 1,
+            config.database_host,
+        )
+        await stop.wait()

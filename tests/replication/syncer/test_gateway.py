@@ -1,0 +1,212 @@
+"""Compressed links through the sync gateway, on one host: a real gateway process, real servers,
+the syncer's command line (and its engine, for the counters)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from replication.syncer.checkpoint import BOOKKEEPING_PREFIX
+from replication.syncer.engine import DestinationConfig, SourceConfig
+from replication.syncer.gateway import GatewayOptions
+from replication.syncer.resp import TlsOptions
+from tests.support.gateway import GatewayProcess
+from tests.support.load import Load, caught_up, populate, populate_documents
+from tests.support.oracle import Recovery, assert_exact, sync_stats
+from tests.support.pki import make_certificate
+from tests.support.proxy import TcpProxy
+from tests.support.servers import RedisServer, free_port
+from tests.support.wait import wait_for
+
+from .conftest import Cli, EngineThread, in_sync_and_caught_up
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PASSWORD = "source-secret"
+
+
+def user_keys(server: RedisServer) -> list[bytes]:
+    """The keys of `server` other than the syncer's bookkeeping."""
+    keys = server.client().scan_iter()
+    return [k for k in keys if isinstance(k, bytes) and not k.startswith(BOOKKEEPING_PREFIX)]
+
+
+@pytest.fixture
+def gateways() -> Iterator[Callable[[RedisServer], GatewayProcess]]:
+    started: list[GatewayProcess] = []
+
+    def make(source: RedisServer) -> GatewayProcess:
+        gw = GatewayProcess(range(source.port, source.port + 1))
+        started.append(gw)
+        return gw.start()
+
+    yield make
+    for gw in started:
+        gw.stop()
+
+
+def test_a_compressed_link_replicates_under_load_and_resumes_by_partial_sync_after_a_cut(
+    servers: Callable[..., RedisServer],
+    cli: Callable[..., Cli],
+    gateways: Callable[[RedisServer], GatewayProcess],
+) -> None:
+    src, dst = servers(password=PASSWORD), servers()
+    populate(src.client(), 3000)
+    populate_documents(src.client(), 3000)
+    gw = gateways(src)
+    with TcpProxy(gw.port) as proxy:
+        proc = cli(
+            src.url,
+            "--to",
+            dst.url,
+            "--compression",
+            "6",
+            "--gateway-port",
+            str(proxy.port),
+            "--quiet",
+        )
+        s, d = src.client(), dst.client()
+        caught_up(s, d, "first")
+        assert proxy.connections_total == 1  # the replication link came through the gateway
+        with Load(s):
+            wait_for(lambda: int(d.get("counter") or 0) > 200, what="the load arriving")
+            with Recovery(s) as recovery:
+                before = int(d.get("counter") or 0)
+                assert proxy.cut() >= 1
+                wait_for(
+                    lambda: proxy.connections_total >= 2 and int(d.get("counter") or 0) > before,
+                    what="the syncer reconnected through the gateway and applying again",
+                )
+        caught_up(s, d, "after")
+        assert recovery.partial == 1 and recovery.full == 0, recovery.__dict__
+        assert assert_exact([s], [d], loads=[(s, "")]) > 6000
+        assert "partial_resync" in proc.output()
+        assert "source-secret" not in proc.output() + gw.output()
+        assert proc.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("rdbcompression", "factor"),
+    [
+        # The snapshot as it is: with text, zlib compresses what LZF left ~2.5x (measured).
+        ("yes", 2),
+        # A source without LZF in its snapshots: zlib alone, more than 3x (measured ~4.5x).
+        ("no", 3),
+    ],
+)
+def test_the_wire_carries_a_fraction_of_the_bytes_of_a_text_workload(
+    servers: Callable[..., RedisServer],
+    engines: Callable[..., EngineThread],
+    gateways: Callable[[RedisServer], GatewayProcess],
+    rdbcompression: str,
+    factor: int,
+) -> None:
+    src = servers(password=PASSWORD, args=["--rdbcompression", rdbcompression])
+    dst = servers()
+    populate_documents(src.client(), 5000)
+    gw = gateways(src)
+    et = engines(
+        [SourceConfig(src.url, gateway=GatewayOptions(gw.port, 6))], DestinationConfig(dst.url)
+    )
+    in_sync_and_caught_up(et, src)
+    populate_documents(src.client(), 2000, prefix="streamed", seed=7)  # the command stream too
+    in_sync_and_caught_up(et, src)
+    st = et.status().as_dict()
+    wire, inflated = st["ingress_bytes"], st["ingress_bytes_decompressed"]
+    print(
+        f"\n7,000 documents, rdbcompression {rdbcompression}: {wire} bytes on the wire, "
+        f"{inflated} inflated ({inflated / wire:.2f}x)"
+    )
+    assert wire * factor < inflated, st
+    assert inflated > 7000 * 450  # the documents (as much as the RDB's own LZF leaves of them)
+    assert assert_exact([src.client()], [dst.client()]) == 7000
+
+
+def test_without_a_gateway_the_source_stops_with_a_clear_error_and_sends_nothing(
+    servers: Callable[..., RedisServer], cli: Callable[..., Cli]
+) -> None:
+    src, dst = servers(password=PASSWORD), servers()
+    populate(src.client(), 100)
+    nothing = free_port()
+    proc = cli(src.url, "--to", dst.url, "--compression", "6", "--gateway-port", str(nothing))
+    wait_for(lambda: proc.proc.poll() is not None, what="the syncer to stop")
+    out = proc.output()
+    assert proc.proc.returncode == 1, out
+    assert f"compression is on, but no sync gateway answers at 127.0.0.1:{nothing}" in out
+    assert "nothing is ever sent uncompressed" in out
+    assert sync_stats(src.client()).full == 0  # it never fell back to the database's port
+    assert user_keys(dst) == []
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("password", "authentication failed: WRONGPASS"),
+        ("port", "is not a database port here"),
+        ("not a gateway", "is not a sync gateway"),
+    ],
+)
+def test_the_gateway_refuses_in_plain_words(
+    servers: Callable[..., RedisServer],
+    cli: Callable[..., Cli],
+    gateways: Callable[[RedisServer], GatewayProcess],
+    case: str,
+    expected: str,
+) -> None:
+    src, dst = servers(password=PASSWORD), servers()
+    other = servers(password=PASSWORD)  # a server the gateway does not serve
+    gw = gateways(src)
+    url, gw_port = src.url, gw.port
+    if case == "password":
+        url = url.replace(PASSWORD, "wrong")
+    elif case == "port":
+        url = other.url
+    else:
+        gw_port = other.port  # a Redis where the gateway should be
+    proc = cli(url, "--to", dst.url, "--compression", "6", "--gateway-port", str(gw_port))
+    wait_for(lambda: proc.proc.poll() is not None, what="the syncer to stop")
+    out = proc.output()
+    assert proc.proc.returncode == 1, out
+    assert expected in out
+    assert user_keys(dst) == []
+
+
+def test_tls_and_compression_through_a_gateway_with_the_proxy_certificate(
+    servers: Callable[..., RedisServer],
+    engines: Callable[..., EngineThread],
+    tmp_path: Path,
+) -> None:
+    """rediss:// with compression: TLS to the gateway (which presents the proxy certificate on
+    the same port as plain syncers get), TLS from the gateway to the database's TLS port."""
+    pem = make_certificate(common_name="localhost")
+    crt, key = tmp_path / "proxy.crt", tmp_path / "proxy.key"
+    crt.write_text(pem.certificate)
+    key.write_text(pem.key)
+    tls_port = free_port()
+    args = ["--tls-port", str(tls_port), "--tls-cert-file", str(crt), "--tls-key-file", str(key)]
+    args += ["--tls-ca-cert-file", str(crt), "--tls-auth-clients", "no"]
+    src, dst = servers(password=PASSWORD, args=args), servers()
+    populate_documents(src.client(), 2000)
+    gw = GatewayProcess(
+        range(tls_port, tls_port + 1), tls=(str(crt), str(key)), database_tls_ca=str(crt)
+    )
+    with gw.start():
+        url = f"rediss://:{PASSWORD}@127.0.0.1:{tls_port}"
+        source = SourceConfig(url, TlsOptions(ca=str(crt)), gateway=GatewayOptions(gw.port, 6))
+        et = engines([source], DestinationConfig(dst.url))
+        in_sync_and_caught_up(et, src)
+        populate_documents(src.client(), 500, prefix="streamed", seed=3)
+        in_sync_and_caught_up(et, src)
+        assert assert_exact([src.client()], [dst.client()]) == 2500
+        assert f"(TLS): database port {tls_port}, zlib 6" in gw.output()
+        st = et.status().as_dict()
+        assert st["ingress_bytes"] * 2 < st["ingress_bytes_decompressed"], st
+        # A plain syncer still gets the same port without TLS (and a refusal here: this
+        # gateway serves only the TLS port, which plain TCP cannot speak to).
+        plain = SourceConfig(src.url, gateway=GatewayOptions(gw.port, 6))
+        other = servers()
+        refused = engines([plain], DestinationConfig(other.url))
+        error = refused.wait_done()
+        assert error is not None and "is not a database port here" in str(error)
