@@ -30,9 +30,10 @@ from .errors import (
     ProtocolError,
     RetryableError,
     Side,
+    SyncError,
     classify_reply_error,
 )
-from .resp import RespConnection, TlsOptions, auth_args, open_stream, pack
+from .resp import RespConnection, TlsOptions, auth_args, open_stream, pack, tls_refusal
 from .urls import RedisUrl
 
 __all__ = ["PsyncReply", "SourceLink", "discover_primaries"]
@@ -82,7 +83,7 @@ class SourceLink:
 
     @property
     def where(self) -> str:
-        return self.url.redacted()
+        return self.url.address
 
     async def connect(self) -> None:
         self._reader, self._writer = await open_stream(self.url, self.tls, self.origin)
@@ -270,7 +271,10 @@ class SourceLink:
             raise self._lost(exc) from exc
         return await self._line()
 
-    def _lost(self, exc: OSError) -> RetryableError:
+    def _lost(self, exc: OSError) -> SyncError:
+        refused = tls_refusal(exc, self.url.address, self.origin)
+        if refused is not None:
+            return refused
         return RetryableError(
             f"{self.where}: connection lost: {exc}", kind=ErrorKind.LOST, origin=self.origin
         )
@@ -309,7 +313,7 @@ async def discover_primaries(
         if b"cluster_enabled:1" not in info:
             if url.cluster:
                 raise FatalSyncError(
-                    f"{url.redacted()}: cluster=yes but the server is not a cluster node",
+                    f"{url.address}: cluster=yes but the server is not a cluster node",
                     kind=ErrorKind.CONFIG,
                     origin=conn.origin,
                 )
@@ -344,7 +348,7 @@ async def discover_primaries(
         await conn.aclose()
     if not addresses:
         raise RetryableError(
-            f"{url.redacted()}: the cluster reports no primaries",
+            f"{url.address}: the cluster reports no primaries",
             kind=ErrorKind.UNAVAILABLE,
             origin=Origin(Side.SOURCE, url.address, source),
         )
