@@ -210,6 +210,10 @@ def config_text(spec: DatabaseSpec, shard: ShardSpec) -> str:
         "# Written by the Replica Of Console; edits are overwritten.",
         *_endpoint_lines(spec, shard),
         f"bind {spec.bind}",
+        # Access is the ACL's business: a database without a password is open on purpose (the
+        # operator chose it), and protected mode would refuse even the console's `admin` on a
+        # node address that is not loopback.
+        "protected-mode no",
         "daemonize yes",
         f"pidfile {d / 'redis.pid'}",
         f"logfile {d / 'redis.log'}",
