@@ -17,8 +17,7 @@ from django.conf import settings
 
 from console.models import Certificate, Database
 from tests.support.compare import assert_same_data
-from tests.support.databases import create_active, database_status
-from tests.support.load import populate
+from tests.support.databases import create_active, database_status, tls_replica_pair
 from tests.support.pki import Pem, make_certificate
 from tests.support.wait import wait_for
 
@@ -190,24 +189,7 @@ def test_between_databases_only_refusals(admin_api: Any, live_worker: Any) -> No
 def test_a_destination_replicates_a_between_databases_only_source_over_its_tls_port(
     admin_api: Any, live_worker: Any
 ) -> None:
-    a = create_active(
-        admin_api, name="a", tls_mode="replica_ssl", enforce_client_authentication="enabled"
-    )
-    b = create_active(admin_api, name="b")
-    a.refresh_from_db()
-    src = redis.Redis(port=a.port, username="admin", password=a.internal_password)
-    populate(src, 3000)
-    resp = admin_api.put(
-        f"/v1/bdbs/{b.pk}", {"replica_sources": [{"bdb_uid": a.pk}]}, format="json"
-    )
-    assert resp.status_code == 200, resp.content
-    assert resp.json()["replica_sources"][0]["encryption"] is True
-    wait_for(
-        lambda: (
-            admin_api.get(f"/v1/bdbs/{b.pk}").json()["replica_sources"][0]["status"] == "in-sync"
-        ),
-        what="b in-sync",
-    )
+    a, b, src = tls_replica_pair(admin_api, keys=3000)
     b.refresh_from_db()
     dst = redis.Redis(port=b.port, username="admin", password=b.internal_password)
     src.set("last", "1")

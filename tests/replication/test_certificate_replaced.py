@@ -13,8 +13,7 @@ from django.conf import settings
 
 from console.models import Database
 from replication.models import ReplicaOf
-from tests.support.databases import create_active, database_status
-from tests.support.load import populate
+from tests.support.databases import database_status, tls_replica_pair
 from tests.support.pki import make_certificate
 from tests.support.wait import wait_for
 
@@ -33,23 +32,12 @@ def job_file(dest: Database, name: str) -> str:
 def test_replaced_certificates_reach_a_running_tls_sync_without_a_restart(
     admin_api: Any, live_worker: Any
 ) -> None:
-    a = create_active(
-        admin_api, name="a", tls_mode="replica_ssl", enforce_client_authentication="enabled"
-    )
-    b = create_active(admin_api, name="b")
-    a.refresh_from_db()
-    src = redis.Redis(port=a.port, username="admin", password=a.internal_password)
-    populate(src, 1000)
-    resp = admin_api.put(
-        f"/v1/bdbs/{b.pk}", {"replica_sources": [{"bdb_uid": a.pk}]}, format="json"
-    )
-    assert resp.status_code == 200, resp.content
+    a, b, src = tls_replica_pair(admin_api, keys=1000)
 
     def state() -> dict[str, Any]:
         body: dict[str, Any] = admin_api.get(f"/v1/bdbs/{b.pk}").json()
         return body
 
-    wait_for(lambda: state()["replica_sources"][0]["status"] == "in-sync", what="b in-sync")
     generation = ReplicaOf.objects.get(destination=b).generation
 
     for kind in ("syncer", "proxy"):
