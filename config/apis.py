@@ -47,6 +47,17 @@ def bdb_data(user: User, uid: int) -> dict[str, Any]:
     return dict(BdbSerializer(bdb_get(user, uid)).data)
 
 
+def tls_changes(data: dict[str, Any]) -> dict[str, Any]:
+    """The TLS part of a PUT body as `database_update` arguments (absent: unchanged)."""
+    enforce = data.get("enforce_client_authentication")
+    certs = data.get("authentication_ssl_client_certs")
+    return {
+        "tls_mode": data.get("tls_mode"),
+        "enforce_client_authentication": None if enforce is None else enforce == "enabled",
+        "client_certificates": None if certs is None else [c["client_cert"] for c in certs],
+    }
+
+
 class BdbListApi(APIView):
     @extend_schema(responses=BdbSerializer(many=True))
     def get(self, request: Request) -> Response:
@@ -115,6 +126,7 @@ class BdbDetailApi(APIView):
                 database=db,
                 memory_size=body.validated_data.get("memory_size"),
                 password=body.validated_data.get("authentication_redis_pass"),
+                **tls_changes(body.validated_data),
             )
             replica.apply(actor=actor)
         return Response(BdbSerializer(bdb_get(actor, db.pk)).data)

@@ -50,8 +50,17 @@ def database_detail(request: HttpRequest, uid: int) -> HttpResponse:
 @admin_required
 def database_edit(request: HttpRequest, uid: int) -> HttpResponse:
     database = selectors.database_get_for_user(user=page_user(request), uid=uid)
-    initial = {"memory_mb": max(database.memory_size // (1024 * 1024), 1)}
-    form = DatabaseEditForm(request.POST or None, initial=initial)
+    initial = {
+        "memory_mb": max(database.memory_size // (1024 * 1024), 1),
+        "tls_mode": database.tls_mode,
+        "enforce_client_authentication": database.enforce_client_authentication,
+    }
+    form = DatabaseEditForm(
+        request.POST or None,
+        request.FILES or None,
+        initial=initial,
+        trusted=services.trusted_certificates(database),
+    )
     replica = replica_views.replica_form(request, database)
     # Both parts are checked before anything is saved (both, so that a re-rendered page keeps
     # the source list even when only the memory field was wrong); both saves commit together.

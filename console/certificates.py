@@ -109,7 +109,7 @@ MAX_CLIENT_CERTIFICATES = 64
 CLOCK_SKEW = dt.timedelta(minutes=5)
 MIN_RSA_BITS = 2048
 EC_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
-_PEM_BLOCK = re.compile(
+PEM_BLOCK = re.compile(
     r"-----BEGIN ([A-Z0-9 ]{1,64})-----\r?\n([A-Za-z0-9+/=\r\n]+?)-----END \1-----",
 )
 KEY_LABELS = frozenset({"PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"})
@@ -129,7 +129,7 @@ def _one_block(pem: str, *, labels: frozenset[str], what: str, field: str) -> st
             f"a {what} in PEM is at most {PEM_MAX_CHARS // 1024} KiB", field=field
         )
     text = pem.strip()
-    blocks = list(_PEM_BLOCK.finditer(text))
+    blocks = list(PEM_BLOCK.finditer(text))
     if not blocks:
         raise ApplicationError(NOT_PEM[what], field=field)
     if len(blocks) > 1:

@@ -6,10 +6,11 @@ from typing import Any, ClassVar
 
 from django import forms
 from django.conf import settings
+from django.http import QueryDict
 
 from console.certificates import PEM_MAX_CHARS
 from console.errors import ApplicationError
-from console.models import Persistence
+from console.models import Persistence, TlsMode
 
 MB = 1024 * 1024
 
@@ -36,7 +37,88 @@ def _password_field(label: str, help_text: str) -> forms.CharField:
     )
 
 
-class DatabaseCreateForm(ServiceErrorForm):
+TLS_CHOICES = [
+    (TlsMode.DISABLED, "None"),
+    (TlsMode.REPLICA_SSL, "Between databases only"),
+    (TlsMode.ENABLED, "All connections"),
+]
+TRUSTED_FIELD = "authentication_ssl_client_certs"
+TLS_SERVICE_FIELDS = {
+    "tls_mode": "tls_mode",
+    "enforce_client_authentication": "enforce_client_authentication",
+}
+
+
+class TlsForm(ServiceErrorForm):
+    """The TLS section of Create and Edit database: the mode, client authentication and the
+    trusted certificates, a list of `client_cert` text boxes (the page's "+ Add certificate"
+    adds one) and `client_cert_file` uploads (several may be chosen)."""
+
+    tls_mode = forms.ChoiceField(
+        label="TLS",
+        choices=TLS_CHOICES,
+        initial=TlsMode.DISABLED,
+        # Not posted at all (a script, an older page): TLS stays as it is (None on create).
+        required=False,
+        widget=forms.RadioSelect,
+        help_text="Between databases only: applications keep the plain port, Replica Of uses a "
+        "second, TLS port. All connections: the database's port speaks TLS only.",
+    )
+    enforce_client_authentication = forms.BooleanField(
+        label="Enforce client authentication",
+        required=False,
+        help_text="Only clients presenting one of the trusted certificates below (or this "
+        "cluster's syncer certificate) may connect over TLS.",
+    )
+
+    def __init__(self, *args: Any, trusted: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # What the text boxes show: what was posted, else the saved list.
+        if self.is_bound:
+            posted = self.data
+            boxes = posted.getlist("client_cert") if isinstance(posted, QueryDict) else []
+            self.trusted = [str(t) for t in boxes]
+        else:
+            self.trusted = list(trusted or [])
+
+    def clean(self) -> dict[str, Any] | None:
+        data = super().clean()
+        if data is None:
+            return data
+        pems = [t.replace("\r\n", "\n").strip() for t in self.trusted]
+        for upload in self.files.getlist("client_cert_file") if self.files else []:
+            raw = upload.read(PEM_MAX_CHARS + 1)
+            if len(raw) > PEM_MAX_CHARS:
+                self.add_error(None, f"{upload.name}: larger than a certificate's PEM file.")
+                continue
+            try:
+                pems.append(raw.decode("utf-8").strip())
+            except UnicodeDecodeError:
+                self.add_error(None, f"{upload.name}: not a PEM text file.")
+        data["client_certificates"] = [p for p in pems if p]
+        return data
+
+    def add_service_error(self, exc: ApplicationError) -> None:
+        field = exc.field or ""
+        if field.startswith(f"{TRUSTED_FIELD}["):
+            index = int(field[len(TRUSTED_FIELD) + 1 : -1])
+            self.add_error(None, f"Trusted certificate {index + 1}: {exc.message}")
+        else:
+            super().add_service_error(exc)
+
+    def tls_kwargs(self) -> dict[str, Any]:
+        """The TLS settings for the service; nothing when the TLS section was not posted."""
+        data = self.cleaned_data
+        if not data["tls_mode"]:
+            return {}
+        return {
+            "tls_mode": data["tls_mode"],
+            "enforce_client_authentication": data["enforce_client_authentication"],
+            "client_certificates": data["client_certificates"],
+        }
+
+
+class DatabaseCreateForm(TlsForm):
     service_fields: ClassVar[dict[str, str]] = {
         "name": "name",
         "memory_size": "memory_mb",
@@ -44,6 +126,7 @@ class DatabaseCreateForm(ServiceErrorForm):
         "port": "port",
         "authentication_redis_pass": "password",
         "data_persistence": "persistence",
+        **TLS_SERVICE_FIELDS,
     }
 
     name = forms.CharField(
@@ -90,13 +173,15 @@ class DatabaseCreateForm(ServiceErrorForm):
             "port": data["port"],
             "password": data["password"],
             "persistence": data["persistence"],
+            **self.tls_kwargs(),
         }
 
 
-class DatabaseEditForm(ServiceErrorForm):
+class DatabaseEditForm(TlsForm):
     service_fields: ClassVar[dict[str, str]] = {
         "memory_size": "memory_mb",
         "authentication_redis_pass": "password",
+        **TLS_SERVICE_FIELDS,
     }
 
     memory_mb = forms.IntegerField(
@@ -125,7 +210,7 @@ class DatabaseEditForm(ServiceErrorForm):
             password = ""
         elif data["password"]:
             password = data["password"]
-        return {"memory_size": memory, "password": password}
+        return {"memory_size": memory, "password": password, **self.tls_kwargs()}
 
 
 class SecretTextarea(forms.Textarea):

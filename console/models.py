@@ -87,7 +87,7 @@ class Persistence(models.TextChoices):
 
 class TlsMode(models.TextChoices):
     DISABLED = "disabled", "Disabled"
-    REPLICA_SSL = "replica_ssl", "Replica Of only"
+    REPLICA_SSL = "replica_ssl", "Between databases only"
     ENABLED = "enabled", "All connections"
 
 
@@ -124,6 +124,9 @@ class Database(models.Model):
     name = models.CharField(max_length=63, unique=True)
     node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="databases")
     port = models.PositiveIntegerField(unique=True)
+    # TLS between databases only (`replica_ssl`): the second endpoint, from the port range, that
+    # source URLs and syncers use while applications keep `port`. None in the other modes.
+    tls_port = models.PositiveIntegerField(null=True, blank=True, unique=True)
     memory_size = models.PositiveBigIntegerField(help_text="maxmemory in bytes")
     shards_count = models.PositiveSmallIntegerField(default=1)
     persistence = models.CharField(
@@ -166,6 +169,11 @@ class Database(models.Model):
     @property
     def is_sharded(self) -> bool:
         return self.shards_count > 1
+
+    @property
+    def replication_port(self) -> int:
+        """The port source URLs and syncers use: the TLS port with `replica_ssl`."""
+        return self.tls_port if self.tls_port is not None else self.port
 
 
 class Shard(models.Model):

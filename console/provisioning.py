@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 import redis
@@ -36,13 +37,17 @@ class ShardSpec:
     index: int
     port: int
     slots: tuple[int, int]
+    # The TLS port beside the plain `port` (TLS between databases only); None otherwise.
+    tls_port: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TlsSpec:
     """TLS on the database's endpoint: the cluster's proxy certificate as the server certificate,
     `trusted` (PEM bundle) as the client certificates accepted when `auth_clients` is on; the
-    syncer certificate is what the console itself presents."""
+    syncer certificate is what the console itself presents. `all_connections`: TLS only on the
+    database's port (`enabled`); otherwise the plain port stays for applications and TLS is
+    served on each shard's `tls_port` (`replica_ssl`)."""
 
     cert: str
     key: str = field(repr=False)
@@ -50,6 +55,29 @@ class TlsSpec:
     auth_clients: bool
     client_cert: str
     client_key: str = field(repr=False)
+    all_connections: bool = True
+
+    def files(self) -> dict[str, str]:
+        """File name → content of the TLS files of a shard. The names carry a digest of the
+        content: redis-server reloads its TLS context on CONFIG SET only when a value changes,
+        so new material gets new names (and a certificate replaced in place applies at once)."""
+        # Our own certificates are always trusted: the console manages the database with the
+        # syncer certificate, and the shards of a cluster meet each other with the proxy one.
+        bundle = "\n".join(
+            p for p in (self.trusted.strip(), self.client_cert.strip(), self.cert.strip()) if p
+        )
+        contents = {
+            "tls": self.cert,
+            "tls-key": self.key,
+            "trusted": bundle + "\n",
+        }
+        return {
+            f"{stem}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.pem": text
+            for stem, text in contents.items()
+        }
+
+    def file_of(self, stem: str) -> str:
+        return next(name for name in self.files() if name.rsplit("-", 1)[0] == stem)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,19 +178,26 @@ def backlog_size(spec: DatabaseSpec) -> int:
     return min(max(per_shard // 10, 1024 * 1024), 256 * 1024 * 1024)
 
 
+def tls_settings(spec: DatabaseSpec, shard: ShardSpec) -> dict[str, str]:
+    """The TLS settings of a shard that may change while it runs (files, client auth)."""
+    assert spec.tls is not None
+    d = spec.shard_dir(shard)
+    return {
+        "tls-cert-file": str(d / spec.tls.file_of("tls")),
+        "tls-key-file": str(d / spec.tls.file_of("tls-key")),
+        "tls-ca-cert-file": str(d / spec.tls.file_of("trusted")),
+        "tls-auth-clients": "yes" if spec.tls.auth_clients else "no",
+    }
+
+
 def _endpoint_lines(spec: DatabaseSpec, shard: ShardSpec) -> list[str]:
     if spec.tls is None:
         return [f"port {shard.port}"]
-    d = spec.shard_dir(shard)
-    lines = [
-        "port 0",
-        f"tls-port {shard.port}",
-        f"tls-cert-file {d / 'tls.crt'}",
-        f"tls-key-file {d / 'tls.key'}",
-        f"tls-ca-cert-file {d / 'trusted.crt'}",
-        f"tls-auth-clients {'yes' if spec.tls.auth_clients else 'no'}",
-        "tls-replication yes",
-    ]
+    settings_lines = [f"{k} {v}" for k, v in tls_settings(spec, shard).items()]
+    if not spec.tls.all_connections:
+        # Between databases only: applications keep the plain port.
+        return [f"port {shard.port}", f"tls-port {shard.tls_port}", *settings_lines]
+    lines = ["port 0", f"tls-port {shard.port}", *settings_lines, "tls-replication yes"]
     if spec.sharded:
         lines.append("tls-cluster yes")
     return lines
@@ -175,6 +210,10 @@ def config_text(spec: DatabaseSpec, shard: ShardSpec) -> str:
         "# Written by the Replica Of Console; edits are overwritten.",
         *_endpoint_lines(spec, shard),
         f"bind {spec.bind}",
+        # Access is the ACL's business: a database without a password is open on purpose (the
+        # operator chose it), and protected mode would refuse even the console's `admin` on a
+        # node address that is not loopback.
+        "protected-mode no",
         "daemonize yes",
         f"pidfile {d / 'redis.pid'}",
         f"logfile {d / 'redis.log'}",
@@ -217,12 +256,9 @@ def write_files(spec: DatabaseSpec, shard: ShardSpec) -> Path:
         _private_dir(directory)
     write_private(d / "users.acl", "\n".join(acl_lines(spec)) + "\n")
     if spec.tls is not None:
-        write_private(d / "tls.crt", spec.tls.cert)
-        write_private(d / "tls.key", spec.tls.key)
-        # Our own certificates are always trusted: the console manages the database with the
-        # syncer certificate, and the shards of a cluster meet each other with the proxy one.
-        bundle = "\n".join((spec.tls.trusted.strip(), spec.tls.client_cert.strip(), spec.tls.cert))
-        write_private(d / "trusted.crt", bundle)
+        files = spec.tls.files()
+        for name, text in files.items():
+            write_private(d / name, text)
         write_private(d / "client.crt", spec.tls.client_cert)
         write_private(d / "client.key", spec.tls.client_key)
     conf = d / "redis.conf"
@@ -236,11 +272,12 @@ def admin_client(
     """A client of one shard as `admin` (with the spec's internal password unless given)."""
     host = "127.0.0.1" if spec.bind in {"0.0.0.0", "*"} else spec.bind.split()[0]  # noqa: S104 - only compared, never bound
     tls: dict[str, object] = {}
-    if spec.tls is not None:
+    # With TLS between databases only, the console manages the shard on its plain port.
+    if spec.tls is not None and spec.tls.all_connections:
         d = spec.shard_dir(shard)
         tls = {
             "ssl": True,
-            "ssl_ca_certs": str(d / "tls.crt"),
+            "ssl_ca_certs": str(d / spec.tls.file_of("tls")),
             "ssl_check_hostname": False,
             "ssl_certfile": str(d / "client.crt"),
             "ssl_keyfile": str(d / "client.key"),
@@ -391,15 +428,40 @@ def acl_setuser_commands(spec: DatabaseSpec) -> list[list[str]]:
     ]
 
 
+def _tls_files_prune(spec: DatabaseSpec, shard: ShardSpec) -> None:
+    """Remove the TLS files of earlier material (after the shard took the new ones)."""
+    current = set(spec.tls.files()) if spec.tls is not None else set()
+    for path in spec.shard_dir(shard).glob("*.pem"):
+        if path.name not in current:
+            path.unlink(missing_ok=True)
+
+
 def apply_runtime_config(spec: DatabaseSpec) -> None:
-    """Push ACL users and maxmemory to running shards (after an edit)."""
+    """Push ACL users, maxmemory and the TLS material to running shards (after an edit, or a
+    replaced cluster certificate): nothing restarts. New TLS files have new names, so
+    redis-server loads them on CONFIG SET (new connections get them; open ones keep theirs); a
+    TLS port is opened or closed live when the database turns TLS between databases on or off."""
     for shard in spec.shards:
         write_files(spec, shard)
         client = admin_client(spec, shard)
-        for command in acl_setuser_commands(spec):
-            client.execute_command(*command)
-        per_shard = max(spec.memory_size // len(spec.shards), 1024 * 1024)
-        client.config_set("maxmemory", per_shard)
+        try:
+            for command in acl_setuser_commands(spec):
+                client.execute_command(*command)
+            per_shard = max(spec.memory_size // len(spec.shards), 1024 * 1024)
+            client.config_set("maxmemory", per_shard)
+            if spec.tls is not None:
+                settings = tls_settings(spec, shard)
+                client.execute_command("CONFIG", "SET", *chain.from_iterable(settings.items()))
+                if not spec.tls.all_connections:
+                    # After the material: the port opens with a TLS context that has it.
+                    client.execute_command("CONFIG", "SET", "tls-port", str(shard.tls_port))
+            else:
+                client.execute_command("CONFIG", "SET", "tls-port", "0")
+        except redis.ResponseError as exc:
+            raise ProvisioningError(f"shard {shard.index} refused the new settings: {exc}") from exc
+        finally:
+            client.close()
+        _tls_files_prune(spec, shard)
 
 
 def _admin_password_set(spec: DatabaseSpec, shard: ShardSpec, *, old: str, new: str) -> None:

@@ -115,7 +115,13 @@ def database_key_count(database: Database) -> int | None:
 def database_spec(database: Database) -> provisioning.DatabaseSpec:
     """What the node needs to run the database's processes, read from its rows."""
     shards = tuple(
-        provisioning.ShardSpec(index=s.index, port=s.port, slots=s.slot_range())
+        provisioning.ShardSpec(
+            index=s.index,
+            port=s.port,
+            slots=s.slot_range(),
+            # TLS between databases only is for databases of one shard (console.services).
+            tls_port=database.tls_port if s.index == 0 else None,
+        )
         for s in database.shards.all()
     )
     return provisioning.DatabaseSpec(

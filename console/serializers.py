@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from console.certificates import MAX_CLIENT_CERTIFICATES, PEM_MAX_CHARS
@@ -17,11 +18,16 @@ from console.services import (
     MIN_MEMORY,
     NAME_RE,
     PASSWORD_RE,
+    trusted_certificates,
 )
 
 
 def _enabled(flag: bool) -> str:
     return "enabled" if flag else "disabled"
+
+
+class ClientCertOutSerializer(serializers.Serializer[Any]):
+    client_cert = serializers.CharField(read_only=True)
 
 
 class BdbCoreSerializer(serializers.ModelSerializer[Database]):
@@ -39,6 +45,7 @@ class BdbCoreSerializer(serializers.ModelSerializer[Database]):
     created_time = serializers.DateTimeField(source="created", read_only=True)
     last_changed_time = serializers.DateTimeField(source="updated", read_only=True)
     shard_list = serializers.SerializerMethodField()
+    authentication_ssl_client_certs = serializers.SerializerMethodField()
 
     class Meta:
         model = Database
@@ -55,7 +62,9 @@ class BdbCoreSerializer(serializers.ModelSerializer[Database]):
             "endpoints",
             "data_persistence",
             "tls_mode",
+            "tls_port",
             "enforce_client_authentication",
+            "authentication_ssl_client_certs",
             "shard_list",
             "created_time",
             "last_changed_time",
@@ -67,6 +76,11 @@ class BdbCoreSerializer(serializers.ModelSerializer[Database]):
 
     def get_enforce_client_authentication(self, obj: Database) -> str:
         return _enabled(obj.enforce_client_authentication)
+
+    @extend_schema_field(ClientCertOutSerializer(many=True))
+    def get_authentication_ssl_client_certs(self, obj: Database) -> list[dict[str, str]]:
+        # Certificates are public: every reader may see which ones a database trusts.
+        return [{"client_cert": pem} for pem in trusted_certificates(obj)]
 
     def get_endpoints(self, obj: Database) -> list[dict[str, Any]]:
         return [
@@ -130,7 +144,17 @@ class BdbCreateSerializer(serializers.Serializer[Any]):
 
 
 class BdbUpdateSerializer(serializers.Serializer[Any]):
-    """PUT /v1/bdbs/{uid}: only what may change; other fields must equal the current values."""
+    """PUT /v1/bdbs/{uid}: only what may change; other fields must equal the current values.
+    TLS: `tls_mode` between `disabled` and `replica_ssl`, client authentication and the list of
+    trusted certificates (the whole list; applied without a restart)."""
+
+    tls_mode = StrictCharField(required=False)
+    enforce_client_authentication = serializers.ChoiceField(
+        choices=["enabled", "disabled"], required=False
+    )
+    authentication_ssl_client_certs = serializers.ListField(
+        child=ClientCertSerializer(), required=False, max_length=MAX_CLIENT_CERTIFICATES
+    )
 
     memory_size = StrictIntegerField(required=False, min_value=MIN_MEMORY, max_value=MAX_UID)
     authentication_redis_pass = StrictRegexField(

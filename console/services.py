@@ -12,7 +12,7 @@ import psutil
 from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Model, Sum
+from django.db.models import Model, QuerySet, Sum
 
 from console import certificates, provisioning
 from console.errors import ApplicationError
@@ -149,7 +149,19 @@ def certificate_replace(
             obj=cert,
             detail=f"new fingerprint {info.fingerprint_sha256}",
         )
+        # Both certificates are in every TLS database's files (the proxy one served, the syncer
+        # one trusted): the nodes push the new files to the running processes (CONFIG SET).
+        for database in tls_databases().filter(status=DatabaseStatus.ACTIVE):
+            database_status_set(database=database, status=DatabaseStatus.CHANGE_PENDING)
+            enqueue_node_task("console.tasks.database_apply_task", database)
     return cert
+
+
+def tls_databases() -> QuerySet[Database]:
+    """The databases that serve TLS (with the proxy certificate) on some port."""
+    return (
+        Database.objects.select_related("node").exclude(tls_mode=TlsMode.DISABLED).order_by("name")
+    )
 
 
 # ---------------------------------------------------------------- databases: validation
@@ -187,8 +199,15 @@ def _validate_password(password: str, field: str) -> None:
         )
 
 
+def _port_taken(port: int) -> bool:
+    """A database of the cluster has the port (a shard's, or a TLS port)."""
+    return (
+        Shard.objects.filter(port=port).exists() or Database.objects.filter(tls_port=port).exists()
+    )
+
+
 def _port_usable(port: int, *, sharded: bool, host: str) -> bool:
-    if Shard.objects.filter(port=port).exists():
+    if _port_taken(port):
         return False
     if not provisioning.port_free(port, host):
         return False
@@ -196,26 +215,28 @@ def _port_usable(port: int, *, sharded: bool, host: str) -> bool:
     return not sharded or (port + 10000 <= 65535 and provisioning.port_free(port + 10000, host))
 
 
-def _allocate_ports(*, shards: int, chosen: int | None, host: str) -> list[int]:
+def _allocate_ports(*, shards: int, chosen: int | None, host: str, extra: int = 0) -> list[int]:
+    """Ports for `shards` shards (the chosen one first) and `extra` more (TLS ports)."""
     lo, hi = settings.DB_PORT_MIN, settings.DB_PORT_MAX
     sharded = shards > 1
+    wanted = shards + extra
     ports: list[int] = []
     if chosen is not None:
         if not lo <= chosen <= hi:
             raise ApplicationError(f"port must be in the range {lo}-{hi}", field="port")
-        if Shard.objects.filter(port=chosen).exists():
+        if _port_taken(chosen):
             raise ApplicationError(f"port {chosen} is used by another database", field="port")
         if not _port_usable(chosen, sharded=sharded, host=host):
             raise ApplicationError(f"port {chosen} is in use on the node", field="port")
         ports.append(chosen)
     for candidate in range(lo, hi + 1):
-        if len(ports) == shards:
+        if len(ports) == wanted:
             break
         if candidate in ports:
             continue
         if _port_usable(candidate, sharded=sharded, host=host):
             ports.append(candidate)
-    if len(ports) < shards:
+    if len(ports) < wanted:
         raise ApplicationError(
             f"no free port left in the range {lo}-{hi}",
             field="port" if chosen is None else "shards_count",
@@ -265,16 +286,23 @@ def database_create(
         )
     if password:
         _validate_password(password, "authentication_redis_pass")
-    trusted = _validate_tls(tls_mode, enforce_client_authentication, client_certificates)
+    trusted = _validate_tls(
+        tls_mode, enforce_client_authentication, client_certificates, shards_count=shards_count
+    )
     node = local_node()
     _validate_memory(memory_size, node)
-    ports = _allocate_ports(shards=shards_count, chosen=port, host=node.address)
+    replica_ssl = tls_mode == TlsMode.REPLICA_SSL
+    ports = _allocate_ports(
+        shards=shards_count, chosen=port, host=node.address, extra=1 if replica_ssl else 0
+    )
+    tls_port = ports.pop() if replica_ssl else None
     try:
         with transaction.atomic():
             db = Database.objects.create(
                 name=name,
                 node=node,
                 port=ports[0],
+                tls_port=tls_port,
                 memory_size=memory_size,
                 shards_count=shards_count,
                 persistence=persistence,
@@ -302,21 +330,25 @@ def database_create(
     return db
 
 
-def _validate_tls(mode: str, enforce_client_authentication: bool, certs: Sequence[str]) -> str:
-    """Check the TLS settings of a new database; return the trusted client certificates (PEM)."""
-    if mode == TlsMode.REPLICA_SSL:
-        raise ApplicationError(
-            "TLS for Replica Of only needs a second endpoint per database, which this console "
-            "does not provide; use 'enabled' (TLS for all connections) or 'disabled'",
-            field="tls_mode",
-        )
+def _validate_tls(
+    mode: str, enforce_client_authentication: bool, certs: Sequence[str], *, shards_count: int
+) -> str:
+    """Check the TLS settings of a database; return the trusted client certificates (PEM)."""
     if mode not in TlsMode.values:
         raise ApplicationError(
             f"tls_mode must be one of {', '.join(TlsMode.values)}", field="tls_mode"
         )
+    if mode == TlsMode.REPLICA_SSL and shards_count > 1:
+        # Each shard would need a second port that the others learn through the cluster bus,
+        # which Redis only announces when the bus itself runs TLS (then it is `enabled`).
+        raise ApplicationError(
+            "TLS between databases only is for databases of one shard; use 'enabled' (TLS for "
+            "all connections) for a sharded database",
+            field="tls_mode",
+        )
     if enforce_client_authentication and mode == TlsMode.DISABLED:
         raise ApplicationError(
-            "client authentication needs TLS: set tls_mode to 'enabled'",
+            "client authentication needs TLS: set tls_mode to 'replica_ssl' or 'enabled'",
             field="enforce_client_authentication",
         )
     if len(certs) > certificates.MAX_CLIENT_CERTIFICATES:
@@ -337,11 +369,15 @@ def database_update(
     database: Database,
     memory_size: int | None = None,
     password: str | None = None,
+    tls_mode: str | None = None,
+    enforce_client_authentication: bool | None = None,
+    client_certificates: Sequence[str] | None = None,
 ) -> Database:
-    """Change the memory limit and/or the default user's password; the node applies it live."""
+    """Change the memory limit, the default user's password and the TLS settings (None leaves a
+    setting as it is); the node applies it live, without a restart."""
     if database.status not in {DatabaseStatus.ACTIVE, DatabaseStatus.ERROR}:
         raise ApplicationError(f"the database is {database.status}; wait until it is active")
-    changed: list[str] = []
+    changed = _tls_update(database, tls_mode, enforce_client_authentication, client_certificates)
     if memory_size is not None and memory_size != database.memory_size:
         _validate_memory(memory_size, database.node, excluding=database)
         database.memory_size = memory_size
@@ -354,12 +390,72 @@ def database_update(
     if not changed:
         return database
     with transaction.atomic():
-        database.save(update_fields=["memory_size", "password", "updated"])
+        database.save(update_fields=[*UPDATABLE_FIELDS, "updated"])
         if database.status == DatabaseStatus.ACTIVE:
             database_status_set(database=database, status=DatabaseStatus.CHANGE_PENDING)
         audit_record(actor=actor, action="database.update", obj=database, detail=", ".join(changed))
         enqueue_node_task("console.tasks.database_apply_task", database)
     return database
+
+
+UPDATABLE_FIELDS = (
+    "memory_size",
+    "password",
+    "tls_mode",
+    "tls_port",
+    "enforce_client_authentication",
+    "client_certificates",
+)
+
+
+def _tls_update(
+    database: Database,
+    mode: str | None,
+    enforce: bool | None,
+    certs: Sequence[str] | None,
+) -> list[str]:
+    """Check and set the TLS part of an edit on `database` (not saved); return what changed.
+
+    TLS between databases only goes on and off live (the node opens or closes the TLS port);
+    TLS for all connections changes the port applications use, so it is chosen at creation."""
+    if mode is None and enforce is None and certs is None:
+        return []
+    new_mode = database.tls_mode if mode is None else mode
+    new_enforce = database.enforce_client_authentication if enforce is None else enforce
+    trusted = _validate_tls(new_mode, new_enforce, certs or (), shards_count=database.shards_count)
+    if certs is None:
+        trusted = database.client_certificates
+    if new_mode != database.tls_mode and TlsMode.ENABLED in {new_mode, database.tls_mode}:
+        raise ApplicationError(
+            "TLS for all connections changes the port applications connect to, so it is chosen "
+            "when the database is created; switch between 'disabled' and 'replica_ssl' here",
+            field="tls_mode",
+        )
+    changed: list[str] = []
+    if new_mode != database.tls_mode:
+        if new_mode == TlsMode.REPLICA_SSL:
+            ports = _allocate_ports(shards=0, chosen=None, host=database.host, extra=1)
+            database.tls_port = ports[0]
+        else:
+            database.tls_port = None
+        database.tls_mode = new_mode
+        changed.append(f"tls={new_mode}")
+    if new_enforce != database.enforce_client_authentication:
+        database.enforce_client_authentication = new_enforce
+        changed.append(f"client authentication {'on' if new_enforce else 'off'}")
+    if trusted != database.client_certificates:
+        database.client_certificates = trusted
+        changed.append(f"trusted certificates: {len(_pem_list(trusted))}")
+    return changed
+
+
+def _pem_list(bundle: str) -> list[str]:
+    return [m.group(0) for m in certificates.PEM_BLOCK.finditer(bundle)]
+
+
+def trusted_certificates(database: Database) -> list[str]:
+    """The client certificates a database trusts besides the cluster's own, one PEM each."""
+    return _pem_list(database.client_certificates)
 
 
 def database_delete(*, actor: User, database: Database) -> None:

@@ -83,4 +83,5 @@ def database_tls_spec(database: Database) -> TlsSpec | None:
         auth_clients=database.enforce_client_authentication,
         client_cert=syncer_cert,
         client_key=syncer_key,
+        all_connections=database.tls_mode == TlsMode.ENABLED,
     )

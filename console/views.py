@@ -5,6 +5,7 @@ its Replica Of side too, are assembled in the roof (config.views)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -29,6 +30,8 @@ PENDING_STATUSES = frozenset(
 )
 EDITABLE_STATUSES = frozenset({DatabaseStatus.ACTIVE, DatabaseStatus.ERROR})
 AUDIT_PAGE_SIZE = 50
+# The Security page warns this long before a certificate expires.
+EXPIRY_WARNING = timedelta(days=30)
 THROTTLED_MESSAGE = "Too many failed sign-ins for this account. Wait a few minutes and try again."
 
 # ---------------------------------------------------------------- sign in / out
@@ -76,7 +79,7 @@ def home(request: HttpRequest) -> HttpResponseRedirect:
 @require_http_methods(["GET", "POST"])
 @admin_required
 def database_create(request: HttpRequest) -> HttpResponse:
-    form = DatabaseCreateForm(request.POST or None)
+    form = DatabaseCreateForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         try:
             database = services.database_create(actor=page_user(request), **form.service_kwargs())
@@ -124,7 +127,14 @@ def _certificate(kind: str) -> Certificate:
 @require_GET
 def cluster_security(request: HttpRequest) -> HttpResponse:
     certificates = selectors.certificate_list().defer("private_key_pem")
-    context = {"certificates": certificates, "now": timezone.now(), "tab": "security"}
+    now = timezone.now()
+    context = {
+        "certificates": certificates,
+        "now": now,
+        "soon": now + EXPIRY_WARNING,
+        "tls_databases": services.tls_databases(),
+        "tab": "security",
+    }
     return render(request, "console/cluster_security.html", context)
 
 
@@ -155,7 +165,12 @@ def certificate_replace(request: HttpRequest, kind: str) -> HttpResponse:
                 f"{new.get_kind_display()} replaced. New fingerprint {new.fingerprint_sha256}.",
             )
             return redirect("cluster-security")
-    context = {"certificate": cert, "form": form, "tab": "security"}
+    context = {
+        "certificate": cert,
+        "form": form,
+        "tab": "security",
+        "tls_databases": services.tls_databases(),
+    }
     return render(request, "console/certificate_replace.html", context)
 
 

@@ -24,10 +24,11 @@ ADMIN_USER = "admin"
 
 def internal_source(database: Database) -> RedisUrl:
     """How a syncer reaches one of this cluster's databases: as `admin` with its internal
-    password, over TLS when the database requires it."""
+    password, over TLS whenever TLS applies to replication (on the TLS port with `replica_ssl`,
+    while applications keep the plain one)."""
     return RedisUrl(
         host=database.node.address,
-        port=database.port,
+        port=database.replication_port,
         tls=database.tls_mode != TlsMode.DISABLED,
         username=ADMIN_USER,
         password=database.internal_password,
@@ -114,10 +115,14 @@ def _same_endpoint(host_a: str, port_a: int, host_b: str, port_b: int) -> bool:
 def database_at(url: RedisUrl) -> Database | None:
     """The database of this cluster listening at the URL's host:port, if any."""
     shard = Shard.objects.select_related("database__node").filter(port=url.port).first()
-    if shard is None:
+    db = (
+        shard.database
+        if shard is not None
+        else Database.objects.select_related("node").filter(tls_port=url.port).first()
+    )
+    if db is None:
         return None
-    db = shard.database
-    return db if _same_endpoint(url.host, url.port, db.node.address, shard.port) else None
+    return db if _same_endpoint(url.host, url.port, db.node.address, url.port) else None
 
 
 def console_endpoints() -> list[tuple[str, int, str]]:

@@ -14,6 +14,7 @@ from console.models import Database
 from replication.models import ReplicaSource
 from replication.pending import pending_get, pending_put
 from replication.sources import MAX_SOURCES, SourceInput, source_input_of
+from replication.syncer.urls import UrlError, parse_redis_url
 
 # zlib level 6 over the sync gateway when the operator turns compression on (DESIGN §3).
 COMPRESSION_LEVEL = 6
@@ -80,25 +81,44 @@ class ExternalSourceForm(forms.Form):
         )
 
 
-def _row_of_source(source: ReplicaSource, name: str) -> dict[str, Any]:
-    """A saved source as a row of the edit list: referred to by uid, its URL never sent."""
+def _redacted(uri: str) -> str:
+    try:
+        return parse_redis_url(uri).redacted()
+    except UrlError:
+        return ""
+
+
+def _settings_of(source: SourceInput | ReplicaSource) -> dict[str, Any]:
+    """What the dialog shows when the source is edited in place (the pencil on its row): its
+    TLS material and compression, and its URL with the password as `***` (never the password)."""
     return {
-        "keep": source.uid,
-        "name": name,
-        "kind": "internal" if source.source_database_id else "external",
         "encryption": source.encryption,
         "compression": source.compression,
+        "server_cert": source.server_cert,
+        "replication_tls_sni": source.replication_tls_sni,
     }
 
 
-def _pending_row(token: str, name: str, source: SourceInput) -> dict[str, Any]:
+def _row_of_source(source: ReplicaSource, name: str) -> dict[str, Any]:
+    """A saved source as a row of the edit list: referred to by uid, its URL never sent."""
+    internal = source.source_database_id is not None
+    return {
+        "keep": source.uid,
+        "name": name,
+        "kind": "internal" if internal else "external",
+        "uri_redacted": "" if internal else _redacted(source.external_uri),
+        **_settings_of(source),
+    }
+
+
+def pending_row(token: str, name: str, source: SourceInput) -> dict[str, Any]:
     """A checked, unsaved external source as a row of the edit list: its token, never its URL."""
     return {
         "pending": token,
         "name": name,
         "kind": "external",
-        "encryption": source.encryption,
-        "compression": source.compression,
+        "uri_redacted": _redacted(source.uri),
+        **_settings_of(source),
     }
 
 
@@ -181,7 +201,7 @@ class ReplicaSourcesForm(forms.Form):
                     f"Source {name or '(external)'} was not kept (signed out meanwhile?): "
                     "remove it and add it again."
                 )
-            return _pending_row(row["pending"], name, kept)
+            return pending_row(row["pending"], name, kept)
         form = ExternalSourceForm(
             {
                 "uri": row.get("uri", ""),
@@ -196,7 +216,7 @@ class ReplicaSourcesForm(forms.Form):
             raise forms.ValidationError(f"Source {name or '(external)'}: {message}")
         data = form.source_input()
         token = pending_put(self.session, destination_uid=self.destination.pk, source=data)
-        return _pending_row(token, name, data)
+        return pending_row(token, name, data)
 
     def _source_input(self, row: dict[str, Any]) -> SourceInput:
         if "keep" in row:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import queue
 import shutil
@@ -29,6 +30,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,9 +39,10 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
+from django.db.models import Max
 
-from console.models import Database, TlsMode
-from console.tls import own_database_client_material, source_client_material
+from console.models import Certificate, Database, TlsMode
+from console.tls import TlsMaterial, own_database_client_material, source_client_material
 from replication import control, endpoints, selectors
 from replication import services as replica_services
 from replication.live import LiveSource, LiveStatus, live_message, source_status, status_push
@@ -84,6 +87,24 @@ class _Plan:
     destination_password: str = field(repr=False, default="")
     # The engine's events (flushes, full syncs, reconnects…), handed over from its thread.
     events: queue.SimpleQueue[SyncEvent] = field(default_factory=queue.SimpleQueue)
+    # The TLS files of the job (how to build each one's material, its file prefix): written
+    # again when a cluster certificate is replaced, so new connections present the new one.
+    tls_files: list[tuple[Callable[[], TlsMaterial], str]] = field(default_factory=list)
+    certificates_stamp: object = None
+
+    def tls_refresh(self) -> None:
+        """Write the TLS files again if a cluster certificate changed since they were written."""
+        stamp = certificates_stamp()
+        if stamp == self.certificates_stamp:
+            return
+        self.certificates_stamp = stamp
+        for material, prefix in self.tls_files:
+            material().options(self.workdir, prefix)
+
+
+def certificates_stamp() -> object:
+    """Changes whenever a cluster certificate is replaced."""
+    return Certificate.objects.aggregate(latest=Max("updated"))["latest"]
 
 
 def _plan(replica_of: ReplicaOf) -> _Plan:
@@ -93,6 +114,8 @@ def _plan(replica_of: ReplicaOf) -> _Plan:
     workdir = Path(tempfile.mkdtemp(prefix=f"job-{destination.pk}-", dir=_jobs_dir()))
     sources: list[_Source] = []
     configs: list[SourceConfig] = []
+    tls_files: list[tuple[Callable[[], TlsMaterial], str]] = []
+    stamp = certificates_stamp()
     for src in selectors.replica_sources_of(destination):
         internal = src.source_database is not None
         if src.source_database is not None:
@@ -102,15 +125,20 @@ def _plan(replica_of: ReplicaOf) -> _Plan:
         tls = None
         if src.encryption:
             url = dataclasses.replace(url, tls=True)
-            material = source_client_material(
-                server_cert=src.server_cert, internal=internal, sni=src.replication_tls_sni
+            material = functools.partial(
+                source_client_material,
+                server_cert=src.server_cert,
+                internal=internal,
+                sni=src.replication_tls_sni,
             )
-            tls = material.options(workdir, f"source-{src.uid}")
+            tls = material().options(workdir, f"source-{src.uid}")
+            tls_files.append((material, f"source-{src.uid}"))
         configs.append(SourceConfig(url, tls, name=f"source-{src.uid}", gateway=_gateway(src)))
         sources.append(_Source(src.uid, src.name, src.source_database_id))
     dest_tls = None
     if destination.tls_mode != TlsMode.DISABLED:
         dest_tls = own_database_client_material().options(workdir, "destination")
+        tls_files.append((own_database_client_material, "destination"))
     events: queue.SimpleQueue[SyncEvent] = queue.SimpleQueue()
     engine = SyncEngine(
         configs,
@@ -127,6 +155,8 @@ def _plan(replica_of: ReplicaOf) -> _Plan:
         workdir,
         destination.internal_password,
         events,
+        tls_files,
+        stamp,
     )
 
 
@@ -254,6 +284,7 @@ class _Supervisor:
                         self._stop("lost the destination's lock")
                     renewed = now
                     self._save(statuses)
+                    self.plan.tls_refresh()
                 if worker_shutting_down.is_set():
                     self._stop("the worker is shutting down")
                 if not self.reason:
@@ -413,7 +444,8 @@ class _Supervisor:
                 source_uid = self.plan.sources[exc.source].uid
             if exc.side == Side.DESTINATION:
                 message = f"destination {self.plan.destination.name}: {message}"
-            elif exc.source is not None:
+            elif exc.source is not None and self.plan.sources[exc.source].name not in message:
+                # An external source's name is its host:port, which the message already says.
                 message = f"source {self.plan.sources[exc.source].name}: {message}"
         else:
             message, kind = f"internal error: {exc!r}", "internal"

@@ -52,8 +52,12 @@ ADVICE = {
     "oom": "Out of memory. Raise the memory limit of the database that ran out (Edit), then Start.",
     "output_buffer": "The source keeps dropping the link while the full sync runs: raise its "
     "client-output-buffer-limit for replicas as the message says, then Start.",
-    "tls": "The TLS connection failed: check the source's certificate and server name in "
-    "Edit → Replica Of, and that the source trusts this cluster's syncer certificate, then Start.",
+    "tls": "The source's TLS certificate is not the one configured: paste the source cluster's "
+    "proxy certificate (its Security page) in the source's settings (the pencil on its row), "
+    "then Start.",
+    "tls_client": "The source does not trust this cluster's syncer certificate: copy it from this "
+    "cluster's Security page, add it to the source database's trusted certificates (its Edit → "
+    "TLS), then Start.",
     "default": "Fix the cause, then Start (it flushes this database and syncs again).",
 }
 

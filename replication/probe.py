@@ -41,6 +41,8 @@ MESSAGES = {
     "expect TLS or plain connections?)",
     "tls_verify": "TLS: the certificate of {address} does not match the certificate configured "
     "for this source; give the source cluster's proxy certificate",
+    "tls_client": "TLS: {address} refused this cluster's syncer certificate — add it to the "
+    "source database's trusted certificates",
     "tls": "TLS: the handshake with {address} failed (does it speak TLS, and does it accept this "
     "cluster's syncer certificate? add it to the source database's trusted certificates)",
     "auth": "authentication failed for source {address}: check the user and password of the URL",
@@ -83,6 +85,8 @@ def _kind_of(exc: BaseException) -> str:
     if isinstance(exc, ProbeFailure):
         return exc.kind
     if isinstance(exc, SyncError):
+        if exc.kind is ErrorKind.TLS_CLIENT:
+            return "tls_client"
         if exc.kind is ErrorKind.TLS:
             return "tls_verify" if exc.fatal else "tls"
         if exc.kind is ErrorKind.REFUSED:

@@ -19,7 +19,7 @@ from console.decorators import admin_required, page_user
 from console.errors import ApplicationError
 from console.models import Database, DatabaseStatus, User
 from replication import graph, selectors, series, services
-from replication.forms import ExternalSourceForm, ReplicaSourcesForm
+from replication.forms import ExternalSourceForm, ReplicaSourcesForm, pending_row
 from replication.live import ADVICE, STATUS_LABELS
 from replication.models import ReplicaSync
 from replication.pending import pending_forget, pending_put
@@ -153,13 +153,8 @@ def source_check(request: HttpRequest, uid: int) -> JsonResponse:
     # Kept server-side until the edit is saved: the answer (and so the page) gets a token, not
     # the URL with its password (replication.pending).
     token = pending_put(request.session, destination_uid=destination.pk, source=wanted)
-    row = {
-        "pending": token,
-        "name": checked.url.address,
-        "kind": "external",
-        "encryption": wanted.encryption or checked.url.tls,
-        "compression": wanted.compression,
-    }
+    row = pending_row(token, checked.url.address, wanted)
+    row["encryption"] = wanted.encryption or checked.url.tls
     return JsonResponse({"source": row})
 
 

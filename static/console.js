@@ -103,3 +103,33 @@ document.addEventListener("submit", async (event) => {
 });
 
 document.addEventListener("DOMContentLoaded", () => localizeTimes(document));
+
+// The TLS section's trusted certificates: "+ Add certificate" adds a box, "Remove" empties
+// and removes one (an empty box is ignored on save, so without this script the page works too).
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("[data-trusted-list]").forEach((list) => {
+    const rows = list.querySelector("[data-trusted-rows]");
+    const add = list.querySelector("[data-trusted-add]");
+    let n = 0;
+    add.hidden = false;
+    add.addEventListener("click", () => {
+      const template = rows.lastElementChild;
+      const row = template.cloneNode(true);
+      const area = row.querySelector("textarea");
+      n += 1;
+      area.id = `client-cert-added-${n}`;
+      area.value = "";
+      row.querySelector("label").htmlFor = area.id;
+      rows.appendChild(row);
+      area.focus();
+    });
+    rows.addEventListener("click", (event) => {
+      const button = event.target.closest("[data-trusted-remove]");
+      if (!button) return;
+      const row = button.closest("li");
+      if (rows.children.length > 1) row.remove();
+      else row.querySelector("textarea").value = "";
+      add.focus();
+    });
+  });
+});

@@ -382,11 +382,21 @@
           renderRows();
           section.querySelector("[data-add-source]").focus();
         });
+        // The pencil: edit an external source in place (URL, password, TLS, compression).
+        let edit = null;
+        if (row.kind === "external") {
+          edit = h("button", {
+            type: "button", class: "button button-quiet", "aria-label": `Edit source ${row.name}`,
+            "aria-haspopup": "dialog", "data-edit-source": index, text: "✎ Edit",
+          });
+          edit.addEventListener("click", () => openDialog(index, edit));
+        }
         return h("li", { class: "source source-edit" + (row.error ? " has-error" : "") },
           h("div", { class: "source-head" },
             h("span", { class: "source-name", text: row.name }),
             h("span", { class: "muted", text: tags.join(" · ") }),
-            row.keep === undefined ? h("span", { class: "badge replica-new", text: "new" }) : null,
+            row.keep === undefined ? h("span", { class: "badge replica-new", text: row.edited ? "changed" : "new" }) : null,
+            edit,
             remove),
           row.error ? h("p", { class: "field-error", role: "alert", text: row.error }) : null);
       }));
@@ -444,17 +454,49 @@
       if (!candidates.length) box.append(h("p", { class: "muted", text: "This cluster has no databases." }));
     }
 
-    section.querySelector("[data-add-source]").addEventListener("click", () => {
+    const title = dialog.querySelector("#add-source-title");
+    const uriInput = dialog.querySelector("input[name=uri]");
+    const titles = { add: title.textContent, submit: submit.textContent };
+    let editing = null; // index in rows of the source edited in place, or null: a new one
+    let opener = section.querySelector("[data-add-source]");
+
+    function openDialog(index, from) {
       dialogForm.reset();
       clearErrors();
       renderCandidates();
+      editing = index;
+      opener = from;
+      dialog.querySelectorAll("input[name=kind]").forEach((input) => { input.disabled = index !== null; });
+      uriInput.placeholder = "redis://:password@host:port";
+      if (index === null) {
+        title.textContent = titles.add;
+        submit.textContent = titles.submit;
+      } else {
+        // What the source has now, except the password: paste the whole URL again.
+        const row = rows[index];
+        title.textContent = `Edit source ${row.name}`;
+        submit.textContent = "Save source";
+        dialog.querySelector("#source-kind-external").checked = true;
+        uriInput.placeholder = row.uri_redacted || uriInput.placeholder;
+        tlsToggle.checked = !!row.encryption;
+        certText.value = row.server_cert || "";
+        dialog.querySelector("[name=replication_tls_sni]").value = row.replication_tls_sni || "";
+        dialog.querySelector("input[name=compression]").checked = !!row.compression;
+      }
       showKind();
-      tlsFields.hidden = true;
+      tlsFields.hidden = !tlsToggle.checked;
       dialog.showModal();
-      dialog.querySelector("input[name=kind]:checked").focus();
+      (index === null ? dialog.querySelector("input[name=kind]:checked") : uriInput).focus();
+    }
+
+    section.querySelector("[data-add-source]").addEventListener("click", (event) => {
+      openDialog(null, event.currentTarget);
     });
     dialog.querySelector("[data-dialog-close]").addEventListener("click", () => dialog.close());
-    dialog.addEventListener("close", () => section.querySelector("[data-add-source]").focus());
+    dialog.addEventListener("close", () => {
+      if (opener && opener.isConnected) opener.focus();
+      else section.querySelector("[data-add-source]").focus();
+    });
     kindInputs.forEach((input) => input.addEventListener("change", () => { clearErrors(); showKind(); }));
     tlsToggle.addEventListener("change", () => { tlsFields.hidden = !tlsToggle.checked; });
     certFile.addEventListener("change", async () => {
@@ -491,8 +533,10 @@
           if (bad) bad.focus();
           return;
         }
-        rows.push(data.source);
+        if (editing === null) rows.push(data.source);
+        else rows[editing] = { ...data.source, edited: true };
         renderRows();
+        opener = null;
         dialog.close();
       } finally {
         submit.disabled = false;
@@ -506,7 +550,7 @@
       event.preventDefault();
       const ok = await window.confirmAction({
         title: "Save and flush?",
-        message: `The sources of ${section.dataset.destination} change: saving flushes it (all its data is deleted) and loads everything again from ${rows.length ? "its sources" : "nowhere: it stops being a replica and keeps no data"}.`,
+        message: `The sources of ${section.dataset.destination} change${rows.some((r) => r.edited) ? " (changing a source restarts the sync from scratch, for all its sources)" : ""}: saving flushes it (all its data is deleted) and loads everything again from ${rows.length ? "its sources" : "nowhere: it stops being a replica and keeps no data"}.`,
         confirmLabel: "Save and flush",
       });
       if (ok) {

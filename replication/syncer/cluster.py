@@ -256,7 +256,7 @@ class ClusterWriter:
                 self.slot_node[s] = addr
         if "" in self.slot_node:
             raise RetryableError(
-                f"{self.url.redacted()}: not every slot is served (cluster down?)",
+                f"{self.url.address}: not every slot is served (cluster down?)",
                 kind=ErrorKind.UNAVAILABLE,
                 origin=self.origin,
             )

@@ -332,7 +332,7 @@ class SyncEngine:
             url = _as_url(src.url, Side.SOURCE, i)
             if url.address == dest.address:
                 raise FatalSyncError(
-                    f"{url.redacted()}: a database cannot replicate into itself",
+                    f"{url.address}: a database cannot replicate into itself",
                     kind=ErrorKind.CONFIG,
                     origin=Origin(Side.SOURCE, url.address, i),
                 )

@@ -63,6 +63,7 @@ class ErrorKind(StrEnum):
     OOM = "oom"  # a server is at its maxmemory (-OOM)
     OUTPUT_BUFFER = "output_buffer"  # the source kept closing the link during the full sync
     TLS = "tls"  # TLS handshake failed, or the server's certificate is not trusted
+    TLS_CLIENT = "tls_client"  # a TLS server refused our client (syncer) certificate
     REFUSED = "refused"  # cannot connect: connection refused, host unreachable, unknown name
     TIMEOUT = "timeout"  # connecting took too long, or a link stayed silent too long
     CLOSED = "closed"  # the peer closed the connection (end of stream)

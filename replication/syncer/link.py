@@ -274,7 +274,7 @@ class Link:
         self.ctx.drops[state.link_id] = drops
         if drops >= _DROPS_BEFORE_FATAL:
             raise OutputBufferLimitError(
-                f"{self.url.redacted()}: the source closed the replication link {drops} times "
+                f"{self.url.address}: the source closed the replication link {drops} times "
                 "during the full sync. It is most likely dropping us because the writes buffered "
                 "for us while we load exceed its `client-output-buffer-limit replica` setting "
                 "(default 'replica 256mb 64mb 60'): raise it on the source, e.g. "

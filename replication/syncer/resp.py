@@ -90,10 +90,48 @@ class TlsOptions:
 
 def ssl_context(tls: TlsOptions) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.check_hostname = tls.verify_hostname
     if tls.cert:
         ctx.load_cert_chain(tls.cert, tls.key)
     return ctx
+
+
+# The alerts a TLS server sends when it does not accept our client certificate (or got none).
+# With TLS 1.3 they arrive after the handshake, on the first read: every read and write of a
+# TLS connection passes its SSLError through `tls_refusal`.
+CLIENT_CERT_REFUSED = frozenset(
+    {
+        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+        "TLSV1_ALERT_UNKNOWN_CA",
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+        "TLSV1_ALERT_ACCESS_DENIED",
+        "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+    }
+)
+
+
+def tls_verify_failed(address: str, origin: Origin | None) -> FatalSyncError:
+    """The server's certificate is not the one configured for the source."""
+    return FatalSyncError(
+        f"TLS: the certificate of {address} does not match the certificate configured for this "
+        "source",
+        kind=ErrorKind.TLS,
+        origin=origin,
+    )
+
+
+def tls_refusal(exc: BaseException, address: str, origin: Origin | None) -> FatalSyncError | None:
+    """The fatal error for a server that refused our client certificate, or None."""
+    if isinstance(exc, ssl.SSLError) and getattr(exc, "reason", None) in CLIENT_CERT_REFUSED:
+        return FatalSyncError(
+            f"TLS: {address} refused this cluster's syncer certificate — add it to the source "
+            "database's trusted certificates",
+            kind=ErrorKind.TLS_CLIENT,
+            origin=origin,
+        )
+    return None
 
 
 def origin_of(url: RedisUrl, side: Side | None, source: int | None = None) -> Origin | None:
@@ -120,12 +158,11 @@ async def open_stream(
             )
     except ssl.SSLCertVerificationError as exc:
         # The server's certificate is not the one we were told to trust: configuration, not luck.
-        raise FatalSyncError(
-            f"{url.address}: TLS: server certificate not trusted: {exc}",
-            kind=ErrorKind.TLS,
-            origin=origin,
-        ) from exc
+        raise tls_verify_failed(url.address, origin) from exc
     except ssl.SSLError as exc:
+        refused = tls_refusal(exc, url.address, origin)
+        if refused is not None:
+            raise refused from exc
         raise RetryableError(
             f"{url.address}: TLS handshake failed: {exc}", kind=ErrorKind.TLS, origin=origin
         ) from exc
@@ -189,7 +226,7 @@ class RespConnection:
                     reply = await conn.call_raw(*args)
                     if isinstance(reply, hiredis.ReplyError):
                         raise AuthError(
-                            f"{url.redacted()}: authentication failed: {reply}", origin=origin
+                            f"{url.address}: authentication failed: {reply}", origin=origin
                         )
                 if select_db and url.db:
                     await conn.call(b"SELECT", url.db)
@@ -212,7 +249,7 @@ class RespConnection:
         try:
             await self.writer.drain()
         except OSError as exc:
-            raise RetryableError(
+            raise tls_refusal(exc, self.url.address, self.origin) or RetryableError(
                 f"{self.url.address}: connection lost: {exc}",
                 kind=ErrorKind.LOST,
                 origin=self.origin,
@@ -230,7 +267,7 @@ class RespConnection:
         try:
             data = await self.reader.read(_READ_SIZE)
         except OSError as exc:
-            raise RetryableError(
+            raise tls_refusal(exc, self.url.address, self.origin) or RetryableError(
                 f"{self.url.address}: connection lost: {exc}",
                 kind=ErrorKind.LOST,
                 origin=self.origin,
@@ -268,7 +305,7 @@ class RespConnection:
         reply = await self.call_raw(*args)
         if isinstance(reply, hiredis.ReplyError):
             raise classify_reply_error(
-                str(reply), where=self.url.redacted(), command=_name(args), origin=self.origin
+                str(reply), where=self.url.address, command=_name(args), origin=self.origin
             )
         return reply
 

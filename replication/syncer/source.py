@@ -30,10 +30,11 @@ from .errors import (
     ProtocolError,
     RetryableError,
     Side,
+    SyncError,
     classify_reply_error,
 )
 from .gateway import GatewayOptions, InflatingReader, open_gateway
-from .resp import RespConnection, TlsOptions, auth_args, open_stream, pack
+from .resp import RespConnection, TlsOptions, auth_args, open_stream, pack, tls_refusal
 from .urls import RedisUrl
 
 __all__ = ["PsyncReply", "SourceLink", "discover_primaries"]
@@ -85,7 +86,7 @@ class SourceLink:
 
     @property
     def where(self) -> str:
-        return self.url.redacted()
+        return self.url.address
 
     @property
     def wire_bytes(self) -> int:
@@ -287,7 +288,10 @@ class SourceLink:
             raise self._lost(exc) from exc
         return await self._line()
 
-    def _lost(self, exc: OSError) -> RetryableError:
+    def _lost(self, exc: OSError) -> SyncError:
+        refused = tls_refusal(exc, self.url.address, self.origin)
+        if refused is not None:
+            return refused
         return RetryableError(
             f"{self.where}: connection lost: {exc}", kind=ErrorKind.LOST, origin=self.origin
         )
@@ -326,7 +330,7 @@ async def discover_primaries(
         if b"cluster_enabled:1" not in info:
             if url.cluster:
                 raise FatalSyncError(
-                    f"{url.redacted()}: cluster=yes but the server is not a cluster node",
+                    f"{url.address}: cluster=yes but the server is not a cluster node",
                     kind=ErrorKind.CONFIG,
                     origin=conn.origin,
                 )
@@ -361,7 +365,7 @@ async def discover_primaries(
         await conn.aclose()
     if not addresses:
         raise RetryableError(
-            f"{url.redacted()}: the cluster reports no primaries",
+            f"{url.address}: the cluster reports no primaries",
             kind=ErrorKind.UNAVAILABLE,
             origin=Origin(Side.SOURCE, url.address, source),
         )

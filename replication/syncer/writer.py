@@ -87,7 +87,7 @@ class Pipeline:
         # Called with a MOVED/ASK error, the command it answers, and a function to call once
         # the command is applied where it was sent again: the batch is done only then.
         self.redirect = redirect
-        self.where = conn.url.redacted()
+        self.where = conn.url.address
         self.max_in_flight = max_in_flight
         self._batches: deque[_Batch] = deque()
         self._in_flight = 0

@@ -91,7 +91,16 @@ def test_edit_of_memory_alone_keeps_the_sources(
     saved = ReplicaSource.objects.get(destination=b)
     page = admin_client.get(reverse("database-edit", kwargs={"uid": b.pk}))
     assert page.context["replica_rows"] == [
-        {"keep": saved.uid, "name": "a", "kind": "internal", "encryption": False, "compression": 0}
+        {
+            "keep": saved.uid,
+            "name": "a",
+            "kind": "internal",
+            "uri_redacted": "",
+            "encryption": False,
+            "compression": 0,
+            "server_cert": "",
+            "replication_tls_sni": "",
+        }
     ]
     assert a.internal_password not in page.content.decode()
     response = admin_client.post(
@@ -160,6 +169,11 @@ def test_a_refused_save_never_puts_the_typed_password_back_into_the_page(
     assert ReplicaSource.objects.get(destination=b).external_uri == source.url
     # Once saved, the session no longer keeps it.
     assert admin_client.session.get("replica_pending_sources") == {}
+    # The saved row, as the pencil's dialog shows it: its URL with the password as ***.
+    edit_page = admin_client.get(edit)
+    assert "typed-source-secret-9" not in edit_page.content.decode()
+    shown = edit_page.context["replica_rows"][0]
+    assert shown["uri_redacted"] == f"redis://:***@127.0.0.1:{source.port}"
 
 
 def test_a_token_of_another_session_or_database_is_refused(

@@ -431,7 +431,9 @@ def _tls_client(db: Database, *, client_cert: bool, shard: int = 0) -> redis.Red
 
 def test_tls_source_with_client_authentication(admin_api, live_worker):
     resp = admin_api.post(
-        "/v1/bdbs", {"name": "x", "memory_size": 8 * MB, "tls_mode": "replica_ssl"}, format="json"
+        "/v1/bdbs",
+        {"name": "x", "memory_size": 8 * MB, "tls_mode": "replica_ssl", "shards_count": 2},
+        format="json",
     )
     assert resp.status_code == 400 and "tls_mode" in resp.json()
     resp = admin_api.post(

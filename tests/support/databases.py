@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import redis
+
 from console.models import Database, DatabaseStatus
 from tests.support.wait import wait_for
 
@@ -25,3 +27,25 @@ def create_active(api, **body) -> Database:
     db = Database.objects.get(pk=uid)
     assert db.status == DatabaseStatus.ACTIVE, db.status_reason
     return db
+
+
+def tls_replica_pair(api, *, keys: int) -> tuple[Database, Database, redis.Redis]:
+    """`a`: TLS between databases only with client authentication, holding `keys` keys; `b`: a
+    replica of it (the source chosen by `bdb_uid`, so over a's TLS port), in sync. Returns both
+    and an admin client of a's plain port."""
+    from tests.support.load import populate
+
+    a = create_active(
+        api, name="a", tls_mode="replica_ssl", enforce_client_authentication="enabled"
+    )
+    b = create_active(api, name="b")
+    src = redis.Redis(port=a.port, username="admin", password=a.internal_password)
+    populate(src, keys)
+    resp = api.put(f"/v1/bdbs/{b.pk}", {"replica_sources": [{"bdb_uid": a.pk}]}, format="json")
+    assert resp.status_code == 200, resp.content
+    assert resp.json()["replica_sources"][0]["encryption"] is True
+    wait_for(
+        lambda: api.get(f"/v1/bdbs/{b.pk}").json()["replica_sources"][0]["status"] == "in-sync",
+        what="b in-sync",
+    )
+    return a, b, src
