@@ -191,7 +191,9 @@ def _replica_sync_move(
     1. The move must be in `ReplicaOf.TRANSITIONS` (staying in a state is always allowed).
     2. A new generation (sources changed, restart, start after a stop) ends the running job and
        starts from scratch: its sources' live fields are reset.
-    3. The error (stopped) or its absence is saved with the state.
+    3. The error (stopped) or its absence is saved with the state; a stopped destination's
+       sources no longer follow anything, so none of them shows `syncing` (or `in-sync`): they
+       are `out-of-sync` until a start makes a new generation.
     4. After commit, the running job learns the wanted state and, when enabled, a job is queued.
     """
     current = replica_of.replica_sync
@@ -202,6 +204,10 @@ def _replica_sync_move(
     if new_generation:
         replica_of.generation += 1
         _sources_reset(replica_of.destination_id)
+    if state == ReplicaSync.STOPPED:
+        ReplicaSource.objects.filter(destination_id=replica_of.destination_id).update(
+            status=SourceStatus.OUT_OF_SYNC
+        )
     replica_of.replica_sync = state
     replica_of.last_error = error[:2000]
     replica_of.last_error_kind = error_kind
@@ -401,13 +407,14 @@ def replica_sources_live_save(
     *, destination_id: int, generation: int, sources: Sequence[LiveSource]
 ) -> None:
     """The sync job's live values of its sources (about once a second); a job of an older
-    generation writes nothing."""
+    generation writes nothing, nor does a job that is ending after a stop (its sources stay
+    `out-of-sync`, see `_replica_sync_move`)."""
     for s in sources:
         ReplicaSource.objects.filter(
             destination_id=destination_id,
             uid=s.uid,
             destination__replica_of__generation=generation,
-        ).update(
+        ).exclude(destination__replica_of__replica_sync=ReplicaSync.STOPPED).update(
             status=s.status,
             progress=s.progress,
             lag=s.lag,

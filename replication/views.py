@@ -31,7 +31,8 @@ DIALOG_TLS_FIELDS = ("server_cert", "replication_tls_sni")
 
 # The buttons of the Replica Of panel and what the page says after each.
 SYNC_ACTIONS = {
-    "stop": "Replica Of stopped: the data stays, the sync no longer runs.",
+    "stop": "Replica Of stopped: the data stays, read-only for applications; remove the "
+    "sources to make it writable.",
     "start": "Replica Of started: the destination is flushed and synced from scratch.",
     "restart": "Replica Of restarted: the destination is flushed and synced from scratch.",
     "pause": "Replica Of paused: it resumes where it was.",

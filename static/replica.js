@@ -496,10 +496,16 @@
       renderRows();
       if (!sourcesChanged() || confirmFlush.value) return;
       event.preventDefault();
-      const ok = await window.confirmAction({
+      const name = section.dataset.destination;
+      // Removing the last source flushes nothing: the data is kept and the database is writable.
+      const ok = await window.confirmAction(rows.length ? {
         title: "Save and flush?",
-        message: `The sources of ${section.dataset.destination} change: saving flushes it (all its data is deleted) and loads everything again from ${rows.length ? "its sources" : "nowhere: it stops being a replica and keeps no data"}.`,
+        message: `The sources of ${name} change: saving flushes it (all its data is deleted) and loads everything again from its sources.`,
         confirmLabel: "Save and flush",
+      } : {
+        title: "Remove Replica Of?",
+        message: `${name} stops being a replica: its data is kept as it is now, and it becomes writable by applications.`,
+        confirmLabel: "Remove Replica Of",
       });
       if (ok) {
         confirmFlush.value = "on";
