@@ -29,9 +29,11 @@ from replication.serializers import (
     BdbReplicaUpdateSerializer,
     ReplicaEventSerializer,
     ReplicaEventsQuerySerializer,
+    ReplicaVerifyRequestSerializer,
     SourceUidSerializer,
     SyncSourceStatsSerializer,
     SyncStatsQuerySerializer,
+    VerifyRunSerializer,
     source_uri_redacted,
 )
 from replication.sources import SourceInput, source_input_of
@@ -171,6 +173,53 @@ class ReplicaCredentialsUpdateApi(_ResourceActionApi):
             source_uid=body.validated_data["source_uid"],
         )
         return self._answer(request, uid)
+
+
+class ReplicaVerifyApi(APIView):
+    """Compare the destination with its sources key by key (a task on queue `sync`); poll
+    GET /v1/bdbs/{uid}/replica_verify for its progress and result."""
+
+    permission_classes = [IsAdmin]
+
+    @extend_schema(
+        request=ReplicaVerifyRequestSerializer,
+        responses={202: VerifyRunSerializer},
+        extensions={STATE_REFUSALS: "the database has no sources, or a verify already runs"},
+    )
+    def post(self, request: Request, uid: int) -> Response:
+        db = _database(request, uid)
+        body = ReplicaVerifyRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        run = services.replica_verify_start(
+            actor=request.user,  # type: ignore[arg-type]
+            destination=db,
+            rate=body.validated_data["rate"],
+            ttl_tolerance_ms=body.validated_data["ttl_tolerance_ms"],
+        )
+        return Response(VerifyRunSerializer(run).data, status=202)
+
+
+class ReplicaVerifyCancelApi(APIView):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(
+        request=None,
+        responses={200: VerifyRunSerializer},
+        extensions={STATE_REFUSALS: "no verify of the database runs"},
+    )
+    def post(self, request: Request, uid: int) -> Response:
+        db = _database(request, uid)
+        run = services.replica_verify_cancel(actor=request.user, destination=db)  # type: ignore[arg-type]
+        return Response(VerifyRunSerializer(run).data)
+
+
+class ReplicaVerifyRunsApi(APIView):
+    """The destination's last verify runs, newest first."""
+
+    @extend_schema(responses=VerifyRunSerializer(many=True))
+    def get(self, request: Request, uid: int) -> Response:
+        db = _database(request, uid)
+        return Response(VerifyRunSerializer(selectors.verify_runs_of(db), many=True).data)
 
 
 class ReplicaEventsApi(APIView):

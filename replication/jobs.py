@@ -84,11 +84,19 @@ class _Plan:
     events: queue.SimpleQueue[SyncEvent] = field(default_factory=queue.SimpleQueue)
 
 
-def _plan(replica_of: ReplicaOf) -> _Plan:
-    """The engine for this destination, from its rows (secrets decrypted here; TLS material only
-    in private files under the job's own directory)."""
-    destination = replica_of.destination
-    workdir = Path(tempfile.mkdtemp(prefix=f"job-{destination.pk}-", dir=_jobs_dir()))
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """What the syncer (or a verify) connects to for a destination: each source's config, in
+    the order of its rows, and the destination's."""
+
+    sources: list[SourceConfig]
+    rows: list[_Source]
+    destination: DestinationConfig
+
+
+def endpoints_of(destination: Database, workdir: Path) -> Endpoints:
+    """The URLs and TLS options of a destination and its sources, from the rows (secrets
+    decrypted here; TLS material only in private files under `workdir`)."""
     sources: list[_Source] = []
     configs: list[SourceConfig] = []
     for src in selectors.replica_sources_of(destination):
@@ -109,10 +117,26 @@ def _plan(replica_of: ReplicaOf) -> _Plan:
     dest_tls = None
     if destination.tls_mode != TlsMode.DISABLED:
         dest_tls = own_database_client_material().options(workdir, "destination")
+    return Endpoints(
+        configs, sources, DestinationConfig(endpoints.internal_source(destination), dest_tls)
+    )
+
+
+def job_workdir(destination: Database) -> Path:
+    """A private directory for one job's TLS material (the caller removes it)."""
+    return Path(tempfile.mkdtemp(prefix=f"job-{destination.pk}-", dir=_jobs_dir()))
+
+
+def _plan(replica_of: ReplicaOf) -> _Plan:
+    """The engine for this destination, from its rows (see `endpoints_of`)."""
+    destination = replica_of.destination
+    workdir = job_workdir(destination)
+    found = endpoints_of(destination, workdir)
+    configs, sources = found.sources, found.rows
     events: queue.SimpleQueue[SyncEvent] = queue.SimpleQueue()
     engine = SyncEngine(
         configs,
-        DestinationConfig(endpoints.internal_source(destination), dest_tls),
+        found.destination,
         auto_full_sync=True,
         job_tag=f"{destination.pk}:{replica_of.generation}",
         on_event=events.put,

@@ -11,7 +11,7 @@ from console.fields import StrictBooleanField, StrictCharField, StrictIntegerFie
 from console.selectors import MAX_UID
 from replication.endpoints import internal_source_url
 from replication.live import LiveSourceSerializer
-from replication.models import ReplicaEvent, ReplicaSource, ReplicaSync
+from replication.models import ReplicaEvent, ReplicaSource, ReplicaSync, VerifyRun
 from replication.sources import MAX_SOURCES
 from replication.syncer.urls import UrlError, parse_redis_url
 
@@ -126,3 +126,50 @@ class ReplicaEventSerializer(serializers.ModelSerializer[ReplicaEvent]):
 
 class ReplicaEventsQuerySerializer(serializers.Serializer[Any]):
     limit = serializers.IntegerField(required=False, default=50, min_value=1, max_value=500)
+
+
+class ReplicaVerifyRequestSerializer(serializers.Serializer[Any]):
+    """POST /v1/bdbs/{uid}/actions/replica_verify."""
+
+    rate = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        max_value=10_000_000,
+        help_text="at most this many keys per second read from each server (default: unbounded)",
+    )
+    ttl_tolerance_ms = StrictIntegerField(
+        required=False, default=1000, min_value=0, max_value=86_400_000
+    )
+
+
+class VerifyRunSerializer(serializers.ModelSerializer[VerifyRun]):
+    """One verify of a destination: state, progress, and its result (counts of equal / missing
+    / extra / different / TTL-off / conflicting / unsettled keys with up to 100 samples each,
+    per source)."""
+
+    uid = serializers.IntegerField(source="pk", read_only=True)
+    actor = serializers.CharField(source="actor_name", read_only=True)
+    progress = serializers.FloatField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = VerifyRun
+        fields = [
+            "uid",
+            "state",
+            "actor",
+            "created",
+            "started",
+            "finished",
+            "rate",
+            "ttl_tolerance_ms",
+            "keys_done",
+            "keys_total",
+            "progress",
+            "eta_s",
+            "result",
+            "error",
+            "cancel_requested",
+        ]
+        read_only_fields = fields

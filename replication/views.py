@@ -41,6 +41,18 @@ SYNC_ACTIONS = {
 }
 
 
+# The columns of a verify result, in the order the page shows them.
+VERIFY_KINDS = [
+    ("equal", "Equal"),
+    ("missing", "Missing"),
+    ("extra", "Extra"),
+    ("different", "Different"),
+    ("ttl_off", "TTL off"),
+    ("conflicts", "Conflicts"),
+    ("unsettled", "Unsettled"),
+]
+
+
 def replica_badge(live: dict[str, Any]) -> dict[str, Any]:
     """The Replica Of badges of a database: its status as a destination, its destinations."""
     return {
@@ -73,6 +85,8 @@ def panel_context(database: Database) -> dict[str, Any]:
         "chart_seconds": CHART_SECONDS,
         "source_usable": database.status != DatabaseStatus.DELETE_PENDING,
         "replica_events": selectors.replica_events_of(database, limit=20),
+        "verify_runs": selectors.verify_runs_of(database),
+        "verify_kinds": VERIFY_KINDS,
     }
 
 
@@ -190,6 +204,31 @@ def sync_action(request: HttpRequest, uid: int) -> HttpResponse:
         messages.error(request, f"Not done: {exc.message}.")
     else:
         messages.success(request, SYNC_ACTIONS[action])
+    return redirect("database-detail", uid=destination.pk)
+
+
+@require_POST
+@admin_required
+def verify_action(request: HttpRequest, uid: int) -> HttpResponse:
+    """The Verify card's Verify (with an optional rate) and Cancel buttons."""
+    destination = console_selectors.database_get_for_user(user=page_user(request), uid=uid)
+    actor = page_user(request)
+    try:
+        if request.POST.get("action") == "cancel":
+            services.replica_verify_cancel(actor=actor, destination=destination)
+            messages.success(request, "Verify cancelled.")
+        else:
+            raw = request.POST.get("rate", "").strip()
+            try:
+                rate = float(raw) if raw else None
+            except ValueError:
+                raise ApplicationError("the rate must be a number of keys per second") from None
+            services.replica_verify_start(
+                actor=actor, destination=destination, rate=rate, ttl_tolerance_ms=1000
+            )
+            messages.success(request, "Verify started: it compares every key with the sources.")
+    except ApplicationError as exc:
+        messages.error(request, f"Not done: {exc.message}.")
     return redirect("database-detail", uid=destination.pk)
 
 

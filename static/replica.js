@@ -515,6 +515,34 @@
     renderRows();
   }
 
+  // The Verify card: while a verify runs, its progress and ETA from the API every second; when
+  // it has ended, the page is loaded again to show the result.
+  function setupVerify(card) {
+    const active = card.querySelector("[data-verify-active]");
+    if (!active) return;
+    const bar = active.querySelector("[data-verify-bar]");
+    const text = active.querySelector("[data-verify-text]");
+    async function poll() {
+      let runs = null;
+      try {
+        const response = await fetch(card.dataset.verifyUrl, { credentials: "same-origin" });
+        if (response.ok) runs = await response.json();
+      } catch (err) { runs = null; }
+      const run = runs && runs[0];
+      if (run && run.state !== "queued" && run.state !== "running") {
+        location.reload();
+        return;
+      }
+      if (run && run.state === "running") {
+        if (run.progress !== null) bar.value = run.progress;
+        const eta = run.eta_s === null ? "" : `, about ${Math.round(run.eta_s)} s left`;
+        text.textContent = `${run.keys_done} of ${run.keys_total} keys${eta}`;
+      }
+      setTimeout(poll, 1000);
+    }
+    setTimeout(poll, 1000);
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     document.addEventListener("live:status", (event) => {
       document.querySelectorAll(`[data-replica-badge][data-live-db="${event.detail.database}"]`)
@@ -530,5 +558,6 @@
     document.querySelectorAll("[data-replica-panel]").forEach(setupPanel);
     document.querySelectorAll("[data-source-url-open]").forEach(setupSourceUrl);
     document.querySelectorAll("[data-replica-edit]").forEach(setupEdit);
+    document.querySelectorAll("[data-verify]").forEach(setupVerify);
   });
 })();

@@ -363,13 +363,14 @@ class _Rate:
         self.start = time.monotonic()
         self.used = 0.0
 
-    async def take(self, n: float) -> None:
+    async def take(self, n: float, cancelled: Callable[[], bool]) -> None:
+        """Wait until `n` more keys are within the rate (in short sleeps: a cancel is seen)."""
         if not self.per_s:
             return
         self.used += n
-        ahead = self.start + self.used / self.per_s - time.monotonic()
-        if ahead > 0:
-            await asyncio.sleep(ahead)
+        until = self.start + self.used / self.per_s
+        while (ahead := until - time.monotonic()) > 0 and not cancelled():
+            await asyncio.sleep(min(ahead, 0.1))
 
 
 class Verifier:
@@ -467,9 +468,9 @@ class Verifier:
         self.on_progress(VerifyProgress(self._done, total, now - self._started))
 
     async def _step(self, keys: float) -> None:
+        await self._rate.take(keys, lambda: self._cancelled)
         if self._cancelled:
             raise VerifyCancelled()
-        await self._rate.take(keys)
 
     # ------------------------------------------------------------ pass 1: scans
 

@@ -50,13 +50,11 @@ def _app_writes(db: Database) -> bool:
     return True
 
 
-def test_stop_keeps_read_only_and_removing_replica_of_keeps_the_data_writable(
-    live_worker: Any, admin_page: Any, shot: Any
-) -> None:
-    page = admin_page
+def synced_pair(data: dict[str, Any], **bravo: Any) -> tuple[Database, Database]:
+    """Databases alpha (holding `data`) and bravo, a replica of alpha in sync with it."""
     a = off_loop(create_active, _api(), name="alpha")
-    b = off_loop(create_active, _api(), name="bravo", authentication_redis_pass="app-pass-1")
-    _admin(a).mset({f"k{i}": i for i in range(1000)})
+    b = off_loop(create_active, _api(), name="bravo", **bravo)
+    _admin(a).mset(data)
     resp = off_loop(
         lambda: _api().put(
             f"/v1/bdbs/{b.pk}", {"replica_sources": [{"bdb_uid": a.pk}]}, format="json"
@@ -68,6 +66,14 @@ def test_stop_keeps_read_only_and_removing_replica_of_keeps_the_data_writable(
         what="bravo in sync",
     )
     caught_up(_admin(a), _admin(b))
+    return a, b
+
+
+def test_stop_keeps_read_only_and_removing_replica_of_keeps_the_data_writable(
+    live_worker: Any, admin_page: Any, shot: Any
+) -> None:
+    page = admin_page
+    _, b = synced_pair({f"k{i}": i for i in range(1000)}, authentication_redis_pass="app-pass-1")
     wait_for(lambda: not _app_writes(b), what="bravo read-only for applications")
 
     # Stop: the dialog says it stays read-only, and it does.

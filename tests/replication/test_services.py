@@ -214,3 +214,23 @@ def test_a_stopped_destination_shows_no_source_syncing(admin_user, dbs, admin_ap
     # Start makes a new generation: syncing again, and the job's values are saved again.
     services.replica_sync_set(actor=admin_user, destination=c, state=ReplicaSync.ENABLED)
     assert job_saves("in-sync") == ["in-sync", "syncing"]
+
+
+def test_verify_keeps_the_last_ten_runs_and_one_at_a_time(admin_user, dbs):
+    from replication.models import VerifyRun, VerifyState
+
+    a, b = dbs("a", "b")
+    _set(admin_user, b, a)
+    started = []
+    for _ in range(12):
+        run = services.replica_verify_start(
+            actor=admin_user, destination=b, rate=None, ttl_tolerance_ms=1000
+        )
+        with pytest.raises(ApplicationError, match="already running"):
+            services.replica_verify_start(
+                actor=admin_user, destination=b, rate=None, ttl_tolerance_ms=1000
+            )
+        services.replica_verify_finish(run_id=run.pk, state=VerifyState.FAILED, error="x")
+        started.append(run.pk)
+    kept = list(VerifyRun.objects.filter(destination=b).values_list("pk", flat=True))
+    assert kept == started[::-1][:10]
