@@ -30,6 +30,11 @@ urlpatterns = [
         name="api-bdb-update-credentials",
     ),
     path(
+        "bdbs/<int:uid>/actions/replica_preflight",
+        replica_apis.ReplicaPreflightApi.as_view(),
+        name="api-bdb-replica-preflight",
+    ),
+    path(
         "bdbs/<int:uid>/actions/replica_verify",
         replica_apis.ReplicaVerifyApi.as_view(),
         name="api-bdb-replica-verify",

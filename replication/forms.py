@@ -122,6 +122,9 @@ class ReplicaSourcesForm(forms.Form):
 
     sources = forms.CharField(required=False, widget=EmptyHiddenInput)
     confirm_flush = forms.BooleanField(required=False, widget=forms.HiddenInput)
+    preflight_override = forms.BooleanField(
+        required=False, label="Save even though the pre-flight failed (audited)"
+    )
 
     def __init__(
         self,

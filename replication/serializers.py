@@ -78,6 +78,8 @@ class BdbReplicaUpdateSerializer(serializers.Serializer[Any]):
     replica_sources = ReplicaSourceInputSerializer(many=True, required=False)
     replica_sync = serializers.ChoiceField(choices=ReplicaSync.values, required=False)
     check_connection = StrictBooleanField(required=False, default=True)
+    # Save even though the pre-flight of the new sources failed (audited).
+    preflight_override = StrictBooleanField(required=False, default=False)
 
 
 class SourceUidSerializer(serializers.Serializer[Any]):
@@ -173,3 +175,19 @@ class VerifyRunSerializer(serializers.ModelSerializer[VerifyRun]):
             "cancel_requested",
         ]
         read_only_fields = fields
+
+
+class PreflightCheckSerializer(serializers.Serializer[Any]):
+    subject = serializers.CharField()
+    name = serializers.CharField()
+    level = serializers.ChoiceField(choices=["pass", "warn", "fail"])
+    message = serializers.CharField()
+    fix = serializers.CharField(allow_blank=True)
+
+
+class PreflightSerializer(serializers.Serializer[Any]):
+    """POST /v1/bdbs/{uid}/actions/replica_preflight (schema only)."""
+
+    checks = PreflightCheckSerializer(many=True)
+    estimate = serializers.DictField(child=serializers.FloatField())
+    failed = serializers.BooleanField()

@@ -7,25 +7,30 @@ validates again, without the network, under the row lock).
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import secrets
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import redis
 from celery import current_app
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from console import certificates, provisioning
 from console import services as console_services
 from console.errors import ApplicationError
-from console.models import Database, DatabaseStatus, User
+from console.models import Database, DatabaseStatus, TlsMode, User
 from console.selectors import database_spec
 from console.services import INTERNAL_PASSWORD_CHARS, audit_record
-from console.tls import TlsMaterial, source_client_material
+from console.tls import TlsMaterial, own_database_client_material, source_client_material
 from replication import control, endpoints, graph
 from replication.live import LiveSource
 from replication.models import (
@@ -40,6 +45,7 @@ from replication.models import (
 from replication.probe import ProbeFailure, failure_message, source_probe
 from replication.sources import MAX_SOURCES, SourceInput
 from replication.syncer.checkpoint import CHECKPOINT_KEY
+from replication.syncer.preflight import PreflightReport, preflight
 from replication.syncer.urls import RedisUrl, is_hostname
 
 log = logging.getLogger(__name__)
@@ -184,6 +190,62 @@ def replica_sources_check(*, destination: Database, sources: Sequence[SourceInpu
     _resolve(destination, sources)
     for i, source in enumerate(sources):
         replica_source_check(destination=destination, source=source, index=i)
+
+
+# ---------------------------------------------------------------- pre-flight
+
+
+def replica_preflight(*, destination: Database, sources: Sequence[SourceInput]) -> PreflightReport:
+    """Pre-flight of `sources` into `destination` (replication.syncer.preflight): pass / warn /
+    fail lines with their fixes. Reaches the network: never inside a transaction."""
+    resolved = _resolve(destination, sources)
+    if not resolved:
+        raise ApplicationError("give at least one source", field="replica_sources")
+    with tempfile.TemporaryDirectory(prefix="preflight-", dir=_private_run_dir()) as tmp:
+        workdir = Path(tmp)
+        source_tls = [
+            None if s.tls is None else s.tls.options(workdir, f"source-{i}")
+            for i, s in enumerate(resolved)
+        ]
+        urls = [dataclasses.replace(s.url, tls=True) if s.tls else s.url for s in resolved]
+        dest_tls = None
+        if destination.tls_mode != TlsMode.DISABLED:
+            dest_tls = own_database_client_material().options(workdir, "destination")
+        return asyncio.run(
+            preflight(
+                urls,
+                endpoints.internal_source(destination),
+                source_tls=source_tls,
+                destination_tls=dest_tls,
+            )
+        )
+
+
+def _private_run_dir() -> Path:
+    d = Path(settings.VAR_DIR) / "run"
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return d
+
+
+def preflight_refusal(report: PreflightReport) -> str:
+    """The failed lines of a pre-flight, as the refusal of a Save says them."""
+    lines = [
+        f"{c.subject}: {c.name}: {c.message}" + (f" (fix: {c.fix})" if c.fix else "")
+        for c in report.failures
+    ]
+    return "pre-flight failed: " + "; ".join(lines) + " — set preflight_override to save anyway"
+
+
+def preflight_override_record(
+    *, actor: User, destination: Database, report: PreflightReport
+) -> None:
+    """An operator saved sources whose pre-flight failed: say who and what was overridden."""
+    audit_record(
+        actor=actor,
+        action="replica_sources.preflight_override",
+        obj=destination,
+        detail="; ".join(f"{c.subject}: {c.name}: {c.message}" for c in report.failures),
+    )
 
 
 # ---------------------------------------------------------------- the state machine

@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +20,7 @@ from replication.syncer.verify import (
     VerifyProgress,
     VerifyReport,
 )
+from tests.support import peak
 from tests.support.load import BatchLoad, populate
 from tests.support.servers import RedisClusterServers, RedisServer, free_port
 from tests.support.wait import wait_for
@@ -185,33 +182,9 @@ def test_rate_limit_and_cancel(servers: Callable[..., RedisServer]) -> None:
     assert last.eta_s is not None and last.eta_s > 0
 
 
-# The CLI, and at its exit its peak resident memory as the kernel counts it for this program
-# only (VmHWM; a child's ru_maxrss would count the pytest process it was forked from).
-_WITH_PEAK = """
-import runpy, sys
-sys.argv = ["replication.syncer", *sys.argv[1:]]
-try:
-    runpy.run_module("replication.syncer", run_name="__main__", alter_sys=True)
-finally:
-    peak = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")]
-    sys.stderr.write("\\n" + peak[0])
-"""
-
-
 def run_cli(*args: str) -> tuple[int, str, str, int]:
-    """`python -m replication.syncer verify ARGS` as a child: (exit status, stdout, stderr,
-    peak RSS in KiB)."""
-    proc = subprocess.run(
-        [sys.executable, "-c", _WITH_PEAK, "verify", *args],
-        cwd=REPO,
-        capture_output=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        check=False,
-    )
-    err = proc.stderr.decode()
-    peak = re.search(r"VmHWM:\s+(\d+) kB", err)
-    assert peak is not None, err
-    return proc.returncode, proc.stdout.decode(), err, int(peak.group(1))
+    """`python -m replication.syncer verify ARGS`: (exit status, stdout, stderr, peak KiB)."""
+    return peak.run("replication.syncer", "verify", *args)
 
 
 def test_cli_exit_statuses(servers: Callable[..., RedisServer]) -> None:
