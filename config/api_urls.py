@@ -30,6 +30,26 @@ urlpatterns = [
         name="api-bdb-update-credentials",
     ),
     path(
+        "bdbs/<int:uid>/actions/replica_preflight",
+        replica_apis.ReplicaPreflightApi.as_view(),
+        name="api-bdb-replica-preflight",
+    ),
+    path(
+        "bdbs/<int:uid>/actions/replica_verify",
+        replica_apis.ReplicaVerifyApi.as_view(),
+        name="api-bdb-replica-verify",
+    ),
+    path(
+        "bdbs/<int:uid>/actions/replica_verify_cancel",
+        replica_apis.ReplicaVerifyCancelApi.as_view(),
+        name="api-bdb-replica-verify-cancel",
+    ),
+    path(
+        "bdbs/<int:uid>/replica_verify",
+        replica_apis.ReplicaVerifyRunsApi.as_view(),
+        name="api-bdb-replica-verify-runs",
+    ),
+    path(
         "bdbs/<int:uid>/replica_events",
         replica_apis.ReplicaEventsApi.as_view(),
         name="api-bdb-replica-events",

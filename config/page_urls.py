@@ -21,6 +21,9 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="replica-source-check",
     ),
     path("databases/<int:uid>/replica-of/sync/", replica_views.sync_action, name="replica-sync"),
+    path(
+        "databases/<int:uid>/replica-of/verify/", replica_views.verify_action, name="replica-verify"
+    ),
     path("databases/<int:uid>/source-url/", replica_views.source_url, name="replica-source-url"),
     path(
         "databases/<int:uid>/source-url/regenerate/",

@@ -18,12 +18,14 @@ from console import selectors, services
 from console.decorators import admin_required, page_user
 from console.errors import ApplicationError
 from console.forms import DatabaseEditForm
-from console.models import DatabaseStatus
+from console.models import Database, DatabaseStatus
 from console.views import database_context
 from replication import selectors as replica_selectors
 from replication import services as replica_services
 from replication import views as replica_views
+from replication.forms import ReplicaSourcesForm
 from replication.live import STATUS_LABELS
+from replication.syncer.preflight import PreflightReport
 
 
 @require_GET
@@ -46,6 +48,19 @@ def database_detail(request: HttpRequest, uid: int) -> HttpResponse:
     return render(request, "console/database_configuration.html", context)
 
 
+def _preflight(database: Database, replica: ReplicaSourcesForm) -> PreflightReport | None:
+    """The pre-flight of the new sources: its failures refuse the Save (ApplicationError) unless
+    the operator ticked the override; returns the overridden report, if any."""
+    if not replica.inputs:
+        return None
+    report = replica_services.replica_preflight(destination=database, sources=replica.inputs)
+    if not report.failures:
+        return None
+    if not replica.cleaned_data.get("preflight_override"):
+        raise ApplicationError(replica_services.preflight_refusal(report), field="replica_sources")
+    return report
+
+
 @require_http_methods(["GET", "POST"])
 @admin_required
 def database_edit(request: HttpRequest, uid: int) -> HttpResponse:
@@ -65,10 +80,13 @@ def database_edit(request: HttpRequest, uid: int) -> HttpResponse:
     # Both parts are checked before anything is saved (both, so that a re-rendered page keeps
     # the source list even when only the memory field was wrong); both saves commit together.
     valid = request.method == "POST" and all([form.is_valid(), replica.is_valid()])
+    preflight_failed = False
     if valid:
         try:
+            overridden = None
             if replica.changed:
                 replica_services.replica_sources_check(destination=database, sources=replica.inputs)
+                overridden = _preflight(database, replica)
             with transaction.atomic():
                 services.database_update(
                     actor=page_user(request), database=database, **form.service_kwargs()
@@ -77,7 +95,12 @@ def database_edit(request: HttpRequest, uid: int) -> HttpResponse:
                     replica_services.replica_sources_set(
                         actor=page_user(request), destination=database, sources=replica.inputs
                     )
+                    if overridden is not None:
+                        replica_services.preflight_override_record(
+                            actor=page_user(request), destination=database, report=overridden
+                        )
         except ApplicationError as exc:
+            preflight_failed = exc.message.startswith("pre-flight failed")
             if (exc.field or "").startswith("replica_sources"):
                 replica.add_service_error(exc)
             else:
@@ -91,6 +114,7 @@ def database_edit(request: HttpRequest, uid: int) -> HttpResponse:
     context = database_context(database, "configuration")
     context.update(form=form, has_password=bool(database.password))
     context.update(replica_views.edit_context(page_user(request), database, replica))
+    context["replica_preflight_failed"] = preflight_failed
     return render(request, "console/database_edit.html", context)
 
 

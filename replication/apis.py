@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from console import selectors as console_selectors
+from console.errors import ApplicationError
 from console.fields import single_query
 from console.models import Database, User
 from console.permissions import IsAdmin
@@ -27,14 +28,18 @@ from replication import selectors, series, services
 from replication.models import ReplicaOf, ReplicaSource, ReplicaSync
 from replication.serializers import (
     BdbReplicaUpdateSerializer,
+    PreflightSerializer,
     ReplicaEventSerializer,
     ReplicaEventsQuerySerializer,
+    ReplicaVerifyRequestSerializer,
     SourceUidSerializer,
     SyncSourceStatsSerializer,
     SyncStatsQuerySerializer,
+    VerifyRunSerializer,
     source_uri_redacted,
 )
 from replication.sources import SourceInput, source_input_of
+from replication.syncer.preflight import PreflightReport
 
 
 def _wanted_sources(database: Database, items: list[dict[str, Any]]) -> list[SourceInput]:
@@ -82,12 +87,17 @@ class ReplicaChange:
     database: Database
     sources: list[SourceInput] | None  # None: the sources stay as they are
     state: str | None  # the wanted `replica_sync`, if any
+    overridden: PreflightReport | None = None  # a failed pre-flight the operator overrode
 
     def apply(self, *, actor: User) -> None:
         if self.sources is not None:
             services.replica_sources_set(
                 actor=actor, destination=self.database, sources=self.sources
             )
+            if self.overridden is not None:
+                services.preflight_override_record(
+                    actor=actor, destination=self.database, report=self.overridden
+                )
         if self.state is not None:
             services.replica_sync_set(actor=actor, destination=self.database, state=self.state)
 
@@ -100,6 +110,7 @@ def bdb_replica_change(*, database: Database, data: Any) -> ReplicaChange:
     body = BdbReplicaUpdateSerializer(data=data)
     body.is_valid(raise_exception=True)
     sources = None
+    overridden = None
     if "replica_sources" in body.validated_data:
         wanted = _wanted_sources(database, body.validated_data["replica_sources"])
         current = [source_input_of(s) for s in selectors.replica_sources_of(database)]
@@ -107,7 +118,38 @@ def bdb_replica_change(*, database: Database, data: Any) -> ReplicaChange:
             sources = wanted
             if body.validated_data["check_connection"]:
                 services.replica_sources_check(destination=database, sources=wanted)
-    return ReplicaChange(database, sources, body.validated_data.get("replica_sync"))
+                if wanted:
+                    report = services.replica_preflight(destination=database, sources=wanted)
+                    if report.failures and not body.validated_data["preflight_override"]:
+                        raise ApplicationError(
+                            services.preflight_refusal(report), field="replica_sources"
+                        )
+                    overridden = report if report.failures else None
+    return ReplicaChange(database, sources, body.validated_data.get("replica_sync"), overridden)
+
+
+class ReplicaPreflightApi(APIView):
+    """Pre-flight of the database's sources, or of the `replica_sources` given (the shape of
+    PUT /v1/bdbs/{uid}): pass / warn / fail lines with their fixes; nothing is saved."""
+
+    permission_classes = [IsAdmin]
+
+    @extend_schema(
+        request=BdbReplicaUpdateSerializer,
+        responses={200: PreflightSerializer},
+        extensions={STATE_REFUSALS: "no sources, or a source is not acceptable"},
+    )
+    def post(self, request: Request, uid: int) -> Response:
+        db = _database(request, uid)
+        body = BdbReplicaUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        if "replica_sources" in body.validated_data:
+            wanted = _wanted_sources(db, body.validated_data["replica_sources"])
+        else:
+            wanted = [source_input_of(s) for s in selectors.replica_sources_of(db)]
+        services.replica_sources_check(destination=db, sources=wanted)
+        report = services.replica_preflight(destination=db, sources=wanted)
+        return Response(report.as_dict())
 
 
 def _database(request: Request, uid: int) -> Database:
@@ -173,6 +215,53 @@ class ReplicaCredentialsUpdateApi(_ResourceActionApi):
             source_uid=body.validated_data["source_uid"],
         )
         return self._answer(request, uid)
+
+
+class ReplicaVerifyApi(APIView):
+    """Compare the destination with its sources key by key (a task on queue `sync`); poll
+    GET /v1/bdbs/{uid}/replica_verify for its progress and result."""
+
+    permission_classes = [IsAdmin]
+
+    @extend_schema(
+        request=ReplicaVerifyRequestSerializer,
+        responses={202: VerifyRunSerializer},
+        extensions={STATE_REFUSALS: "the database has no sources, or a verify already runs"},
+    )
+    def post(self, request: Request, uid: int) -> Response:
+        db = _database(request, uid)
+        body = ReplicaVerifyRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        run = services.replica_verify_start(
+            actor=request.user,  # type: ignore[arg-type]
+            destination=db,
+            rate=body.validated_data["rate"],
+            ttl_tolerance_ms=body.validated_data["ttl_tolerance_ms"],
+        )
+        return Response(VerifyRunSerializer(run).data, status=202)
+
+
+class ReplicaVerifyCancelApi(APIView):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(
+        request=None,
+        responses={200: VerifyRunSerializer},
+        extensions={STATE_REFUSALS: "no verify of the database runs"},
+    )
+    def post(self, request: Request, uid: int) -> Response:
+        db = _database(request, uid)
+        run = services.replica_verify_cancel(actor=request.user, destination=db)  # type: ignore[arg-type]
+        return Response(VerifyRunSerializer(run).data)
+
+
+class ReplicaVerifyRunsApi(APIView):
+    """The destination's last verify runs, newest first."""
+
+    @extend_schema(responses=VerifyRunSerializer(many=True))
+    def get(self, request: Request, uid: int) -> Response:
+        db = _database(request, uid)
+        return Response(VerifyRunSerializer(selectors.verify_runs_of(db), many=True).data)
 
 
 class ReplicaEventsApi(APIView):

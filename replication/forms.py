@@ -142,6 +142,9 @@ class ReplicaSourcesForm(forms.Form):
 
     sources = forms.CharField(required=False, widget=EmptyHiddenInput)
     confirm_flush = forms.BooleanField(required=False, widget=forms.HiddenInput)
+    preflight_override = forms.BooleanField(
+        required=False, label="Save even though the pre-flight failed (audited)"
+    )
 
     def __init__(
         self,
@@ -233,9 +236,13 @@ class ReplicaSourcesForm(forms.Form):
     def clean(self) -> dict[str, Any] | None:
         data = super().clean()
         if data is not None and self.changed and not data.get("confirm_flush"):
+            name = self.destination.name
             self.add_error(
                 "sources",
-                f"Saving new sources flushes {self.destination.name}: confirm to continue.",
+                f"Saving new sources flushes {name}: confirm to continue."
+                if self.rows
+                else f"Removing Replica Of keeps the data of {name} and makes it writable: "
+                "confirm to continue.",
             )
         return data
 

@@ -107,15 +107,24 @@ def certificates_stamp() -> object:
     return Certificate.objects.aggregate(latest=Max("updated"))["latest"]
 
 
-def _plan(replica_of: ReplicaOf) -> _Plan:
-    """The engine for this destination, from its rows (secrets decrypted here; TLS material only
-    in private files under the job's own directory)."""
-    destination = replica_of.destination
-    workdir = Path(tempfile.mkdtemp(prefix=f"job-{destination.pk}-", dir=_jobs_dir()))
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """What the syncer (or a verify) connects to for a destination: each source's config, in
+    the order of its rows, and the destination's."""
+
+    sources: list[SourceConfig]
+    rows: list[_Source]
+    destination: DestinationConfig
+    # How to write each TLS file again (its material, its file prefix), see `_Plan.tls_refresh`.
+    tls_files: list[tuple[Callable[[], TlsMaterial], str]]
+
+
+def endpoints_of(destination: Database, workdir: Path) -> Endpoints:
+    """The URLs and TLS options of a destination and its sources, from the rows (secrets
+    decrypted here; TLS material only in private files under `workdir`)."""
     sources: list[_Source] = []
     configs: list[SourceConfig] = []
     tls_files: list[tuple[Callable[[], TlsMaterial], str]] = []
-    stamp = certificates_stamp()
     for src in selectors.replica_sources_of(destination):
         internal = src.source_database is not None
         if src.source_database is not None:
@@ -139,10 +148,30 @@ def _plan(replica_of: ReplicaOf) -> _Plan:
     if destination.tls_mode != TlsMode.DISABLED:
         dest_tls = own_database_client_material().options(workdir, "destination")
         tls_files.append((own_database_client_material, "destination"))
+    return Endpoints(
+        configs,
+        sources,
+        DestinationConfig(endpoints.internal_source(destination), dest_tls),
+        tls_files,
+    )
+
+
+def job_workdir(destination: Database) -> Path:
+    """A private directory for one job's TLS material (the caller removes it)."""
+    return Path(tempfile.mkdtemp(prefix=f"job-{destination.pk}-", dir=_jobs_dir()))
+
+
+def _plan(replica_of: ReplicaOf) -> _Plan:
+    """The engine for this destination, from its rows (see `endpoints_of`)."""
+    destination = replica_of.destination
+    workdir = job_workdir(destination)
+    stamp = certificates_stamp()
+    found = endpoints_of(destination, workdir)
+    configs, sources = found.sources, found.rows
     events: queue.SimpleQueue[SyncEvent] = queue.SimpleQueue()
     engine = SyncEngine(
         configs,
-        DestinationConfig(endpoints.internal_source(destination), dest_tls),
+        found.destination,
         auto_full_sync=True,
         job_tag=f"{destination.pk}:{replica_of.generation}",
         on_event=events.put,
@@ -155,7 +184,7 @@ def _plan(replica_of: ReplicaOf) -> _Plan:
         workdir,
         destination.internal_password,
         events,
-        tls_files,
+        found.tls_files,
         stamp,
     )
 

@@ -145,3 +145,55 @@ class ReplicaEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} of {self.destination_id} at {self.time:%Y-%m-%d %H:%M:%S}"
+
+
+class VerifyState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class VerifyRun(models.Model):
+    """One comparison of a destination with its sources (replication.syncer.verify); the last
+    `KEEP` per destination are kept."""
+
+    KEEP: ClassVar[int] = 10
+    ACTIVE: ClassVar[tuple[str, ...]] = (VerifyState.QUEUED, VerifyState.RUNNING)
+
+    destination = models.ForeignKey(Database, on_delete=models.CASCADE, related_name="verify_runs")
+    state = models.CharField(
+        max_length=16, choices=VerifyState.choices, default=VerifyState.QUEUED, editable=False
+    )
+    actor_name = models.CharField(max_length=150, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True, editable=False)
+    finished = models.DateTimeField(null=True, blank=True, editable=False)
+    rate = models.FloatField(null=True, blank=True, help_text="keys per second; empty: unbounded")
+    ttl_tolerance_ms = models.PositiveIntegerField(default=1000)
+    keys_done = models.PositiveBigIntegerField(default=0, editable=False)
+    keys_total = models.PositiveBigIntegerField(default=0, editable=False)
+    eta_s = models.FloatField(null=True, blank=True, editable=False)
+    # VerifyReport.as_dict(): totals, per source counts and sample keys (never a secret).
+    result = models.JSONField(default=dict, blank=True, editable=False)
+    error = models.TextField(blank=True, default="", editable=False)
+    cancel_requested = models.BooleanField(default=False, editable=False)
+    # Set by every progress save: a running run not updated for `STALE_S` lost its worker.
+    updated = models.DateTimeField(null=True, blank=True, editable=False)
+
+    STALE_S: ClassVar[int] = 120
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"verify {self.pk} of {self.destination_id} ({self.state})"
+
+    @property
+    def progress(self) -> float | None:
+        if self.state == VerifyState.DONE:
+            return 100.0
+        if not self.keys_total:
+            return None
+        return min(100.0, 100.0 * self.keys_done / self.keys_total)

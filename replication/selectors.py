@@ -9,7 +9,7 @@ from django.db.models import Prefetch, QuerySet
 
 from console.models import Database
 from replication.live import LiveStatus, live_message
-from replication.models import ReplicaEvent, ReplicaOf, ReplicaSource, ReplicaSync
+from replication.models import ReplicaEvent, ReplicaOf, ReplicaSource, ReplicaSync, VerifyRun
 
 
 def replica_sources_of(database: Database) -> list[ReplicaSource]:
@@ -83,3 +83,8 @@ def databases_live_status(databases: Iterable[Database]) -> list[dict[str, Any]]
 def replica_events_of(database: Database, *, limit: int = 50) -> list[ReplicaEvent]:
     """The destination's newest sync events first (what its sync jobs did and why)."""
     return list(ReplicaEvent.objects.filter(destination=database)[:limit])
+
+
+def verify_runs_of(database: Database) -> list[VerifyRun]:
+    """The database's last verify runs, newest first."""
+    return list(VerifyRun.objects.filter(destination=database)[: VerifyRun.KEEP])

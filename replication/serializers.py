@@ -11,7 +11,7 @@ from console.fields import StrictBooleanField, StrictCharField, StrictIntegerFie
 from console.selectors import MAX_UID
 from replication.endpoints import internal_source_url
 from replication.live import LiveSourceSerializer
-from replication.models import ReplicaEvent, ReplicaSource, ReplicaSync
+from replication.models import ReplicaEvent, ReplicaSource, ReplicaSync, VerifyRun
 from replication.sources import MAX_SOURCES
 from replication.syncer.urls import UrlError, parse_redis_url
 
@@ -82,6 +82,8 @@ class BdbReplicaUpdateSerializer(serializers.Serializer[Any]):
     replica_sources = ReplicaSourceInputSerializer(many=True, required=False)
     replica_sync = serializers.ChoiceField(choices=ReplicaSync.values, required=False)
     check_connection = StrictBooleanField(required=False, default=True)
+    # Save even though the pre-flight of the new sources failed (audited).
+    preflight_override = StrictBooleanField(required=False, default=False)
 
 
 class SourceUidSerializer(serializers.Serializer[Any]):
@@ -130,3 +132,66 @@ class ReplicaEventSerializer(serializers.ModelSerializer[ReplicaEvent]):
 
 class ReplicaEventsQuerySerializer(serializers.Serializer[Any]):
     limit = serializers.IntegerField(required=False, default=50, min_value=1, max_value=500)
+
+
+class ReplicaVerifyRequestSerializer(serializers.Serializer[Any]):
+    """POST /v1/bdbs/{uid}/actions/replica_verify."""
+
+    rate = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        max_value=10_000_000,
+        help_text="at most this many keys per second read from each server (default: unbounded)",
+    )
+    ttl_tolerance_ms = StrictIntegerField(
+        required=False, default=1000, min_value=0, max_value=86_400_000
+    )
+
+
+class VerifyRunSerializer(serializers.ModelSerializer[VerifyRun]):
+    """One verify of a destination: state, progress, and its result (counts of equal / missing
+    / extra / different / TTL-off / conflicting / unsettled keys with up to 100 samples each,
+    per source)."""
+
+    uid = serializers.IntegerField(source="pk", read_only=True)
+    actor = serializers.CharField(source="actor_name", read_only=True)
+    progress = serializers.FloatField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = VerifyRun
+        fields = [
+            "uid",
+            "state",
+            "actor",
+            "created",
+            "started",
+            "finished",
+            "rate",
+            "ttl_tolerance_ms",
+            "keys_done",
+            "keys_total",
+            "progress",
+            "eta_s",
+            "result",
+            "error",
+            "cancel_requested",
+        ]
+        read_only_fields = fields
+
+
+class PreflightCheckSerializer(serializers.Serializer[Any]):
+    subject = serializers.CharField()
+    name = serializers.CharField()
+    level = serializers.ChoiceField(choices=["pass", "warn", "fail"])
+    message = serializers.CharField()
+    fix = serializers.CharField(allow_blank=True)
+
+
+class PreflightSerializer(serializers.Serializer[Any]):
+    """POST /v1/bdbs/{uid}/actions/replica_preflight (schema only)."""
+
+    checks = PreflightCheckSerializer(many=True)
+    estimate = serializers.DictField(child=serializers.FloatField())
+    failed = serializers.BooleanField()

@@ -7,34 +7,51 @@ validates again, without the network, under the row lock).
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import secrets
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import redis
 from celery import current_app
+from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from console import certificates, provisioning
 from console import services as console_services
 from console.errors import ApplicationError
-from console.models import Database, DatabaseStatus, User
+from console.models import Database, DatabaseStatus, TlsMode, User
 from console.selectors import database_spec
 from console.services import INTERNAL_PASSWORD_CHARS, audit_record
-from console.tls import TlsMaterial, source_client_material
+from console.tls import TlsMaterial, own_database_client_material, source_client_material
 from replication import control, endpoints, graph
 from replication.live import LiveSource
-from replication.models import ReplicaEvent, ReplicaOf, ReplicaSource, ReplicaSync, SourceStatus
+from replication.models import (
+    ReplicaEvent,
+    ReplicaOf,
+    ReplicaSource,
+    ReplicaSync,
+    SourceStatus,
+    VerifyRun,
+    VerifyState,
+)
 from replication.probe import ProbeFailure, failure_message, source_probe
 from replication.sources import MAX_SOURCES, SourceInput
 from replication.syncer.checkpoint import CHECKPOINT_KEY
+from replication.syncer.preflight import PreflightReport, preflight
 from replication.syncer.urls import RedisUrl, is_hostname
 
 log = logging.getLogger(__name__)
 
 SYNC_TASK = "replication.tasks.sync_job_task"
+VERIFY_TASK = "replication.tasks.replica_verify_task"
 
 
 def replica_of_get(*, destination: Database) -> ReplicaOf:
@@ -179,6 +196,62 @@ def replica_sources_check(*, destination: Database, sources: Sequence[SourceInpu
         replica_source_check(destination=destination, source=source, index=i)
 
 
+# ---------------------------------------------------------------- pre-flight
+
+
+def replica_preflight(*, destination: Database, sources: Sequence[SourceInput]) -> PreflightReport:
+    """Pre-flight of `sources` into `destination` (replication.syncer.preflight): pass / warn /
+    fail lines with their fixes. Reaches the network: never inside a transaction."""
+    resolved = _resolve(destination, sources)
+    if not resolved:
+        raise ApplicationError("give at least one source", field="replica_sources")
+    with tempfile.TemporaryDirectory(prefix="preflight-", dir=_private_run_dir()) as tmp:
+        workdir = Path(tmp)
+        source_tls = [
+            None if s.tls is None else s.tls.options(workdir, f"source-{i}")
+            for i, s in enumerate(resolved)
+        ]
+        urls = [dataclasses.replace(s.url, tls=True) if s.tls else s.url for s in resolved]
+        dest_tls = None
+        if destination.tls_mode != TlsMode.DISABLED:
+            dest_tls = own_database_client_material().options(workdir, "destination")
+        return asyncio.run(
+            preflight(
+                urls,
+                endpoints.internal_source(destination),
+                source_tls=source_tls,
+                destination_tls=dest_tls,
+            )
+        )
+
+
+def _private_run_dir() -> Path:
+    d = Path(settings.VAR_DIR) / "run"
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return d
+
+
+def preflight_refusal(report: PreflightReport) -> str:
+    """The failed lines of a pre-flight, as the refusal of a Save says them."""
+    lines = [
+        f"{c.subject}: {c.name}: {c.message}" + (f" (fix: {c.fix})" if c.fix else "")
+        for c in report.failures
+    ]
+    return "pre-flight failed: " + "; ".join(lines) + " — set preflight_override to save anyway"
+
+
+def preflight_override_record(
+    *, actor: User, destination: Database, report: PreflightReport
+) -> None:
+    """An operator saved sources whose pre-flight failed: say who and what was overridden."""
+    audit_record(
+        actor=actor,
+        action="replica_sources.preflight_override",
+        obj=destination,
+        detail="; ".join(f"{c.subject}: {c.name}: {c.message}" for c in report.failures),
+    )
+
+
 # ---------------------------------------------------------------- the state machine
 
 
@@ -195,7 +268,9 @@ def _replica_sync_move(
     1. The move must be in `ReplicaOf.TRANSITIONS` (staying in a state is always allowed).
     2. A new generation (sources changed, restart, start after a stop) ends the running job and
        starts from scratch: its sources' live fields are reset.
-    3. The error (stopped) or its absence is saved with the state.
+    3. The error (stopped) or its absence is saved with the state; a stopped destination's
+       sources no longer follow anything, so none of them shows `syncing` (or `in-sync`): they
+       are `out-of-sync` until a start makes a new generation.
     4. After commit, the running job learns the wanted state and, when enabled, a job is queued.
     """
     current = replica_of.replica_sync
@@ -206,6 +281,10 @@ def _replica_sync_move(
     if new_generation:
         replica_of.generation += 1
         _sources_reset(replica_of.destination_id)
+    if state == ReplicaSync.STOPPED:
+        ReplicaSource.objects.filter(destination_id=replica_of.destination_id).update(
+            status=SourceStatus.OUT_OF_SYNC
+        )
     replica_of.replica_sync = state
     replica_of.last_error = error[:2000]
     replica_of.last_error_kind = error_kind
@@ -406,13 +485,14 @@ def replica_sources_live_save(
     *, destination_id: int, generation: int, sources: Sequence[LiveSource]
 ) -> None:
     """The sync job's live values of its sources (about once a second); a job of an older
-    generation writes nothing."""
+    generation writes nothing, nor does a job that is ending after a stop (its sources stay
+    `out-of-sync`, see `_replica_sync_move`)."""
     for s in sources:
         ReplicaSource.objects.filter(
             destination_id=destination_id,
             uid=s.uid,
             destination__replica_of__generation=generation,
-        ).update(
+        ).exclude(destination__replica_of__replica_sync=ReplicaSync.STOPPED).update(
             status=s.status,
             progress=s.progress,
             lag=s.lag,
@@ -477,6 +557,115 @@ def checkpoint_remove(*, destination: Database) -> None:
 def _checkpoint_remove_if_idle(destination: Database) -> None:
     if not control.lock_held(destination.pk):
         checkpoint_remove(destination=destination)
+
+
+# ---------------------------------------------------------------- verify
+
+
+def replica_verify_start(
+    *, actor: User, destination: Database, rate: float | None, ttl_tolerance_ms: int
+) -> VerifyRun:
+    """Queue a comparison of the destination with its sources (a task on queue `sync`); one at a
+    time per destination. The last `VerifyRun.KEEP` runs are kept."""
+    if rate is not None and not 1 <= rate <= 10_000_000:
+        raise ApplicationError("the rate must be between 1 and 10000000 keys/s", field="rate")
+    if not 0 <= ttl_tolerance_ms <= 86_400_000:
+        raise ApplicationError(
+            "the TTL tolerance must be between 0 and 86400000 ms", field="ttl_tolerance_ms"
+        )
+    with transaction.atomic():
+        _locked_replica_of(destination)  # one start at a time per destination
+        if not ReplicaSource.objects.filter(destination=destination).exists():
+            raise ApplicationError(
+                "the database has no Replica Of sources to compare with", field="replica_sources"
+            )
+        # A run whose worker was lost (killed, host gone) says so instead of blocking forever.
+        stale = timezone.now() - timedelta(seconds=VerifyRun.STALE_S)
+        VerifyRun.objects.filter(
+            destination=destination, state=VerifyState.RUNNING, updated__lt=stale
+        ).update(state=VerifyState.FAILED, error="the worker running it was lost")
+        if VerifyRun.objects.filter(destination=destination, state__in=VerifyRun.ACTIVE).exists():
+            raise ApplicationError("a verify of this database is already running")
+        run = VerifyRun.objects.create(
+            destination=destination,
+            actor_name=actor.username,
+            rate=rate,
+            ttl_tolerance_ms=ttl_tolerance_ms,
+        )
+        old = VerifyRun.objects.filter(destination=destination).values_list("pk", flat=True)
+        VerifyRun.objects.filter(pk__in=list(old[VerifyRun.KEEP :])).delete()
+        audit_record(
+            actor=actor,
+            action="replica_verify.start",
+            obj=destination,
+            detail=f"run {run.pk}; rate {rate or 'unbounded'}; TTL tolerance {ttl_tolerance_ms} ms",
+        )
+        run_id = run.pk
+        transaction.on_commit(
+            lambda: current_app.send_task(VERIFY_TASK, args=[run_id], queue="sync")
+        )
+    return run
+
+
+def replica_verify_cancel(*, actor: User, destination: Database) -> VerifyRun:
+    """Ask the running verify to end (it does within a second); a queued one ends at once."""
+    with transaction.atomic():
+        run = (
+            VerifyRun.objects.select_for_update()
+            .filter(destination=destination, state__in=VerifyRun.ACTIVE)
+            .first()
+        )
+        if run is None:
+            raise ApplicationError("no verify of this database is running")
+        run.cancel_requested = True
+        fields = ["cancel_requested"]
+        if run.state == VerifyState.QUEUED:
+            run.state, run.finished = VerifyState.CANCELLED, timezone.now()
+            fields += ["state", "finished"]
+        run.save(update_fields=fields)
+        audit_record(
+            actor=actor, action="replica_verify.cancel", obj=destination, detail=f"run {run.pk}"
+        )
+    return run
+
+
+def replica_verify_claim(*, run_id: int) -> bool:
+    """The task takes a queued run (a conditional UPDATE: a redelivered task finds it taken)."""
+    return bool(
+        VerifyRun.objects.filter(pk=run_id, state=VerifyState.QUEUED).update(
+            state=VerifyState.RUNNING, started=timezone.now(), updated=timezone.now()
+        )
+    )
+
+
+def replica_verify_progress(*, run_id: int, done: int, total: int, eta_s: float | None) -> bool:
+    """Save the progress of a running verify; True when it was asked to cancel."""
+    VerifyRun.objects.filter(pk=run_id, state=VerifyState.RUNNING).update(
+        keys_done=done, keys_total=total, eta_s=eta_s, updated=timezone.now()
+    )
+    return VerifyRun.objects.filter(pk=run_id, cancel_requested=True).exists()
+
+
+def replica_verify_finish(
+    *, run_id: int, state: str, result: dict[str, Any] | None = None, error: str = ""
+) -> None:
+    """The end of a run: its result (or error), audited with the counts."""
+    run = VerifyRun.objects.select_related("destination").filter(pk=run_id).first()
+    if run is None:
+        return
+    run.state, run.finished, run.error, run.eta_s = state, timezone.now(), error[:2000], None
+    fields = ["state", "finished", "error", "eta_s"]
+    if result is not None:
+        run.result = result
+        run.keys_done = run.keys_total = int(result.get("keys_checked", 0))
+        fields += ["result", "keys_done", "keys_total"]
+    run.save(update_fields=fields)
+    if result is not None:
+        totals = ", ".join(f"{k} {v}" for k, v in result.get("totals", {}).items())
+        detail = f"run {run.pk}: {result.get('differences', 0)} differences ({totals})"
+    else:
+        detail = f"run {run.pk}: {state}" + (f": {error}" if error else "")
+    audit_record(actor=None, action=f"replica_verify.{state}", obj=run.destination, detail=detail)
 
 
 # ---------------------------------------------------------------- the source side

@@ -8,7 +8,7 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_shutting_down
 
-from replication import jobs, services
+from replication import jobs, services, verify_job
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +19,12 @@ log = logging.getLogger(__name__)
 def sync_job_task(destination_id: int, generation: int) -> None:
     outcome = jobs.sync_job_run(destination_id=destination_id, generation=generation)
     log.info("sync job %s/%s ended: %s", destination_id, generation, outcome)
+
+
+@shared_task(name="replication.tasks.replica_verify_task", acks_late=False, ignore_result=True)
+def replica_verify_task(run_id: int) -> None:
+    outcome = verify_job.replica_verify_run(run_id=run_id)
+    log.info("verify %s ended: %s", run_id, outcome)
 
 
 @shared_task(name="replication.tasks.sync_reconcile_task", ignore_result=True)

@@ -31,13 +31,26 @@ DIALOG_TLS_FIELDS = ("server_cert", "replication_tls_sni")
 
 # The buttons of the Replica Of panel and what the page says after each.
 SYNC_ACTIONS = {
-    "stop": "Replica Of stopped: the data stays, the sync no longer runs.",
+    "stop": "Replica Of stopped: the data stays, read-only for applications; remove the "
+    "sources to make it writable.",
     "start": "Replica Of started: the destination is flushed and synced from scratch.",
     "restart": "Replica Of restarted: the destination is flushed and synced from scratch.",
     "pause": "Replica Of paused: it resumes where it was.",
     "resume": "Replica Of resumed.",
     "credentials": "The source's new password is used: syncing again from scratch.",
 }
+
+
+# The columns of a verify result, in the order the page shows them.
+VERIFY_KINDS = [
+    ("equal", "Equal"),
+    ("missing", "Missing"),
+    ("extra", "Extra"),
+    ("different", "Different"),
+    ("ttl_off", "TTL off"),
+    ("conflicts", "Conflicts"),
+    ("unsettled", "Unsettled"),
+]
 
 
 def replica_badge(live: dict[str, Any]) -> dict[str, Any]:
@@ -72,6 +85,8 @@ def panel_context(database: Database) -> dict[str, Any]:
         "chart_seconds": CHART_SECONDS,
         "source_usable": database.status != DatabaseStatus.DELETE_PENDING,
         "replica_events": selectors.replica_events_of(database, limit=20),
+        "verify_runs": selectors.verify_runs_of(database),
+        "verify_kinds": VERIFY_KINDS,
     }
 
 
@@ -184,6 +199,31 @@ def sync_action(request: HttpRequest, uid: int) -> HttpResponse:
         messages.error(request, f"Not done: {exc.message}.")
     else:
         messages.success(request, SYNC_ACTIONS[action])
+    return redirect("database-detail", uid=destination.pk)
+
+
+@require_POST
+@admin_required
+def verify_action(request: HttpRequest, uid: int) -> HttpResponse:
+    """The Verify card's Verify (with an optional rate) and Cancel buttons."""
+    destination = console_selectors.database_get_for_user(user=page_user(request), uid=uid)
+    actor = page_user(request)
+    try:
+        if request.POST.get("action") == "cancel":
+            services.replica_verify_cancel(actor=actor, destination=destination)
+            messages.success(request, "Verify cancelled.")
+        else:
+            raw = request.POST.get("rate", "").strip()
+            try:
+                rate = float(raw) if raw else None
+            except ValueError:
+                raise ApplicationError("the rate must be a number of keys per second") from None
+            services.replica_verify_start(
+                actor=actor, destination=destination, rate=rate, ttl_tolerance_ms=1000
+            )
+            messages.success(request, "Verify started: it compares every key with the sources.")
+    except ApplicationError as exc:
+        messages.error(request, f"Not done: {exc.message}.")
     return redirect("database-detail", uid=destination.pk)
 
 

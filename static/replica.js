@@ -548,10 +548,16 @@
       renderRows();
       if (!sourcesChanged() || confirmFlush.value) return;
       event.preventDefault();
-      const ok = await window.confirmAction({
+      const name = section.dataset.destination;
+      // Removing the last source flushes nothing: the data is kept and the database is writable.
+      const ok = await window.confirmAction(rows.length ? {
         title: "Save and flush?",
-        message: `The sources of ${section.dataset.destination} change${rows.some((r) => r.edited) ? " (changing a source restarts the sync from scratch, for all its sources)" : ""}: saving flushes it (all its data is deleted) and loads everything again from ${rows.length ? "its sources" : "nowhere: it stops being a replica and keeps no data"}.`,
+        message: `The sources of ${name} change${rows.some((r) => r.edited) ? " (changing a source restarts the sync from scratch, for all its sources)" : ""}: saving flushes it (all its data is deleted) and loads everything again from its sources.`,
         confirmLabel: "Save and flush",
+      } : {
+        title: "Remove Replica Of?",
+        message: `${name} stops being a replica: its data is kept as it is now, and it becomes writable by applications.`,
+        confirmLabel: "Remove Replica Of",
       });
       if (ok) {
         confirmFlush.value = "on";
@@ -559,6 +565,34 @@
       }
     });
     renderRows();
+  }
+
+  // The Verify card: while a verify runs, its progress and ETA from the API every second; when
+  // it has ended, the page is loaded again to show the result.
+  function setupVerify(card) {
+    const active = card.querySelector("[data-verify-active]");
+    if (!active) return;
+    const bar = active.querySelector("[data-verify-bar]");
+    const text = active.querySelector("[data-verify-text]");
+    async function poll() {
+      let runs = null;
+      try {
+        const response = await fetch(card.dataset.verifyUrl, { credentials: "same-origin" });
+        if (response.ok) runs = await response.json();
+      } catch (err) { runs = null; }
+      const run = runs && runs[0];
+      if (run && run.state !== "queued" && run.state !== "running") {
+        location.reload();
+        return;
+      }
+      if (run && run.state === "running") {
+        if (run.progress !== null) bar.value = run.progress;
+        const eta = run.eta_s === null ? "" : `, about ${Math.round(run.eta_s)} s left`;
+        text.textContent = `${run.keys_done} of ${run.keys_total} keys${eta}`;
+      }
+      setTimeout(poll, 1000);
+    }
+    setTimeout(poll, 1000);
   }
 
   document.addEventListener("DOMContentLoaded", () => {
@@ -576,5 +610,6 @@
     document.querySelectorAll("[data-replica-panel]").forEach(setupPanel);
     document.querySelectorAll("[data-source-url-open]").forEach(setupSourceUrl);
     document.querySelectorAll("[data-replica-edit]").forEach(setupEdit);
+    document.querySelectorAll("[data-verify]").forEach(setupVerify);
   });
 })();

@@ -1,4 +1,6 @@
-"""Command line: `python -m replication.syncer SOURCE_URL [SOURCE_URL ...] --to DEST_URL`.
+"""Command line: `python -m replication.syncer SOURCE_URL [SOURCE_URL ...] --to DEST_URL`, and
+`python -m replication.syncer verify SOURCE_URL [...] --to DEST_URL` (verify.py: exit status 0
+when the destination holds exactly the sources' data, 1 when it differs, 2 on an error).
 
 A progress bar while full-syncing, a status line while streaming; Ctrl-C (or SIGTERM) stops
 cleanly; exit status 1 with the error on a fatal error, 3 when a full sync is needed and
@@ -13,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from .engine import DestinationConfig, SourceConfig, SyncEngine
 from .errors import FullSyncRequired, SyncError
@@ -140,7 +143,98 @@ class _EventLines(logging.Handler):
             self.handleError(record)
 
 
+def _verify_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m replication.syncer verify",
+        description="Compare a destination with its sources key by key (type, value, TTL). "
+        "Exit status 0: equal; 1: differences; 2: an error.",
+    )
+    p.add_argument("sources", nargs="+", metavar="SOURCE_URL", help="redis:// or rediss:// URL")
+    p.add_argument("--to", required=True, metavar="DEST_URL", help="the destination URL")
+    p.add_argument("--rate", type=float, help="at most this many keys per second")
+    p.add_argument("--ttl-tolerance", type=int, default=1000, metavar="MS", help="default: 1000 ms")
+    p.add_argument("--method", choices=("auto", "digest", "dump"), default="auto")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--tls-cert", help="client certificate (PEM) presented to TLS servers")
+    p.add_argument("--tls-key", help="private key of --tls-cert")
+    p.add_argument("--tls-ca", help="CA bundle or server certificate to trust")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def _verify_summary(result: dict[str, Any]) -> str:
+    lines = [" ".join(f"{k} {v}" for k, v in result["totals"].items())]
+    for src in result["sources"]:
+        for kind, keys in src["samples"].items():
+            lines.append(f"{src['source']} {kind}: " + ", ".join(repr(k) for k in keys[:10]))
+    for name in ("extra", "unsettled"):
+        if keys := result[f"{name}_samples"]:
+            lines.append(f"{name}: " + ", ".join(repr(k) for k in keys[:10]))
+    return "\n".join(lines)
+
+
+def verify_main(argv: list[str]) -> int:
+    # Imported here: the syncer itself (restarted after every kill) starts without it.
+    from .verify import Verifier, VerifyCancelled, VerifyError, VerifyOptions, VerifyProgress
+
+    args = _verify_parser().parse_args(argv)
+    try:
+        sources = [parse_redis_url(u) for u in args.sources]
+        dest = parse_redis_url(args.to)
+    except UrlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    tls = None
+    if args.tls_cert or args.tls_key or args.tls_ca:
+        tls = TlsOptions(cert=args.tls_cert, key=args.tls_key, ca=args.tls_ca)
+    tty = sys.stderr.isatty()
+
+    def progress(p: VerifyProgress) -> None:
+        if args.quiet:
+            return
+        eta = "" if p.eta_s is None else f", about {p.eta_s:.0f} s left"
+        line = f"verify {_bar(p.fraction * 100)} {p.done}/{p.total} keys{eta}"
+        sys.stderr.write(("\r\x1b[2K" + line) if tty else line + "\n")
+        sys.stderr.flush()
+
+    verifier = Verifier(
+        sources,
+        dest,
+        source_tls=[tls] * len(sources),
+        destination_tls=tls,
+        options=VerifyOptions(
+            ttl_tolerance_ms=args.ttl_tolerance, rate=args.rate, method=args.method
+        ),
+        on_progress=progress,
+    )
+
+    async def run() -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, verifier.cancel)
+        return (await verifier.run()).as_dict()
+
+    try:
+        result = asyncio.run(run())
+    except VerifyCancelled:
+        print("\nverify cancelled", file=sys.stderr)
+        return 2
+    except VerifyError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 2
+    if tty and not args.quiet:
+        sys.stderr.write("\n")
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(_verify_summary(result))
+    return 0 if result["differences"] == 0 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["verify"]:  # a source URL is never the word verify
+        return verify_main(argv[1:])
     args = _parser().parse_args(argv)
     events = logging.getLogger("replication.syncer")
     events.setLevel(logging.INFO)

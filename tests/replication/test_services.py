@@ -187,3 +187,50 @@ def test_a_database_used_as_a_source_cannot_be_deleted(admin_user, dbs):
     assert "source of b" in err.value.message
     a.refresh_from_db()
     assert a.status == "pending"
+
+
+def test_a_stopped_destination_shows_no_source_syncing(admin_user, dbs, admin_api):
+    from replication.live import LiveSource
+
+    a, b, c = dbs("a", "b", "c")
+    replica_of = _set(admin_user, c, a, b)
+    assert {s.status for s in c.replica_sources.all()} == {"syncing"}
+    services.replica_sync_set(actor=admin_user, destination=c, state=ReplicaSync.STOPPED)
+    body = admin_api.get(f"/v1/bdbs/{c.pk}").json()
+    assert body["replica_sync"] == "stopped"
+    assert [s["status"] for s in body["replica_sources"]] == ["out-of-sync", "out-of-sync"]
+
+    def job_saves(status: str) -> list[str]:
+        replica_of.refresh_from_db()
+        services.replica_sources_live_save(
+            destination_id=c.pk,
+            generation=replica_of.generation,
+            sources=[LiveSource(uid=1, name="a", source_database_id=a.pk, status=status)],
+        )
+        return [s["status"] for s in admin_api.get(f"/v1/bdbs/{c.pk}").json()["replica_sources"]]
+
+    # The job, ending after the stop, saves its last values: they do not bring `syncing` back.
+    assert job_saves("syncing") == ["out-of-sync", "out-of-sync"]
+    # Start makes a new generation: syncing again, and the job's values are saved again.
+    services.replica_sync_set(actor=admin_user, destination=c, state=ReplicaSync.ENABLED)
+    assert job_saves("in-sync") == ["in-sync", "syncing"]
+
+
+def test_verify_keeps_the_last_ten_runs_and_one_at_a_time(admin_user, dbs):
+    from replication.models import VerifyRun, VerifyState
+
+    a, b = dbs("a", "b")
+    _set(admin_user, b, a)
+    started = []
+    for _ in range(12):
+        run = services.replica_verify_start(
+            actor=admin_user, destination=b, rate=None, ttl_tolerance_ms=1000
+        )
+        with pytest.raises(ApplicationError, match="already running"):
+            services.replica_verify_start(
+                actor=admin_user, destination=b, rate=None, ttl_tolerance_ms=1000
+            )
+        services.replica_verify_finish(run_id=run.pk, state=VerifyState.FAILED, error="x")
+        started.append(run.pk)
+    kept = list(VerifyRun.objects.filter(destination=b).values_list("pk", flat=True))
+    assert kept == started[::-1][:10]

@@ -18,3 +18,12 @@ def test_sync_actions_refuse_with_a_message(
         response = admin_client.post(url, {"action": action, "source": "x"}, follow=True)
         assert response.status_code == 200
         assert b"Not done:" in response.content, action
+
+
+def test_the_stop_confirmation_says_the_destination_stays_read_only(
+    admin_client: Client, pair: tuple[Database, Database]
+) -> None:
+    _, b = pair
+    page = admin_client.get(reverse("database-detail", kwargs={"uid": b.pk})).content.decode()
+    assert "stays read-only for applications" in page
+    assert "becomes writable" not in page

@@ -383,7 +383,26 @@ def test_destination_out_of_memory_stops_the_sync(admin_api, live_worker):
     for i in range(4000):
         pipe.set(f"k:{i}", "x" * 1000)
     pipe.execute()
-    make_replica(admin_api, b, a)
+    # Pre-flight says so before anything is saved, with the numbers; the Save is refused.
+    check = admin_api.post(
+        f"/v1/bdbs/{b.pk}/actions/replica_preflight",
+        {"replica_sources": [{"bdb_uid": a.pk}]},
+        format="json",
+    )
+    assert check.status_code == 200, check.content
+    memory = next(c for c in check.json()["checks"] if c["name"] == "memory")
+    assert check.json()["failed"] and memory["level"] == "fail", check.json()
+    assert "(2097152 bytes): it cannot fit" in memory["message"]
+    refused = put(admin_api, b, replica_sources=[{"bdb_uid": a.pk}])
+    assert refused.status_code == 400
+    assert "pre-flight failed" in str(refused.json()["replica_sources"]), refused.json()
+    assert not b.replica_sources.exists()
+    assert admin_api.post(f"/v1/bdbs/{b.pk}/actions/replica_preflight").status_code == 400
+    # Overridden explicitly (audited): it syncs, and stops when the destination is full.
+    resp = put(admin_api, b, replica_sources=[{"bdb_uid": a.pk}], preflight_override=True)
+    assert resp.status_code == 200, resp.content
+    override = AuditEntry.objects.get(action="replica_sources.preflight_override", object_id=b.pk)
+    assert "memory" in override.detail and "cannot fit" in override.detail
     wait_sync_state(admin_api, b, "stopped")
     replica_of = ReplicaOf.objects.get(destination=b)
     assert (

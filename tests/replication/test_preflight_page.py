@@ -1,0 +1,39 @@
+"""Database → Edit runs the pre-flight before Save: a failure refuses it with the lines and the
+fix, the override saves it (audited). Real worker and databases."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from console.models import AuditEntry
+from tests.support.databases import create_active
+from tests.support.pages import edit_data
+
+from .test_sync_jobs import admin
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MB = 1024 * 1024
+
+
+def test_edit_refuses_a_failed_preflight_unless_overridden(admin_api, admin_client, live_worker):
+    a = create_active(admin_api, name="a", memory_size=64 * MB)
+    b = create_active(admin_api, name="b", memory_size=2 * MB)
+    admin(a).mset({f"k:{i}": "x" * 1000 for i in range(4000)})
+    url = reverse("database-edit", kwargs={"uid": b.pk})
+    rows = [{"database": a.pk, "name": "a"}]
+    refused = admin_client.post(url, edit_data(rows, confirm_flush="on", memory_mb=2))
+    assert refused.status_code == 200
+    (error,) = refused.context["replica_form"].errors["sources"]
+    assert error.startswith("pre-flight failed:") and "cannot fit" in error, error
+    assert "raise the destination's memory limit" in error
+    assert b"Save even though the pre-flight failed (audited)" in refused.content
+    assert not b.replica_sources.exists()
+    saved = admin_client.post(
+        url, edit_data(rows, confirm_flush="on", memory_mb=2, preflight_override="on")
+    )
+    assert saved.status_code == 302, saved.context and saved.context["replica_form"].errors
+    assert [s.source_database_id for s in b.replica_sources.all()] == [a.pk]
+    entry = AuditEntry.objects.get(action="replica_sources.preflight_override", object_id=b.pk)
+    assert entry.actor_name == "admin" and "cannot fit" in entry.detail
