@@ -30,6 +30,21 @@ urlpatterns = [
         name="api-bdb-update-credentials",
     ),
     path(
+        "bdbs/<int:uid>/flush",
+        bdb_apis.BdbFlushApi.as_view(resource=bdb_apis.bdb_data),
+        name="api-bdb-flush",
+    ),
+    path(
+        "bdbs/<int:uid>/reset_admin_pass",
+        bdb_apis.BdbResetAdminPassApi.as_view(resource=bdb_apis.bdb_data),
+        name="api-bdb-reset-admin-pass",
+    ),
+    path(
+        "bdbs/<int:uid>/syncer_state/replica",
+        replica_apis.SyncerStateApi.as_view(),
+        name="api-bdb-syncer-state-replica",
+    ),
+    path(
         "bdbs/<int:uid>/replica_events",
         replica_apis.ReplicaEventsApi.as_view(),
         name="api-bdb-replica-events",
@@ -46,7 +61,9 @@ urlpatterns = [
     ),
     path("cluster", apis.ClusterApi.as_view(), name="api-cluster"),
     path("cluster/certificates", apis.CertificatesApi.as_view(), name="api-certificates"),
-    path("cluster/update_cert", apis.CertificatesApi.as_view(), name="api-update-cert"),
+    path("cluster/update_cert", apis.UpdateCertApi.as_view(), name="api-update-cert"),
     path("nodes", apis.NodeListApi.as_view(), name="api-node-list"),
+    path("users", apis.UserListApi.as_view(), name="api-user-list"),
+    path("users/<int:uid>", apis.UserDetailApi.as_view(), name="api-user-detail"),
     path("schema", bdb_apis.SchemaApi.as_view(), name="api-schema"),
 ]

@@ -11,6 +11,7 @@ from typing import Any
 from django.http import HttpResponse
 from django.utils.cache import add_never_cache_headers
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from prometheus_client import CONTENT_TYPE_LATEST
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import IsAuthenticated
@@ -24,7 +25,7 @@ from console.models import Database, User
 from console.permissions import IsAdmin
 from console.schema import STATE_REFUSALS
 from replication import selectors, series, services
-from replication.models import ReplicaOf, ReplicaSource, ReplicaSync
+from replication.metrics import metrics_text
 from replication.serializers import (
     BdbReplicaUpdateSerializer,
     ReplicaEventSerializer,
@@ -173,6 +174,37 @@ class ReplicaCredentialsUpdateApi(_ResourceActionApi):
         return self._answer(request, uid)
 
 
+class FlushApi(_ResourceActionApi):
+    @extend_schema(exclude=True)  # the roof's subclass is what the URLconf serves
+    def put(self, request: Request, uid: int) -> Response:
+        services.database_flush(actor=request.user, database=_database(request, uid))  # type: ignore[arg-type]
+        return self._answer(request, uid)
+
+
+class ResetAdminPassApi(_ResourceActionApi):
+    @extend_schema(exclude=True)  # the roof's subclass is what the URLconf serves
+    def put(self, request: Request, uid: int) -> Response:
+        services.admin_password_regenerate(actor=request.user, database=_database(request, uid))  # type: ignore[arg-type]
+        return self._answer(request, uid)
+
+
+class SyncerStateApi(APIView):
+    """`GET /v1/bdbs/{uid}/syncer_state/replica`: the state of the destination's syncer; 404 when
+    the database never was a destination (Redis Enterprise: "syncer state key does not exist")."""
+
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(description="The syncer's state: job, wanted state, sources."),
+            404: OpenApiResponse(description="No such database, or it never was a replica."),
+        }
+    )
+    def get(self, request: Request, uid: int) -> Response:
+        state = selectors.syncer_state(_database(request, uid))
+        if state is None:
+            raise NotFound("syncer state key does not exist: the database is not a replica")
+        return Response(state)
+
+
 class ReplicaEventsApi(APIView):
     """What the destination's sync did and why, newest first: full syncs, partial resyncs,
     reconnects, flushes, stops, with their reasons."""
@@ -219,58 +251,12 @@ class SyncSourceStatsApi(APIView):
         )
 
 
-def _label(value: object) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 class MetricsApi(APIView):
-    """Prometheus text format: per source status, lag, bytes in, commands applied."""
+    """Prometheus text format (replication.metrics): Redis Enterprise's Replica Of metrics and
+    ours."""
 
     permission_classes = [IsAuthenticated]
 
     @extend_schema(exclude=True)
     def get(self, request: Request) -> HttpResponse:
-        lines = [
-            "# HELP replicaof_sync_state Replica Of state of a destination (1 = current state).",
-            "# TYPE replicaof_sync_state gauge",
-        ]
-        for ro in ReplicaOf.objects.select_related("destination"):
-            for state in ReplicaSync.values:
-                lines.append(
-                    f'replicaof_sync_state{{bdb="{ro.destination_id}",'
-                    f'bdb_name="{_label(ro.destination.name)}",state="{state}"}} '
-                    f"{int(ro.replica_sync == state)}"
-                )
-        metrics = [
-            ("replicaof_source_up", "gauge", "1 when the source is in sync."),
-            ("replicaof_source_lag_milliseconds", "gauge", "Replication lag of the source."),
-            ("replicaof_source_ingress_bytes_total", "counter", "Bytes read from the source."),
-            (
-                "replicaof_source_commands_applied_total",
-                "counter",
-                "Source commands applied on the destination.",
-            ),
-        ]
-        sources = list(ReplicaSource.objects.select_related("destination", "source_database"))
-        for name, kind, help_text in metrics:
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-            for s in sources:
-                labels = (
-                    f'bdb="{s.destination_id}",bdb_name="{_label(s.destination.name)}",'
-                    f'source="{s.uid}",source_name="{_label(s.name)}"'
-                )
-                value: object
-                if name == "replicaof_source_up":
-                    value = int(s.status == "in-sync")
-                elif name == "replicaof_source_lag_milliseconds":
-                    if s.lag is None:
-                        continue
-                    value = s.lag
-                elif name == "replicaof_source_ingress_bytes_total":
-                    value = s.ingress_bytes
-                else:
-                    value = s.commands_applied
-                lines.append(f"{name}{{{labels}}} {value}")
-        return HttpResponse(
-            "\n".join(lines) + "\n", content_type="text/plain; version=0.0.4; charset=utf-8"
-        )
+        return HttpResponse(metrics_text(), content_type=CONTENT_TYPE_LATEST)

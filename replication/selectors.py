@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import Prefetch, QuerySet
 
 from console.models import Database
+from replication import control
 from replication.live import LiveStatus, live_message
 from replication.models import ReplicaEvent, ReplicaOf, ReplicaSource, ReplicaSync
 
@@ -83,3 +84,41 @@ def databases_live_status(databases: Iterable[Database]) -> list[dict[str, Any]]
 def replica_events_of(database: Database, *, limit: int = 50) -> list[ReplicaEvent]:
     """The destination's newest sync events first (what its sync jobs did and why)."""
     return list(ReplicaEvent.objects.filter(destination=database)[:limit])
+
+
+def syncer_state(database: Database) -> dict[str, Any] | None:
+    """The state of the destination's syncer (`GET /v1/bdbs/{uid}/syncer_state/replica`): the
+    wanted state and the job that runs it, and each source's position and status as saved by
+    the job. None when the database never was a destination (Redis Enterprise's 404)."""
+    replica_of = replica_of_state(database)
+    if replica_of is None:
+        return None
+    desired = control.desired_read(database.pk)
+    return {
+        "DB": database.pk,
+        "RunID": replica_of.generation,
+        "replica_sync": replica_of.replica_sync,
+        "generation": replica_of.generation,
+        "job_running": control.lock_held(database.pk),
+        "desired": (
+            {"generation": desired.generation, "state": desired.state, "revision": desired.revision}
+            if desired
+            else None
+        ),
+        "last_error": replica_of.last_error,
+        "sources": [
+            {
+                "uid": s.uid,
+                "status": s.status,
+                "lag": s.lag,
+                "last_update": s.last_update.isoformat() if s.last_update else None,
+                "rdb_size": s.rdb_size,
+                "rdb_transferred": s.rdb_transferred,
+                "commands_applied": s.commands_applied,
+                "ingress_bytes": s.ingress_bytes,
+                "retries": s.retries,
+                "last_error": s.last_error,
+            }
+            for s in sources_of(database)
+        ],
+    }

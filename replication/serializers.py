@@ -27,6 +27,12 @@ def source_uri_redacted(source: ReplicaSource) -> str:
         return "(invalid URL)"
 
 
+# Fields of Redis Enterprise's syncer_sources object that have no value yet (before a full sync
+# or before the first lag sample): left out of the API's answer rather than `null`, which
+# Redis Enterprise never sends where its type is an integer or a string.
+RE_FIELDS_ABSENT_WHEN_UNKNOWN = ("lag", "rdb_size", "rdb_transferred", "last_update")
+
+
 class ReplicaSourceSerializer(LiveSourceSerializer):
     """One source as GET shows it: its configuration and its live fields; never a password."""
 
@@ -39,6 +45,13 @@ class ReplicaSourceSerializer(LiveSourceSerializer):
 
     def get_uri(self, obj: ReplicaSource) -> str:
         return source_uri_redacted(obj)
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data = dict(super().to_representation(instance))
+        for name in RE_FIELDS_ABSENT_WHEN_UNKNOWN:
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
 
 
 def replica_sources_data(sources: list[ReplicaSource]) -> list[dict[str, Any]]:

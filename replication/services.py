@@ -301,6 +301,9 @@ def replica_sources_set(
             detail=f"sources: {names}; generation {replica_of.generation}",
         )
         console_services.database_read_only_set(database=destination, read_only=bool(resolved))
+        uid = destination.pk
+        # New sources start new series and counters (source 1 may now be another source).
+        transaction.on_commit(lambda: control.history_clear(uid, range(1, MAX_SOURCES + 1)))
         if not resolved:
             transaction.on_commit(lambda: _checkpoint_remove_if_idle(destination))
     return replica_of
@@ -514,6 +517,40 @@ def admin_password_regenerate(*, actor: User, database: Database) -> None:
             f"the database refused the new password ({type(exc).__name__}); nothing changed"
         ) from None
     audit_record(actor=actor, action="database.regenerate_admin_password", obj=database)
+
+
+def database_flush(*, actor: User, database: Database) -> None:
+    """Delete every key of the database, all shards (Redis Enterprise's `PUT /v1/bdbs/{uid}/flush`).
+
+    Refused for a destination whose sync is enabled or paused: the syncer would go on applying the
+    stream onto a copy that lost its snapshot (restart the sync instead: it flushes and loads
+    again). A source may be flushed: its destinations receive the flush in the stream."""
+    if not actor.is_console_admin:
+        raise ApplicationError("only admins may flush a database")
+    if database.status != DatabaseStatus.ACTIVE:
+        raise ApplicationError(f"the database is {database.status}; wait until it is active")
+    replica_of = ReplicaOf.objects.filter(destination=database).first()
+    if replica_of is not None and replica_of.replica_sync in {
+        ReplicaSync.ENABLED,
+        ReplicaSync.PAUSED,
+    }:
+        raise ApplicationError(
+            f"the database is a Replica Of destination ({replica_of.replica_sync}): stop the sync "
+            "first, or restart it (a restart flushes and loads every source again)",
+            code="bdb_is_replica",
+        )
+    spec = database_spec(database)
+    for shard in spec.shards:
+        client = provisioning.admin_client(spec, shard)
+        try:
+            client.flushall()
+        except (redis.RedisError, OSError) as exc:
+            raise ApplicationError(
+                f"shard {shard.index} refused the flush ({type(exc).__name__})"
+            ) from None
+        finally:
+            client.close()
+    audit_record(actor=actor, action="database.flush", obj=database)
 
 
 # ---------------------------------------------------------------- deletion, reconcile
