@@ -10,6 +10,31 @@ urlpatterns = [
     path("bdbs", bdb_apis.BdbListApi.as_view(), name="api-bdb-list"),
     path("bdbs/<int:uid>", bdb_apis.BdbDetailApi.as_view(), name="api-bdb-detail"),
     path(
+        "bdbs/replica_sources/alerts",
+        replica_apis.ReplicaAlertsApi.as_view(),
+        name="api-replica-alerts",
+    ),
+    path(
+        "bdbs/replica_sources/alerts/<int:uid>",
+        replica_apis.ReplicaAlertsApi.as_view(),
+        name="api-replica-alerts-bdb",
+    ),
+    path(
+        "bdbs/replica_sources/alerts/<int:uid>/<int:source_uid>",
+        replica_apis.ReplicaAlertsApi.as_view(),
+        name="api-replica-alerts-source",
+    ),
+    path(
+        "bdbs/replica_sources/alerts/<int:uid>/<int:source_uid>/<str:alert>",
+        replica_apis.ReplicaAlertsApi.as_view(),
+        name="api-replica-alerts-one",
+    ),
+    path(
+        "bdbs/<int:uid>/replica_alert_settings",
+        replica_apis.ReplicaAlertSettingsApi.as_view(),
+        name="api-bdb-replica-alert-settings",
+    ),
+    path(
         "bdbs/<int:uid>/actions/replica_source_url",
         replica_apis.ReplicaSourceUrlApi.as_view(),
         name="api-bdb-replica-source-url",

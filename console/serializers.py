@@ -267,6 +267,7 @@ class UserSerializer(serializers.ModelSerializer[User]):
 
     uid = serializers.IntegerField(source="pk", read_only=True)
     name = serializers.CharField(source="username", read_only=True)
+    email = serializers.CharField(read_only=True)  # "" when none was given
     role = serializers.SerializerMethodField()
     status = serializers.SerializerMethodField()
 

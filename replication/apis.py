@@ -26,13 +26,18 @@ from console.permissions import IsAdmin
 from console.schema import STATE_REFUSALS
 from replication import selectors, series, services
 from replication.metrics import metrics_text
+from replication.models import AlertName
 from replication.serializers import (
+    AlertSettingsSerializer,
     BdbReplicaUpdateSerializer,
     ReplicaEventSerializer,
     ReplicaEventsQuerySerializer,
     SourceUidSerializer,
     SyncSourceStatsSerializer,
     SyncStatsQuerySerializer,
+    alert_settings_data,
+    alert_settings_values,
+    alert_state_data,
     source_uri_redacted,
 )
 from replication.sources import SourceInput, source_input_of
@@ -203,6 +208,81 @@ class SyncerStateApi(APIView):
         if state is None:
             raise NotFound("syncer state key does not exist: the database is not a replica")
         return Response(state)
+
+
+def _alert_states(database: Database, source_uid: int | None = None) -> dict[str, Any]:
+    """{source uid: {alert name: Redis Enterprise's alert object}} of one destination."""
+    settings_row = selectors.alert_settings_of(database)
+    saved = {(a.source_uid, a.name): a for a in selectors.alerts_of(database=database)}
+    uids = sorted({s.uid for s in selectors.replica_sources_of(database)} | {u for u, _ in saved})
+    return {
+        str(uid): {
+            name: alert_state_data(name, saved.get((uid, name)), settings_row)
+            for name in AlertName.values
+        }
+        for uid in uids
+        if source_uid is None or uid == source_uid
+    }
+
+
+class ReplicaAlertsApi(APIView):
+    """Redis Enterprise's `GET /v1/bdbs/replica_sources/alerts[/{uid}[/{source}[/{alert}]]]`:
+    all destinations `{bdb: {source: {alert: state}}}`, one `{source: {alert: state}}`, one
+    source `{alert: state}`, or one alert object."""
+
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(description="Alert states (Redis Enterprise's alert object)."),
+            404: OpenApiResponse(description="No such database, source or alert."),
+        }
+    )
+    def get(
+        self,
+        request: Request,
+        uid: int | None = None,
+        source_uid: int | None = None,
+        alert: str = "",
+    ) -> Response:
+        if uid is None:
+            databases = console_selectors.database_list(user=request.user)  # type: ignore[arg-type]
+            return Response(
+                {str(db.pk): states for db in databases if (states := _alert_states(db))}
+            )
+        states = _alert_states(_database(request, uid), source_uid)
+        if source_uid is None:
+            return Response(states)
+        if str(source_uid) not in states:
+            raise NotFound(f"no source {source_uid}")
+        one = states[str(source_uid)]
+        if not alert:
+            return Response(one)
+        if alert not in one:
+            raise NotFound(f"no alert {alert!r}")
+        return Response(one[alert])
+
+
+class ReplicaAlertSettingsApi(APIView):
+    """`GET/PUT /v1/bdbs/{uid}/replica_alert_settings` (ours; Redis Enterprise's setting names)."""
+
+    @extend_schema(responses=AlertSettingsSerializer)
+    def get(self, request: Request, uid: int) -> Response:
+        return Response(alert_settings_data(selectors.alert_settings_of(_database(request, uid))))
+
+    @extend_schema(
+        request=AlertSettingsSerializer,
+        responses=AlertSettingsSerializer,
+        extensions={STATE_REFUSALS: "the webhook URL is not http(s), an e-mail address is not one"},
+    )
+    def put(self, request: Request, uid: int) -> Response:
+        db = _database(request, uid)
+        body = AlertSettingsSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        row = services.alert_settings_set(
+            actor=request.user,  # type: ignore[arg-type]
+            destination=db,
+            values=alert_settings_values(body.validated_data),
+        )
+        return Response(alert_settings_data(row))
 
 
 class ReplicaEventsApi(APIView):

@@ -9,8 +9,16 @@ from django.db.models import Prefetch, QuerySet
 
 from console.models import Database
 from replication import control
+from replication.alerts import Thresholds
 from replication.live import LiveStatus, live_message
-from replication.models import ReplicaEvent, ReplicaOf, ReplicaSource, ReplicaSync
+from replication.models import (
+    AlertSettings,
+    ReplicaAlert,
+    ReplicaEvent,
+    ReplicaOf,
+    ReplicaSource,
+    ReplicaSync,
+)
 
 
 def replica_sources_of(database: Database) -> list[ReplicaSource]:
@@ -122,3 +130,36 @@ def syncer_state(database: Database) -> dict[str, Any] | None:
             for s in sources_of(database)
         ],
     }
+
+
+def alert_settings_of(database: Database) -> AlertSettings:
+    """The destination's alert settings (the defaults, unsaved, until someone changes them)."""
+    found = AlertSettings.objects.filter(destination=database).first()
+    return found or AlertSettings(destination=database)
+
+
+def alert_thresholds(destination_id: int) -> Thresholds:
+    s = AlertSettings.objects.filter(destination_id=destination_id).first() or AlertSettings()
+    return Thresholds(
+        lag_enabled=s.high_syncer_lag_enabled,
+        lag_ms=s.high_syncer_lag_threshold_ms,
+        connection_enabled=s.connection_error_enabled,
+        general_enabled=s.general_error_enabled,
+    )
+
+
+def alerts_raised(destination_id: int) -> set[tuple[int, str]]:
+    return set(
+        ReplicaAlert.objects.filter(destination_id=destination_id, state=True).values_list(
+            "source_uid", "name"
+        )
+    )
+
+
+def alerts_of(*, database: Database | None = None, raised_only: bool = False) -> list[ReplicaAlert]:
+    alerts = ReplicaAlert.objects.select_related("destination")
+    if database is not None:
+        alerts = alerts.filter(destination=database)
+    if raised_only:
+        alerts = alerts.filter(state=True)
+    return list(alerts.order_by("-state", "-change_time"))
