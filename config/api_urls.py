@@ -10,6 +10,31 @@ urlpatterns = [
     path("bdbs", bdb_apis.BdbListApi.as_view(), name="api-bdb-list"),
     path("bdbs/<int:uid>", bdb_apis.BdbDetailApi.as_view(), name="api-bdb-detail"),
     path(
+        "bdbs/replica_sources/alerts",
+        replica_apis.ReplicaAlertsApi.as_view(),
+        name="api-replica-alerts",
+    ),
+    path(
+        "bdbs/replica_sources/alerts/<int:uid>",
+        replica_apis.ReplicaAlertsApi.as_view(),
+        name="api-replica-alerts-bdb",
+    ),
+    path(
+        "bdbs/replica_sources/alerts/<int:uid>/<int:source_uid>",
+        replica_apis.ReplicaAlertsApi.as_view(),
+        name="api-replica-alerts-source",
+    ),
+    path(
+        "bdbs/replica_sources/alerts/<int:uid>/<int:source_uid>/<str:alert>",
+        replica_apis.ReplicaAlertsApi.as_view(),
+        name="api-replica-alerts-one",
+    ),
+    path(
+        "bdbs/<int:uid>/replica_alert_settings",
+        replica_apis.ReplicaAlertSettingsApi.as_view(),
+        name="api-bdb-replica-alert-settings",
+    ),
+    path(
         "bdbs/<int:uid>/actions/replica_source_url",
         replica_apis.ReplicaSourceUrlApi.as_view(),
         name="api-bdb-replica-source-url",
@@ -50,6 +75,21 @@ urlpatterns = [
         name="api-bdb-replica-verify-runs",
     ),
     path(
+        "bdbs/<int:uid>/flush",
+        bdb_apis.BdbFlushApi.as_view(resource=bdb_apis.bdb_data),
+        name="api-bdb-flush",
+    ),
+    path(
+        "bdbs/<int:uid>/reset_admin_pass",
+        bdb_apis.BdbResetAdminPassApi.as_view(resource=bdb_apis.bdb_data),
+        name="api-bdb-reset-admin-pass",
+    ),
+    path(
+        "bdbs/<int:uid>/syncer_state/replica",
+        replica_apis.SyncerStateApi.as_view(),
+        name="api-bdb-syncer-state-replica",
+    ),
+    path(
         "bdbs/<int:uid>/replica_events",
         replica_apis.ReplicaEventsApi.as_view(),
         name="api-bdb-replica-events",
@@ -66,7 +106,9 @@ urlpatterns = [
     ),
     path("cluster", apis.ClusterApi.as_view(), name="api-cluster"),
     path("cluster/certificates", apis.CertificatesApi.as_view(), name="api-certificates"),
-    path("cluster/update_cert", apis.CertificatesApi.as_view(), name="api-update-cert"),
+    path("cluster/update_cert", apis.UpdateCertApi.as_view(), name="api-update-cert"),
     path("nodes", apis.NodeListApi.as_view(), name="api-node-list"),
+    path("users", apis.UserListApi.as_view(), name="api-user-list"),
+    path("users/<int:uid>", apis.UserDetailApi.as_view(), name="api-user-detail"),
     path("schema", bdb_apis.SchemaApi.as_view(), name="api-schema"),
 ]

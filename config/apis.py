@@ -179,3 +179,31 @@ class BdbCredentialsUpdateApi(replica_apis.ReplicaCredentialsUpdateApi):
     )
     def post(self, request: Request, uid: int) -> Response:
         return super().post(request, uid)
+
+
+class BdbFlushApi(replica_apis.FlushApi):
+    """PUT /v1/bdbs/{uid}/flush (Redis Enterprise's path), answering with the database."""
+
+    @extend_schema(
+        request=None,
+        responses=BdbSerializer,
+        extensions={
+            STATE_REFUSALS: "the database is not active, or it is a destination whose sync is "
+            "enabled or paused"
+        },
+    )
+    def put(self, request: Request, uid: int) -> Response:
+        return super().put(request, uid)
+
+
+class BdbResetAdminPassApi(replica_apis.ResetAdminPassApi):
+    """PUT /v1/bdbs/{uid}/reset_admin_pass (Redis Enterprise's path of "regenerate password"),
+    answering with the database (never with the password: see actions/replica_source_url)."""
+
+    @extend_schema(
+        request=None,
+        responses=BdbSerializer,
+        extensions={STATE_REFUSALS: "the database is not active, or its processes refuse"},
+    )
+    def put(self, request: Request, uid: int) -> Response:
+        return super().put(request, uid)

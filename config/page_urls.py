@@ -43,5 +43,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
         views.certificate_replace,
         name="certificate-replace",
     ),
+    path("users/", views.user_list, name="user-list"),
+    path("users/<int:uid>/<str:action>/", views.user_change, name="user-change"),
+    path("alerts/", replica_views.alert_list, name="alert-list"),
     path("audit/", views.audit_log, name="audit-log"),
 ]

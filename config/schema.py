@@ -18,19 +18,27 @@ from typing import Any
 
 from console.schema import STATE_REFUSALS
 from console.selectors import MAX_UID
+from replication.serializers import RE_FIELDS_ABSENT_WHEN_UNKNOWN
 from replication.sources import MAX_SOURCES
 
 __all__ = ["STATE_REFUSALS", "postprocess"]
 
+# Redis Enterprise's error answer (console.exception_handlers).
+ERROR_PROPERTIES = {
+    "error_code": {"type": "string", "description": "e.g. not_found, name_already_exists"},
+    "description": {"type": "string"},
+}
 ERROR = {
     "type": "object",
-    "properties": {"detail": {"type": "string"}},
-    "required": ["detail"],
+    "properties": ERROR_PROPERTIES,
+    "required": ["error_code", "description"],
 }
 FIELD_ERRORS = {
     "type": "object",
-    "description": "The fields at fault, each with its messages (`non_field_errors` for the "
-    "whole request; nested fields as nested objects).",
+    "description": "`error_code`, `description`, and the fields at fault, each with its messages "
+    "(`non_field_errors` for the whole request; nested fields as nested objects).",
+    "properties": ERROR_PROPERTIES,
+    "required": ["error_code", "description"],
     "additionalProperties": {},
 }
 ERROR_ANSWERS = {
@@ -40,6 +48,8 @@ ERROR_ANSWERS = {
     "406": "Only JSON is served.",
     "429": "Too many failed sign-ins for this account: retry after `Retry-After` seconds.",
 }
+# Response fields that are left out while they have no value (not `null`: Redis Enterprise's type).
+OPTIONAL_FIELDS = {"ReplicaSource": RE_FIELDS_ABSENT_WHEN_UNKNOWN}
 PATH_ID_MAXIMUM = {"uid": MAX_UID, "source_uid": MAX_SOURCES}
 BDB_LINKS = {
     "GetBdb": "v1_bdbs_retrieve",
@@ -63,6 +73,12 @@ def postprocess(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas["Error"] = ERROR
     schemas["FieldErrors"] = FIELD_ERRORS
+    for component, names in OPTIONAL_FIELDS.items():
+        if component in schemas:
+            required = schemas[component].get("required", [])
+            schemas[component]["required"] = [n for n in required if n not in names]
+            for name in names:
+                schemas[component]["properties"].get(name, {}).pop("nullable", None)
     for path, item in result.get("paths", {}).items():
         for method, operation in item.items():
             responses = operation.setdefault("responses", {})

@@ -278,6 +278,18 @@ LOGIN_ACCOUNT_FAILURE_LIMIT = env_int("CONSOLE_LOGIN_ACCOUNT_FAILURE_LIMIT", 20,
 LOGIN_FAILURE_WINDOW_S = env_int("CONSOLE_LOGIN_FAILURE_WINDOW", 900, minimum=1)
 TRUSTED_PROXIES = env_int("CONSOLE_TRUSTED_PROXIES", 0, minimum=0, maximum=10)
 
+# Alert e-mails (replication.alerts): Django's mail settings, from the environment.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "replica-of-console@localhost")
+
 CELERY_BEAT_SCHEDULE = {
     "reconcile": {
         "task": "console.tasks.cluster_reconcile_task",

@@ -191,7 +191,9 @@ def load_certificate(pem: str, *, field: str = "certificate") -> x509.Certificat
         )
     if cert.not_valid_after_utc <= now:
         raise ApplicationError(
-            f"the certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}", field=field
+            f"the certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}",
+            field=field,
+            code="certificate_expired",
         )
     return cert
 

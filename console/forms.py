@@ -313,3 +313,44 @@ class AuditFilterForm(forms.Form):
         if not self.is_valid():
             return {"action": "", "object_type": "", "actor": ""}
         return {key: self.cleaned_data[key].strip() for key in ("action", "object_type", "actor")}
+
+
+class UserCreateForm(ServiceErrorForm):
+    """Users → Add user: sign-in name, role, password, e-mail (optional)."""
+
+    service_fields: ClassVar[dict[str, str]] = {
+        "name": "name",
+        "role": "role",
+        "password": "password",
+        "email": "email",
+    }
+
+    name = forms.CharField(
+        max_length=150,
+        help_text="The sign-in name: letters, digits and . _ @ + -",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    role = forms.ChoiceField(
+        choices=[("viewer", "Viewer: reads everything except secrets"), ("admin", "Admin")],
+        initial="viewer",
+    )
+    password = forms.CharField(
+        strip=False,
+        max_length=512,
+        help_text="At least 8 characters, not a common password.",
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+    email = forms.EmailField(required=False, max_length=254)
+
+
+class UserPasswordForm(ServiceErrorForm):
+    """Users → Change password."""
+
+    service_fields: ClassVar[dict[str, str]] = {"password": "password"}
+
+    password = forms.CharField(
+        label="New password",
+        strip=False,
+        max_length=512,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )

@@ -138,3 +138,17 @@ def database_spec(database: Database) -> provisioning.DatabaseSpec:
         read_only=database.read_only,
         tls=database_tls_spec(database),
     )
+
+
+def user_list() -> list[User]:
+    return list(User.objects.order_by("id"))
+
+
+def user_get(*, uid: int | str) -> User:
+    try:
+        pk = int(uid)
+        if not 0 < pk <= MAX_UID:
+            raise ValueError(pk)
+        return User.objects.get(pk=pk)
+    except (User.DoesNotExist, ValueError, TypeError):
+        raise Http404("no such user") from None

@@ -6,11 +6,15 @@ import logging
 import re
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psutil
 from celery import current_app
 from django.conf import settings
+from django.contrib.auth import password_validation
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Model, QuerySet, Sum
 
@@ -135,25 +139,74 @@ def _cert_fields(info: certificates.CertificateInfo) -> dict[str, Any]:
     }
 
 
-def certificate_replace(
-    *, actor: User, kind: str, certificate_pem: str, private_key_pem: str
-) -> Certificate:
-    if kind not in Certificate.Kind.values:
-        raise ApplicationError(f"unknown certificate {kind!r}", field="name")
-    info = certificates.validate_pair(certificate_pem, private_key_pem)
-    with transaction.atomic():
-        cert, _ = Certificate.objects.update_or_create(kind=kind, defaults=_cert_fields(info))
-        audit_record(
-            actor=actor,
-            action="certificate.replace",
-            obj=cert,
-            detail=f"new fingerprint {info.fingerprint_sha256}",
+@dataclass(frozen=True, slots=True)
+class CertificateInput:
+    """One certificate to replace: Redis Enterprise's certificate object (`name`: proxy or
+    syncer; `proxy_cert`/`syncer_cert` are taken too)."""
+
+    name: str
+    certificate_pem: str
+    private_key_pem: str
+
+
+def certificates_replace(
+    *, actor: User, certificates_in: Sequence[CertificateInput], field_prefix: str = ""
+) -> list[Certificate]:
+    """Replace cluster certificates: every one is checked first (an unknown name is 403 and an
+    expired certificate 406, as Redis Enterprise answers), then all are saved together or none.
+    `field_prefix` names the input in errors (`certificates[1].`)."""
+    checked: list[tuple[str, certificates.CertificateInfo]] = []
+    for index, item in enumerate(certificates_in):
+        prefix = field_prefix.format(index=index)
+        kind = item.name.removesuffix("_cert")
+        if kind not in Certificate.Kind.values:
+            raise ApplicationError(
+                f"unknown certificate {item.name!r}: this cluster has "
+                + " and ".join(Certificate.Kind.values),
+                field=f"{prefix}name",
+                code="unknown_certificate",
+                status=403,
+            )
+        try:
+            info = certificates.validate_pair(item.certificate_pem, item.private_key_pem)
+        except ApplicationError as exc:
+            # Redis Enterprise answers an expired cluster certificate with 406.
+            status = 406 if exc.code == "certificate_expired" else exc.status
+            raise ApplicationError(
+                exc.message, field=f"{prefix}{exc.field}", code=exc.code, status=status
+            ) from None
+        checked.append((kind, info))
+    if len({kind for kind, _ in checked}) != len(checked):
+        raise ApplicationError(
+            "each certificate may be given once", field="certificates" if field_prefix else "name"
         )
+    replaced = []
+    with transaction.atomic():
+        for kind, info in checked:
+            cert, _ = Certificate.objects.update_or_create(kind=kind, defaults=_cert_fields(info))
+            audit_record(
+                actor=actor,
+                action="certificate.replace",
+                obj=cert,
+                detail=f"new fingerprint {info.fingerprint_sha256}",
+            )
+            replaced.append(cert)
         # Both certificates are in every TLS database's files (the proxy one served, the syncer
         # one trusted): the nodes push the new files to the running processes (CONFIG SET).
         for database in tls_databases().filter(status=DatabaseStatus.ACTIVE):
             database_status_set(database=database, status=DatabaseStatus.CHANGE_PENDING)
             enqueue_node_task("console.tasks.database_apply_task", database)
+    return replaced
+
+
+def certificate_replace(
+    *, actor: User, kind: str, certificate_pem: str, private_key_pem: str
+) -> Certificate:
+    """Replace one cluster certificate (the page, `PUT /v1/cluster/update_cert`)."""
+    (cert,) = certificates_replace(
+        actor=actor,
+        certificates_in=[CertificateInput(kind, certificate_pem, private_key_pem)],
+    )
     return cert
 
 
@@ -573,3 +626,157 @@ def node_reconcile(*, node_name: str) -> list[str]:
         )
         restarted.append(database.name)
     return restarted
+
+
+# ---------------------------------------------------------------- users
+# Admins and viewers are created, changed, disabled and deleted here only (the Users page,
+# `/v1/users`, `manage.py console_user`); every change is audited. The last active admin can
+# never be deleted, disabled or made a viewer (Redis Enterprise refuses the same with
+# `change_last_admin_role_not_allowed`, 406).
+
+# A sign-in name: what the page and HTTP basic auth take (Redis Enterprise: no &,<,>,").
+USER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,149}$")
+USER_PASSWORD_MAX_CHARS = 512
+# Redis Enterprise's role names that mean ours (its viewers read, never change).
+ROLE_ALIASES = {
+    "admin": User.Role.ADMIN,
+    "viewer": User.Role.VIEWER,
+    "cluster_viewer": User.Role.VIEWER,
+    "db_viewer": User.Role.VIEWER,
+}
+LAST_ADMIN = "change_last_admin_role_not_allowed"
+
+
+def _role(role: str) -> str:
+    try:
+        return ROLE_ALIASES[role]
+    except KeyError:
+        raise ApplicationError(
+            f"unknown role {role!r}: admin or viewer (cluster_viewer, db_viewer)",
+            field="role",
+        ) from None
+
+
+def _check_password(password: str, user: User | None) -> None:
+    if len(password) > USER_PASSWORD_MAX_CHARS:
+        raise ApplicationError(
+            f"a password is at most {USER_PASSWORD_MAX_CHARS} characters", field="password"
+        )
+    try:
+        password_validation.validate_password(password, user)
+    except ValidationError as exc:
+        raise ApplicationError(
+            " ".join(exc.messages), field="password", code="password_not_complex"
+        ) from None
+
+
+def _check_email(email: str, user: User | None) -> None:
+    if not email:
+        return
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise ApplicationError(f"{email!r} is not an e-mail address", field="email") from None
+    taken = User.objects.filter(email__iexact=email)
+    if user is not None:
+        taken = taken.exclude(pk=user.pk)
+    if taken.exists():
+        raise ApplicationError(
+            "the e-mail address is taken", field="email", code="email_already_exists", status=409
+        )
+
+
+def _other_active_admins(user: User) -> int:
+    return (
+        User.objects.filter(is_active=True, role=User.Role.ADMIN)
+        .exclude(pk=user.pk)
+        .select_for_update()
+        .count()
+    )
+
+
+def _keep_an_admin(user: User, what: str) -> None:
+    if user.is_active and user.role == User.Role.ADMIN and not _other_active_admins(user):
+        raise ApplicationError(
+            f"{user.username} is the last admin: it cannot be {what} (make another admin first)",
+            code=LAST_ADMIN,
+            status=406,
+        )
+
+
+def user_create(
+    *, actor: User | None, name: str, password: str, role: str, email: str = ""
+) -> User:
+    """A new user who can sign in with `name` and `password` at once."""
+    if not USER_NAME_RE.match(name):
+        raise ApplicationError(
+            "a user name is 1-150 letters, digits and . _ @ + -, starting with a letter or digit",
+            field="name",
+        )
+    wanted_role = _role(role)
+    _check_email(email, None)
+    _check_password(password, User(username=name, email=email))
+    with transaction.atomic():
+        if User.objects.filter(username__iexact=name).exists():
+            raise ApplicationError(
+                f"a user named {name} exists", field="name", code="name_already_exists", status=409
+            )
+        user = User.objects.create_user(
+            username=name,
+            email=email,
+            password=password,
+            role=wanted_role,
+            is_staff=wanted_role == User.Role.ADMIN,
+        )
+        audit_record(actor=actor, action="user.create", obj=user, detail=f"role {wanted_role}")
+    return user
+
+
+def user_update(
+    *,
+    actor: User | None,
+    user: User,
+    role: str | None = None,
+    email: str | None = None,
+    password: str | None = None,
+    active: bool | None = None,
+) -> User:
+    """Change a user's role, e-mail, password or whether they may sign in (None: unchanged).
+    A new password or a disabled user ends that user's sessions."""
+    wanted_role = _role(role) if role is not None else None
+    if email is not None:
+        _check_email(email, user)
+    if password is not None:
+        _check_password(password, user)
+    changes: list[str] = []
+    with transaction.atomic():
+        user = User.objects.select_for_update().get(pk=user.pk)
+        if wanted_role is not None and wanted_role != user.role:
+            if wanted_role != User.Role.ADMIN:
+                _keep_an_admin(user, f"made a {wanted_role}")
+            user.role = wanted_role
+            user.is_staff = wanted_role == User.Role.ADMIN
+            changes.append(f"role {wanted_role}")
+        if active is not None and active != user.is_active:
+            if not active:
+                _keep_an_admin(user, "disabled")
+            user.is_active = active
+            changes.append("enabled" if active else "disabled")
+        if email is not None and email != user.email:
+            user.email = email
+            changes.append("e-mail changed")
+        if password is not None:
+            user.set_password(password)
+            changes.append("password changed")
+        if changes:
+            user.save()
+            audit_record(actor=actor, action="user.update", obj=user, detail=", ".join(changes))
+    return user
+
+
+def user_delete(*, actor: User | None, user: User) -> None:
+    with transaction.atomic():
+        user = User.objects.select_for_update().get(pk=user.pk)
+        _keep_an_admin(user, "deleted")
+        audit_record(actor=actor, action="user.delete", obj=user)
+        user.delete()

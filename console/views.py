@@ -21,7 +21,13 @@ from console import selectors, services
 from console.auth import login_failed, login_locked_for, login_succeeded
 from console.decorators import admin_required, page_user
 from console.errors import ApplicationError
-from console.forms import AuditFilterForm, CertificateReplaceForm, DatabaseCreateForm
+from console.forms import (
+    AuditFilterForm,
+    CertificateReplaceForm,
+    DatabaseCreateForm,
+    UserCreateForm,
+    UserPasswordForm,
+)
 from console.models import Certificate, Database, DatabaseStatus
 
 # While a database is in one of these, its page reloads itself until the node is done.
@@ -172,6 +178,84 @@ def certificate_replace(request: HttpRequest, kind: str) -> HttpResponse:
         "tls_databases": services.tls_databases(),
     }
     return render(request, "console/certificate_replace.html", context)
+
+
+# ---------------------------------------------------------------- users
+
+
+def _users_page(
+    request: HttpRequest,
+    *,
+    form: UserCreateForm | None = None,
+    password_form: UserPasswordForm | None = None,
+    password_for: int | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    context = {
+        "users": selectors.user_list(),
+        "form": form or UserCreateForm(),
+        "password_form": password_form or UserPasswordForm(),
+        "password_for": password_for,
+    }
+    return render(request, "console/user_list.html", context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@admin_required
+def user_list(request: HttpRequest) -> HttpResponse:
+    """Users: the list, and Add user (admins only: the list is Redis Enterprise's admin view)."""
+    if request.method != "POST":
+        return _users_page(request)
+    form = UserCreateForm(request.POST)
+    if form.is_valid():
+        try:
+            user = services.user_create(actor=page_user(request), **form.cleaned_data)
+        except ApplicationError as exc:
+            form.add_service_error(exc)
+        else:
+            messages.success(request, f"User {user.username} created ({user.role}).")
+            return redirect("user-list")
+    return _users_page(request, form=form)
+
+
+USER_ACTIONS = {"enable", "disable", "make-admin", "make-viewer", "password", "delete"}
+
+
+@require_http_methods(["POST"])
+@admin_required
+def user_change(request: HttpRequest, uid: int, action: str) -> HttpResponse:
+    """One change of a user, from a button of the Users page."""
+    if action not in USER_ACTIONS:
+        raise Http404("no such action")
+    user = selectors.user_get(uid=uid)
+    actor = page_user(request)
+    password_form = None
+    try:
+        if action == "delete":
+            services.user_delete(actor=actor, user=user)
+            messages.success(request, f"User {user.username} deleted.")
+        elif action == "password":
+            password_form = UserPasswordForm(request.POST)
+            if not password_form.is_valid():
+                return _users_page(request, password_form=password_form, password_for=uid)
+            services.user_update(
+                actor=actor, user=user, password=password_form.cleaned_data["password"]
+            )
+            messages.success(request, f"Password of {user.username} changed.")
+        else:
+            services.user_update(
+                actor=actor,
+                user=user,
+                active={"enable": True, "disable": False}.get(action),
+                role={"make-admin": "admin", "make-viewer": "viewer"}.get(action),
+            )
+            messages.success(request, f"User {user.username} updated.")
+    except ApplicationError as exc:
+        if password_form is not None:
+            password_form.add_service_error(exc)
+            return _users_page(request, password_form=password_form, password_for=uid)
+        messages.error(request, exc.message)
+    return redirect("user-list")
 
 
 @require_GET

@@ -11,6 +11,7 @@ from typing import Any
 from django.http import HttpResponse
 from django.utils.cache import add_never_cache_headers
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from prometheus_client import CONTENT_TYPE_LATEST
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import IsAuthenticated
@@ -25,8 +26,10 @@ from console.models import Database, User
 from console.permissions import IsAdmin
 from console.schema import STATE_REFUSALS
 from replication import selectors, series, services
-from replication.models import ReplicaOf, ReplicaSource, ReplicaSync
+from replication.metrics import metrics_text
+from replication.models import AlertName
 from replication.serializers import (
+    AlertSettingsSerializer,
     BdbReplicaUpdateSerializer,
     PreflightSerializer,
     ReplicaEventSerializer,
@@ -36,6 +39,9 @@ from replication.serializers import (
     SyncSourceStatsSerializer,
     SyncStatsQuerySerializer,
     VerifyRunSerializer,
+    alert_settings_data,
+    alert_settings_values,
+    alert_state_data,
     source_uri_redacted,
 )
 from replication.sources import SourceInput, source_input_of
@@ -264,6 +270,112 @@ class ReplicaVerifyRunsApi(APIView):
         return Response(VerifyRunSerializer(selectors.verify_runs_of(db), many=True).data)
 
 
+class FlushApi(_ResourceActionApi):
+    @extend_schema(exclude=True)  # the roof's subclass is what the URLconf serves
+    def put(self, request: Request, uid: int) -> Response:
+        services.database_flush(actor=request.user, database=_database(request, uid))  # type: ignore[arg-type]
+        return self._answer(request, uid)
+
+
+class ResetAdminPassApi(_ResourceActionApi):
+    @extend_schema(exclude=True)  # the roof's subclass is what the URLconf serves
+    def put(self, request: Request, uid: int) -> Response:
+        services.admin_password_regenerate(actor=request.user, database=_database(request, uid))  # type: ignore[arg-type]
+        return self._answer(request, uid)
+
+
+class SyncerStateApi(APIView):
+    """`GET /v1/bdbs/{uid}/syncer_state/replica`: the state of the destination's syncer; 404 when
+    the database never was a destination (Redis Enterprise: "syncer state key does not exist")."""
+
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(description="The syncer's state: job, wanted state, sources."),
+            404: OpenApiResponse(description="No such database, or it never was a replica."),
+        }
+    )
+    def get(self, request: Request, uid: int) -> Response:
+        state = selectors.syncer_state(_database(request, uid))
+        if state is None:
+            raise NotFound("syncer state key does not exist: the database is not a replica")
+        return Response(state)
+
+
+def _alert_states(database: Database, source_uid: int | None = None) -> dict[str, Any]:
+    """{source uid: {alert name: Redis Enterprise's alert object}} of one destination."""
+    settings_row = selectors.alert_settings_of(database)
+    saved = {(a.source_uid, a.name): a for a in selectors.alerts_of(database=database)}
+    uids = sorted({s.uid for s in selectors.replica_sources_of(database)} | {u for u, _ in saved})
+    return {
+        str(uid): {
+            name: alert_state_data(name, saved.get((uid, name)), settings_row)
+            for name in AlertName.values
+        }
+        for uid in uids
+        if source_uid is None or uid == source_uid
+    }
+
+
+class ReplicaAlertsApi(APIView):
+    """Redis Enterprise's `GET /v1/bdbs/replica_sources/alerts[/{uid}[/{source}[/{alert}]]]`:
+    all destinations `{bdb: {source: {alert: state}}}`, one `{source: {alert: state}}`, one
+    source `{alert: state}`, or one alert object."""
+
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(description="Alert states (Redis Enterprise's alert object)."),
+            404: OpenApiResponse(description="No such database, source or alert."),
+        }
+    )
+    def get(
+        self,
+        request: Request,
+        uid: int | None = None,
+        source_uid: int | None = None,
+        alert: str = "",
+    ) -> Response:
+        if uid is None:
+            databases = console_selectors.database_list(user=request.user)  # type: ignore[arg-type]
+            return Response(
+                {str(db.pk): states for db in databases if (states := _alert_states(db))}
+            )
+        states = _alert_states(_database(request, uid), source_uid)
+        if source_uid is None:
+            return Response(states)
+        if str(source_uid) not in states:
+            raise NotFound(f"no source {source_uid}")
+        one = states[str(source_uid)]
+        if not alert:
+            return Response(one)
+        if alert not in one:
+            raise NotFound(f"no alert {alert!r}")
+        return Response(one[alert])
+
+
+class ReplicaAlertSettingsApi(APIView):
+    """`GET/PUT /v1/bdbs/{uid}/replica_alert_settings` (ours; Redis Enterprise's setting names)."""
+
+    @extend_schema(responses=AlertSettingsSerializer)
+    def get(self, request: Request, uid: int) -> Response:
+        return Response(alert_settings_data(selectors.alert_settings_of(_database(request, uid))))
+
+    @extend_schema(
+        request=AlertSettingsSerializer,
+        responses=AlertSettingsSerializer,
+        extensions={STATE_REFUSALS: "the webhook URL is not http(s), an e-mail address is not one"},
+    )
+    def put(self, request: Request, uid: int) -> Response:
+        db = _database(request, uid)
+        body = AlertSettingsSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        row = services.alert_settings_set(
+            actor=request.user,  # type: ignore[arg-type]
+            destination=db,
+            values=alert_settings_values(body.validated_data),
+        )
+        return Response(alert_settings_data(row))
+
+
 class ReplicaEventsApi(APIView):
     """What the destination's sync did and why, newest first: full syncs, partial resyncs,
     reconnects, flushes, stops, with their reasons."""
@@ -322,65 +434,12 @@ class SyncSourceStatsOneApi(SyncSourceStatsApi):
         return super().get(request, uid, source_uid)
 
 
-def _label(value: object) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 class MetricsApi(APIView):
-    """Prometheus text format: per source status, lag, bytes in, commands applied."""
+    """Prometheus text format (replication.metrics): Redis Enterprise's Replica Of metrics and
+    ours."""
 
     permission_classes = [IsAuthenticated]
 
     @extend_schema(exclude=True)
     def get(self, request: Request) -> HttpResponse:
-        lines = [
-            "# HELP replicaof_sync_state Replica Of state of a destination (1 = current state).",
-            "# TYPE replicaof_sync_state gauge",
-        ]
-        for ro in ReplicaOf.objects.select_related("destination"):
-            for state in ReplicaSync.values:
-                lines.append(
-                    f'replicaof_sync_state{{bdb="{ro.destination_id}",'
-                    f'bdb_name="{_label(ro.destination.name)}",state="{state}"}} '
-                    f"{int(ro.replica_sync == state)}"
-                )
-        metrics = [
-            ("replicaof_source_up", "gauge", "1 when the source is in sync."),
-            ("replicaof_source_lag_milliseconds", "gauge", "Replication lag of the source."),
-            ("replicaof_source_ingress_bytes_total", "counter", "Bytes read from the source."),
-            (
-                "replicaof_source_ingress_bytes_decompressed_total",
-                "counter",
-                "Bytes of the source's replication stream after inflating (compressed links).",
-            ),
-            (
-                "replicaof_source_commands_applied_total",
-                "counter",
-                "Source commands applied on the destination.",
-            ),
-        ]
-        sources = list(ReplicaSource.objects.select_related("destination", "source_database"))
-        for name, kind, help_text in metrics:
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-            for s in sources:
-                labels = (
-                    f'bdb="{s.destination_id}",bdb_name="{_label(s.destination.name)}",'
-                    f'source="{s.uid}",source_name="{_label(s.name)}"'
-                )
-                value: object
-                if name == "replicaof_source_up":
-                    value = int(s.status == "in-sync")
-                elif name == "replicaof_source_lag_milliseconds":
-                    if s.lag is None:
-                        continue
-                    value = s.lag
-                elif name == "replicaof_source_ingress_bytes_total":
-                    value = s.ingress_bytes
-                elif name == "replicaof_source_ingress_bytes_decompressed_total":
-                    value = s.ingress_bytes_decompressed
-                else:
-                    value = s.commands_applied
-                lines.append(f"{name}{{{labels}}} {value}")
-        return HttpResponse(
-            "\n".join(lines) + "\n", content_type="text/plain; version=0.0.4; charset=utf-8"
-        )
+        return HttpResponse(metrics_text(), content_type=CONTENT_TYPE_LATEST)

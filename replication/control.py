@@ -13,6 +13,10 @@ Keys (all under `replicaof:<destination uid>:`):
   enqueue the same job again while it waits in the queue.
 - `stats:<source uid>` (list): one JSON sample a second (`t`, `lag`, `commands`, `ingress_bytes`,
   `ingress_bytes_decompressed`), the last hour.
+- `totals:<source uid>` (hash): `commands`, `ingress_bytes`, `ingress_bytes_decompressed` summed
+  over every sample of every job since the sources were last set: the Prometheus counters, which
+  must never go backwards when a job restarts (each job's own counts start at 0). Both this and
+  the series are dropped when the sources change (a new source 1 is not the old one).
 
 Nothing secret is ever written here.
 """
@@ -30,6 +34,8 @@ from django.conf import settings
 LOCK_TTL_MS = 10_000
 QUEUED_TTL_S = 30
 STATS_SECONDS = 3600
+# The per-second deltas of a sample that are also summed into the source's totals.
+TOTALS = ("commands", "ingress_bytes", "ingress_bytes_decompressed")
 
 _local = threading.local()
 
@@ -106,13 +112,29 @@ def queued_clear(uid: int) -> None:
 
 def stats_append(uid: int, samples: dict[int, dict[str, Any]]) -> None:
     """One sample per source (source uid -> sample), trimmed to the last hour."""
-    pipe = client().pipeline(transaction=False)
+    pipe = client().pipeline(transaction=True)
     for source_uid, sample in samples.items():
         key = _key(uid, f"stats:{source_uid}")
         pipe.rpush(key, json.dumps(sample, separators=(",", ":")))
         pipe.ltrim(key, -STATS_SECONDS, -1)
         pipe.expire(key, STATS_SECONDS * 2)
+        totals = _key(uid, f"totals:{source_uid}")
+        for name in TOTALS:
+            if sample.get(name):
+                pipe.hincrby(totals, name, int(sample[name]))
     pipe.execute()
+
+
+def totals_read(uid: int, source_uid: int) -> dict[str, int]:
+    """The source's counters since its sources were set (0 for what never came)."""
+    raw = client().hmget(_key(uid, f"totals:{source_uid}"), list(TOTALS))
+    return {name: int(value or 0) for name, value in zip(TOTALS, raw, strict=True)}
+
+
+def history_clear(uid: int, source_uids: range) -> None:
+    """Forget the series and totals of the destination's sources (its sources changed)."""
+    keys = [_key(uid, f"{kind}:{n}") for n in source_uids for kind in ("stats", "totals")]
+    client().delete(*keys)
 
 
 def stats_read(uid: int, source_uid: int) -> list[dict[str, Any]]:

@@ -45,6 +45,7 @@ from console.models import Certificate, Database, TlsMode
 from console.tls import TlsMaterial, own_database_client_material, source_client_material
 from replication import control, endpoints, selectors
 from replication import services as replica_services
+from replication.alerts import AlertTracker
 from replication.live import LiveSource, LiveStatus, live_message, source_status, status_push
 from replication.models import ReplicaOf, ReplicaSource, ReplicaSync
 from replication.services import EventInput
@@ -270,6 +271,8 @@ class _Supervisor:
         self.destinations = selectors.destinations_count(plan.destination)
         self.reason = ""
         self.job_events: list[EventInput] = []
+        # Alerts go on from the states the last job left (replication.alerts).
+        self.alerts = AlertTracker(raised=selectors.alerts_raised(self.uid))
 
     def _engine_main(self) -> None:
         try:
@@ -446,6 +449,22 @@ class _Supervisor:
             src.last_inflated = s.ingress_bytes_decompressed
         with contextlib.suppress(Exception):
             control.stats_append(self.uid, samples)
+        self._alerts(live)
+
+    def _alerts(self, live: list[LiveSource]) -> None:
+        """One sample of every source for the alerts; a failure here never stops the sync."""
+        try:
+            thresholds = selectors.alert_thresholds(self.uid)
+            changes = [
+                change
+                for s in live
+                for change in self.alerts.sample(
+                    source_uid=s.uid, status=s.status, lag=s.lag, thresholds=thresholds
+                )
+            ]
+            replica_services.alert_changes_save(destination_id=self.uid, changes=changes)
+        except (DatabaseError, redis.RedisError, OSError) as exc:
+            log.warning("alerts of %s not evaluated: %s", self.uid, type(exc).__name__)
 
     # -- failure ----------------------------------------------------------------------------
 

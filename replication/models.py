@@ -197,3 +197,56 @@ class VerifyRun(models.Model):
         if not self.keys_total:
             return None
         return min(100.0, 100.0 * self.keys_done / self.keys_total)
+
+
+class AlertName(models.TextChoices):
+    """Redis Enterprise's Replica Of source alerts (its `bdb_replica_src_*` settings)."""
+
+    HIGH_SYNCER_LAG = "replica_src_high_syncer_lag", "High syncer lag"
+    CONNECTION_ERROR = "replica_src_syncer_connection_error", "Connection error"
+    GENERAL_ERROR = "replica_src_syncer_general_error", "Sync stopped with an error"
+
+
+class AlertSettings(models.Model):
+    """A destination's alert settings and where alerts are delivered (one row per destination,
+    made with the defaults when first needed)."""
+
+    destination = models.OneToOneField(
+        Database, on_delete=models.CASCADE, related_name="replica_alert_settings"
+    )
+    high_syncer_lag_enabled = models.BooleanField(default=True)
+    high_syncer_lag_threshold_ms = models.PositiveIntegerField(default=10_000)
+    connection_error_enabled = models.BooleanField(default=True)
+    general_error_enabled = models.BooleanField(default=True)
+    # Comma-separated e-mail addresses; empty: the e-mail addresses of the admins.
+    email_to = models.TextField(blank=True, default="")
+    # JSON is POSTed here on every raise and clear; it may hold a token: never shown to viewers.
+    webhook_url = EncryptedTextField(blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"alert settings of {self.destination_id}"
+
+
+class ReplicaAlert(models.Model):
+    """The state of one alert of one source of a destination: raised or cleared, and when."""
+
+    destination = models.ForeignKey(
+        Database, on_delete=models.CASCADE, related_name="replica_alerts"
+    )
+    source_uid = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=64, choices=AlertName.choices)
+    state = models.BooleanField(default=False, editable=False)
+    change_time = models.DateTimeField(editable=False)
+    # What was sampled when the state changed (lag, threshold, error): never a secret.
+    change_value = models.JSONField(default=dict, editable=False)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["destination_id", "source_uid", "name"]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(
+                fields=["destination", "source_uid", "name"], name="alert_unique_per_source"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} of {self.destination_id}/{self.source_uid}"

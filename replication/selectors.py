@@ -8,8 +8,18 @@ from typing import Any
 from django.db.models import Prefetch, QuerySet
 
 from console.models import Database
+from replication import control
+from replication.alerts import Thresholds
 from replication.live import LiveStatus, live_message
-from replication.models import ReplicaEvent, ReplicaOf, ReplicaSource, ReplicaSync, VerifyRun
+from replication.models import (
+    AlertSettings,
+    ReplicaAlert,
+    ReplicaEvent,
+    ReplicaOf,
+    ReplicaSource,
+    ReplicaSync,
+    VerifyRun,
+)
 
 
 def replica_sources_of(database: Database) -> list[ReplicaSource]:
@@ -88,3 +98,74 @@ def replica_events_of(database: Database, *, limit: int = 50) -> list[ReplicaEve
 def verify_runs_of(database: Database) -> list[VerifyRun]:
     """The database's last verify runs, newest first."""
     return list(VerifyRun.objects.filter(destination=database)[: VerifyRun.KEEP])
+
+
+def syncer_state(database: Database) -> dict[str, Any] | None:
+    """The state of the destination's syncer (`GET /v1/bdbs/{uid}/syncer_state/replica`): the
+    wanted state and the job that runs it, and each source's position and status as saved by
+    the job. None when the database never was a destination (Redis Enterprise's 404)."""
+    replica_of = replica_of_state(database)
+    if replica_of is None:
+        return None
+    desired = control.desired_read(database.pk)
+    return {
+        "DB": database.pk,
+        "RunID": replica_of.generation,
+        "replica_sync": replica_of.replica_sync,
+        "generation": replica_of.generation,
+        "job_running": control.lock_held(database.pk),
+        "desired": (
+            {"generation": desired.generation, "state": desired.state, "revision": desired.revision}
+            if desired
+            else None
+        ),
+        "last_error": replica_of.last_error,
+        "sources": [
+            {
+                "uid": s.uid,
+                "status": s.status,
+                "lag": s.lag,
+                "last_update": s.last_update.isoformat() if s.last_update else None,
+                "rdb_size": s.rdb_size,
+                "rdb_transferred": s.rdb_transferred,
+                "commands_applied": s.commands_applied,
+                "ingress_bytes": s.ingress_bytes,
+                "retries": s.retries,
+                "last_error": s.last_error,
+            }
+            for s in sources_of(database)
+        ],
+    }
+
+
+def alert_settings_of(database: Database) -> AlertSettings:
+    """The destination's alert settings (the defaults, unsaved, until someone changes them)."""
+    found = AlertSettings.objects.filter(destination=database).first()
+    return found or AlertSettings(destination=database)
+
+
+def alert_thresholds(destination_id: int) -> Thresholds:
+    s = AlertSettings.objects.filter(destination_id=destination_id).first() or AlertSettings()
+    return Thresholds(
+        lag_enabled=s.high_syncer_lag_enabled,
+        lag_ms=s.high_syncer_lag_threshold_ms,
+        connection_enabled=s.connection_error_enabled,
+        general_enabled=s.general_error_enabled,
+    )
+
+
+def alerts_raised(destination_id: int) -> set[tuple[int, str]]:
+    return set(
+        ReplicaAlert.objects.filter(destination_id=destination_id, state=True).values_list(
+            "source_uid", "name"
+        )
+    )
+
+
+def alerts_of(*, database: Database | None = None, raised_only: bool = False) -> list[ReplicaAlert]:
+    alerts = ReplicaAlert.objects.select_related("destination")
+    if database is not None:
+        alerts = alerts.filter(destination=database)
+    if raised_only:
+        alerts = alerts.filter(state=True)
+    return list(alerts.order_by("-state", "-change_time"))

@@ -11,7 +11,15 @@ from console.fields import StrictBooleanField, StrictCharField, StrictIntegerFie
 from console.selectors import MAX_UID
 from replication.endpoints import internal_source_url
 from replication.live import LiveSourceSerializer
-from replication.models import ReplicaEvent, ReplicaSource, ReplicaSync, VerifyRun
+from replication.models import (
+    AlertName,
+    AlertSettings,
+    ReplicaAlert,
+    ReplicaEvent,
+    ReplicaSource,
+    ReplicaSync,
+    VerifyRun,
+)
 from replication.sources import MAX_SOURCES
 from replication.syncer.urls import UrlError, parse_redis_url
 
@@ -27,6 +35,12 @@ def source_uri_redacted(source: ReplicaSource) -> str:
         return "(invalid URL)"
 
 
+# Fields of Redis Enterprise's syncer_sources object that have no value yet (before a full sync
+# or before the first lag sample): left out of the API's answer rather than `null`, which
+# Redis Enterprise never sends where its type is an integer or a string.
+RE_FIELDS_ABSENT_WHEN_UNKNOWN = ("lag", "rdb_size", "rdb_transferred", "last_update")
+
+
 class ReplicaSourceSerializer(LiveSourceSerializer):
     """One source as GET shows it: its configuration and its live fields; never a password."""
 
@@ -40,6 +54,13 @@ class ReplicaSourceSerializer(LiveSourceSerializer):
 
     def get_uri(self, obj: ReplicaSource) -> str:
         return source_uri_redacted(obj)
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data = dict(super().to_representation(instance))
+        for name in RE_FIELDS_ABSENT_WHEN_UNKNOWN:
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
 
 
 def replica_sources_data(sources: list[ReplicaSource]) -> list[dict[str, Any]]:
@@ -195,3 +216,83 @@ class PreflightSerializer(serializers.Serializer[Any]):
     checks = PreflightCheckSerializer(many=True)
     estimate = serializers.DictField(child=serializers.FloatField())
     failed = serializers.BooleanField()
+
+
+class _Enabled(serializers.Serializer[Any]):
+    enabled = StrictBooleanField(required=False)
+
+
+class _EnabledThreshold(serializers.Serializer[Any]):
+    enabled = StrictBooleanField(required=False)
+    # Redis Enterprise writes thresholds as strings: "10000" (ms); a number is taken too.
+    threshold = serializers.IntegerField(required=False, min_value=1, max_value=86_400_000)
+
+
+class AlertSettingsSerializer(serializers.Serializer[Any]):
+    """GET/PUT /v1/bdbs/{uid}/replica_alert_settings: Redis Enterprise's `bdb_replica_src_*`
+    alert settings, and where alerts go (`webhook_url` is never read back: it may hold a token)."""
+
+    bdb_replica_src_high_syncer_lag = _EnabledThreshold(required=False)
+    bdb_replica_src_syncer_connection_error = _Enabled(required=False)
+    bdb_replica_src_syncer_general_error = _Enabled(required=False)
+    email_to = StrictCharField(required=False, allow_blank=True, max_length=2000)
+    webhook_url = StrictCharField(
+        required=False, allow_blank=True, max_length=2000, write_only=True
+    )
+    webhook_configured = serializers.BooleanField(read_only=True)
+
+
+def alert_settings_data(row: AlertSettings) -> dict[str, Any]:
+    return {
+        "bdb_replica_src_high_syncer_lag": {
+            "enabled": row.high_syncer_lag_enabled,
+            "threshold": str(row.high_syncer_lag_threshold_ms),
+        },
+        "bdb_replica_src_syncer_connection_error": {"enabled": row.connection_error_enabled},
+        "bdb_replica_src_syncer_general_error": {"enabled": row.general_error_enabled},
+        "email_to": row.email_to,
+        "webhook_configured": bool(row.webhook_url),
+    }
+
+
+def alert_settings_values(data: dict[str, Any]) -> dict[str, Any]:
+    """A checked PUT body as AlertSettings field values."""
+    values: dict[str, Any] = {}
+    lag = data.get("bdb_replica_src_high_syncer_lag", {})
+    if "enabled" in lag:
+        values["high_syncer_lag_enabled"] = lag["enabled"]
+    if "threshold" in lag:
+        values["high_syncer_lag_threshold_ms"] = lag["threshold"]
+    for key, field in (
+        ("bdb_replica_src_syncer_connection_error", "connection_error_enabled"),
+        ("bdb_replica_src_syncer_general_error", "general_error_enabled"),
+    ):
+        if "enabled" in data.get(key, {}):
+            values[field] = data[key]["enabled"]
+    for field in ("email_to", "webhook_url"):
+        if field in data:
+            values[field] = data[field]
+    return values
+
+
+def alert_state_data(
+    name: str, alert: ReplicaAlert | None, settings_row: AlertSettings
+) -> dict[str, Any]:
+    """Redis Enterprise's alert object: enabled, state, threshold, severity, change_time,
+    change_value."""
+    enabled = {
+        AlertName.HIGH_SYNCER_LAG: settings_row.high_syncer_lag_enabled,
+        AlertName.CONNECTION_ERROR: settings_row.connection_error_enabled,
+        AlertName.GENERAL_ERROR: settings_row.general_error_enabled,
+    }[AlertName(name)]
+    data: dict[str, Any] = {
+        "enabled": enabled,
+        "state": bool(alert and alert.state),
+        "severity": "WARNING",
+    }
+    if name == AlertName.HIGH_SYNCER_LAG:
+        data["threshold"] = str(settings_row.high_syncer_lag_threshold_ms)
+    if alert is not None:
+        data["change_time"] = alert.change_time.isoformat().replace("+00:00", "Z")
+        data["change_value"] = {"state": alert.state, **alert.change_value}
+    return data

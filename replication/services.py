@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
+import re
 import secrets
 import tempfile
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,10 +24,14 @@ from typing import Any
 import redis
 from celery import current_app
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.mail import send_mail
+from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
 from console import certificates, provisioning
+from console import selectors as console_selectors
 from console import services as console_services
 from console.errors import ApplicationError
 from console.models import Database, DatabaseStatus, TlsMode, User
@@ -32,8 +39,12 @@ from console.selectors import database_spec
 from console.services import INTERNAL_PASSWORD_CHARS, audit_record
 from console.tls import TlsMaterial, own_database_client_material, source_client_material
 from replication import control, endpoints, graph
+from replication.alerts import Change
 from replication.live import LiveSource
 from replication.models import (
+    AlertName,
+    AlertSettings,
+    ReplicaAlert,
     ReplicaEvent,
     ReplicaOf,
     ReplicaSource,
@@ -385,6 +396,9 @@ def replica_sources_set(
             detail=f"sources: {names}; generation {replica_of.generation}",
         )
         console_services.database_read_only_set(database=destination, read_only=bool(resolved))
+        uid = destination.pk
+        # New sources start new series and counters (source 1 may now be another source).
+        transaction.on_commit(lambda: control.history_clear(uid, range(1, MAX_SOURCES + 1)))
         if not resolved:
             transaction.on_commit(lambda: _checkpoint_remove_if_idle(destination))
     return replica_of
@@ -479,6 +493,19 @@ def replica_sync_fail(
         audit_record(
             actor=None, action="replica_sync.stopped", obj=replica_of.destination, detail=message
         )
+        alert_settings = AlertSettings.objects.filter(destination_id=destination_id).first()
+        if alert_settings is None or alert_settings.general_error_enabled:
+            alert_changes_save(
+                destination_id=destination_id,
+                changes=[
+                    Change(
+                        source_uid or 0,
+                        AlertName.GENERAL_ERROR,
+                        True,
+                        {"error": message[:500], "kind": kind},
+                    )
+                ],
+            )
 
 
 def replica_sources_live_save(
@@ -711,6 +738,40 @@ def admin_password_regenerate(*, actor: User, database: Database) -> None:
     audit_record(actor=actor, action="database.regenerate_admin_password", obj=database)
 
 
+def database_flush(*, actor: User, database: Database) -> None:
+    """Delete every key of the database, all shards (Redis Enterprise's `PUT /v1/bdbs/{uid}/flush`).
+
+    Refused for a destination whose sync is enabled or paused: the syncer would go on applying the
+    stream onto a copy that lost its snapshot (restart the sync instead: it flushes and loads
+    again). A source may be flushed: its destinations receive the flush in the stream."""
+    if not actor.is_console_admin:
+        raise ApplicationError("only admins may flush a database")
+    if database.status != DatabaseStatus.ACTIVE:
+        raise ApplicationError(f"the database is {database.status}; wait until it is active")
+    replica_of = ReplicaOf.objects.filter(destination=database).first()
+    if replica_of is not None and replica_of.replica_sync in {
+        ReplicaSync.ENABLED,
+        ReplicaSync.PAUSED,
+    }:
+        raise ApplicationError(
+            f"the database is a Replica Of destination ({replica_of.replica_sync}): stop the sync "
+            "first, or restart it (a restart flushes and loads every source again)",
+            code="bdb_is_replica",
+        )
+    spec = database_spec(database)
+    for shard in spec.shards:
+        client = provisioning.admin_client(spec, shard)
+        try:
+            client.flushall()
+        except (redis.RedisError, OSError) as exc:
+            raise ApplicationError(
+                f"shard {shard.index} refused the flush ({type(exc).__name__})"
+            ) from None
+        finally:
+            client.close()
+    audit_record(actor=actor, action="database.flush", obj=database)
+
+
 # ---------------------------------------------------------------- deletion, reconcile
 
 
@@ -747,3 +808,139 @@ def sync_jobs_reconcile() -> list[int]:
             sync_job_enqueue(uid, replica_of.generation)
             requeued.append(uid)
     return requeued
+
+
+# ---------------------------------------------------------------- alerts
+# The sync job samples its sources once a second (replication.alerts decides); what changes is
+# saved and audited here and delivered by tasks on the `control` queue, after commit: a slow
+# mail server or webhook never holds up a sync.
+
+ALERT_EMAIL_TASK = "replication.tasks.alert_email_task"
+ALERT_WEBHOOK_TASK = "replication.tasks.alert_webhook_task"
+WEBHOOK_TIMEOUT_S = 5
+
+
+class WebhookError(Exception):
+    """The webhook did not take the alert (retried with backoff by its task)."""
+
+
+def _alert_payload(alert: ReplicaAlert, cluster: str) -> dict[str, Any]:
+    return {
+        "alert": alert.name,
+        "state": "raised" if alert.state else "cleared",
+        "severity": "WARNING",
+        "cluster": cluster,
+        "bdb": alert.destination_id,
+        "bdb_name": alert.destination.name,
+        "source": alert.source_uid,
+        "change_time": alert.change_time.isoformat(),
+        "change_value": alert.change_value,
+    }
+
+
+def alert_changes_save(*, destination_id: int, changes: Sequence[Change]) -> list[ReplicaAlert]:
+    """Save raised/cleared alerts, audit each, and deliver them (e-mail, webhook) after commit."""
+    if not changes:
+        return []
+    destination = Database.objects.get(pk=destination_id)
+    cluster = console_selectors.cluster_get()
+    cluster_name = cluster.name if cluster else ""
+    now = timezone.now()
+    saved: list[ReplicaAlert] = []
+    with transaction.atomic():
+        for change in changes:
+            alert, _ = ReplicaAlert.objects.update_or_create(
+                destination=destination,
+                source_uid=change.source_uid,
+                name=change.name,
+                defaults={"state": change.state, "change_time": now, "change_value": change.value},
+            )
+            audit_record(
+                actor=None,
+                action="alert.raised" if change.state else "alert.cleared",
+                obj=destination,
+                detail=f"{change.name} of source {change.source_uid}: {change.value}",
+            )
+            saved.append(alert)
+        payloads = [_alert_payload(a, cluster_name) for a in saved]
+
+        def deliver() -> None:
+            for payload in payloads:
+                for task in (ALERT_EMAIL_TASK, ALERT_WEBHOOK_TASK):
+                    current_app.send_task(task, args=[payload], queue="control")
+
+        transaction.on_commit(deliver)
+    return saved
+
+
+def alert_email_send(*, payload: dict[str, Any]) -> int:
+    """One e-mail for one raise or clear, to the settings' addresses or else the admins'."""
+    settings_row = AlertSettings.objects.filter(destination_id=payload["bdb"]).first()
+    recipients = [
+        a.strip() for a in (settings_row.email_to if settings_row else "").split(",") if a.strip()
+    ]
+    if not recipients:
+        recipients = sorted(
+            User.objects.filter(role=User.Role.ADMIN, is_active=True)
+            .exclude(email="")
+            .values_list("email", flat=True)
+        )
+    if not recipients:
+        return 0
+    verb = "raised" if payload["state"] == "raised" else "cleared"
+    subject = f"[{payload['cluster']}] {payload['alert']} {verb} on {payload['bdb_name']}"
+    body = "\n".join(f"{k}: {v}" for k, v in payload.items())
+    return send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+
+
+def alert_webhook_post(*, payload: dict[str, Any]) -> bool:
+    """POST the alert as JSON to the destination's webhook; False when none is set. Raises
+    WebhookError when it is not taken (the task retries)."""
+    settings_row = AlertSettings.objects.filter(destination_id=payload["bdb"]).first()
+    url = settings_row.webhook_url if settings_row else ""
+    if not url:
+        return False
+    request = urllib.request.Request(  # noqa: S310 - http(s) only, checked when set
+        url,
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:  # noqa: S310
+            if not 200 <= response.status < 300:
+                raise WebhookError(f"HTTP {response.status}")
+    except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
+        # The URL may hold a token: the error names its kind only.
+        raise WebhookError(type(exc).__name__) from None
+    return True
+
+
+def alert_settings_set(
+    *, actor: User, destination: Database, values: dict[str, Any]
+) -> AlertSettings:
+    """Change a destination's alert settings (`values`: AlertSettings field names)."""
+    url = values.get("webhook_url")
+    if url and not re.match(r"^https?://[^\s/@]+(:\d+)?(/\S*)?$", url):
+        raise ApplicationError("an http:// or https:// URL", field="webhook_url")
+    for address in str(values.get("email_to") or "").split(","):
+        if address.strip():
+            try:
+                validate_email(address.strip())
+            except DjangoValidationError:
+                raise ApplicationError(
+                    f"{address.strip()!r} is not an e-mail address", field="email_to"
+                ) from None
+    with transaction.atomic():
+        row, _ = AlertSettings.objects.get_or_create(destination=destination)
+        for name, value in values.items():
+            setattr(row, name, value)
+        row.save()
+        audit_record(
+            actor=actor,
+            action="alert_settings.set",
+            obj=destination,
+            detail=", ".join(sorted(k for k in values if k != "webhook_url"))
+            + (", webhook" if "webhook_url" in values else ""),
+        )
+    return row

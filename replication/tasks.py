@@ -34,6 +34,32 @@ def sync_reconcile_task() -> None:
         log.info("re-queued the sync jobs of databases %s", requeued)
 
 
+# Delivery of an alert's raise or clear (replication.services): e-mail once, the webhook retried
+# with exponential backoff (1, 2, 4… s, at most a minute apart, 8 tries), both off the sync path.
+@shared_task(name="replication.tasks.alert_email_task", ignore_result=True)
+def alert_email_task(payload: dict[str, Any]) -> None:
+    sent = services.alert_email_send(payload=payload)
+    log.info(
+        "alert %s %s of %s: %s e-mail(s)", payload["alert"], payload["state"], payload["bdb"], sent
+    )
+
+
+@shared_task(
+    name="replication.tasks.alert_webhook_task",
+    ignore_result=True,
+    autoretry_for=(services.WebhookError,),
+    retry_backoff=1,
+    retry_backoff_max=60,
+    retry_jitter=False,
+    max_retries=8,
+)
+def alert_webhook_task(payload: dict[str, Any]) -> None:
+    if services.alert_webhook_post(payload=payload):
+        log.info(
+            "alert %s %s of %s: webhook took it", payload["alert"], payload["state"], payload["bdb"]
+        )
+
+
 @worker_shutting_down.connect
 def _end_jobs(**kwargs: Any) -> None:
     """A warm shutdown waits for running tasks, and a sync job runs until stopped: end them."""

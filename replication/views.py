@@ -10,9 +10,9 @@ from typing import Any
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from console import selectors as console_selectors
 from console.decorators import admin_required, page_user
@@ -87,7 +87,14 @@ def panel_context(database: Database) -> dict[str, Any]:
         "replica_events": selectors.replica_events_of(database, limit=20),
         "verify_runs": selectors.verify_runs_of(database),
         "verify_kinds": VERIFY_KINDS,
+        "replica_alerts": selectors.alerts_of(database=database, raised_only=True),
     }
+
+
+@require_GET
+def alert_list(request: HttpRequest) -> HttpResponse:
+    """Alerts: what is raised now, then what was cleared, newest first."""
+    return render(request, "replication/alert_list.html", {"alerts": selectors.alerts_of()})
 
 
 def edit_context(user: User, database: Database, form: ReplicaSourcesForm) -> dict[str, Any]:

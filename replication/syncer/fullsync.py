@@ -222,6 +222,9 @@ class SnapshotLoad:
             raise ProtocolError(
                 f"{link.where}: the snapshot ended before its EOF marker", origin=state.at_source
             )
+        if st.rdb_size is None:
+            with state.lock:  # diskless: the size is known once the transfer has ended
+                st.rdb_size = st.rdb_transferred
         await writer.select(0)
         ckpt = Checkpoint(CheckpointState.STREAMING, reply.replid, reply.offset, 0)
         await writer.commit_load(state.link_id, ckpt)

@@ -206,11 +206,13 @@ def _committed(
         state.ckpt = ckpt
         if ckpt.offset != state.applied:
             state.progress_at = time.monotonic()
+            # Redis Enterprise's `last_update`: the last update received from the source, its
+            # PINGs of an idle link included (so it does not age while nothing is written).
+            st.last_update = time.time()
         state.applied = ckpt.offset
         st.offset = ckpt.offset
         if n:
             st.commands_applied += n
-            st.last_update = time.time()
         if getack:
             link.send_ack(ckpt.offset)
 

@@ -108,7 +108,11 @@ def test_the_api_keeps_its_schema(api_server: LiveServer, admin_user: User, tmp_
     operations = sum(len(item) for item in schema["paths"].values())
     assert operations >= 15
     config = _config(schema, tmp_path / "schemathesis.toml")
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.api.schemathesis_hooks"}
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": "tests.api.schemathesis_hooks",
+        "SCHEMATHESIS_ADMIN_UID": str(admin_user.pk),
+    }
     command = [
         sys.executable,
         "-m",

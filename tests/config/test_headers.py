@@ -69,7 +69,8 @@ def test_errors_under_v1_are_json(viewer_api: Any, viewer_client: Client) -> Non
         response = viewer_api.get(url)
         assert response.status_code == 404, url
         assert response["Content-Type"] == "application/json", url
-        assert "detail" in response.json(), url
+        body = response.json()
+        assert isinstance(body["error_code"], str) and isinstance(body["description"], str), url
     # The pages keep their HTML 404.
     page = viewer_client.get("/databases/999999/")
     assert page.status_code == 404 and page["Content-Type"].startswith("text/html")

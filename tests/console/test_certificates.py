@@ -65,7 +65,8 @@ def test_cluster_certificate_must_be_strong_and_valid_now(admin_api: Any, case: 
     pair, message = WEAK_OR_OUT_OF_TIME[case]
     before = _proxy()
     response = _put_certificate(admin_api, pair.certificate, pair.key)
-    assert response.status_code == 400
+    # Redis Enterprise's statuses: 406 for an expired certificate, 400 for any other refusal.
+    assert response.status_code == (406 if case == "expired" else 400)
     assert message in response.json()["certificate"][0]
     assert _proxy() == before
 
@@ -95,7 +96,9 @@ def test_a_good_certificate_is_stored_as_its_one_block(admin_api: Any, viewer_ap
     response = _put_certificate(admin_api, "\n\n" + pair.certificate + "\n  \n", pair.key)
     assert response.status_code == 200, response.content
     served = [
-        c for c in viewer_api.get("/v1/cluster/certificates").json() if c["name"] == "proxy_cert"
+        c
+        for c in viewer_api.get("/v1/cluster/certificates").json()["certificates"]
+        if c["name"] == "proxy"
     ]
     assert served[0]["certificate"] == pair.certificate
 

@@ -16,10 +16,18 @@ from django.conf import settings
 REPO = Path(__file__).resolve().parent.parent.parent
 
 
+def mail_dir() -> Path:
+    """Where the workers' e-mails are written (Django's file backend)."""
+    return Path(settings.VAR_DIR) / "test-mail"
+
+
 def worker_env() -> dict[str, str]:
     from django.db import connection
 
     env = dict(os.environ)
+    # Alert e-mails of the workers land as files the tests read (tests/replication/test_alerts.py).
+    env["EMAIL_BACKEND"] = "django.core.mail.backends.filebased.EmailBackend"
+    env["EMAIL_FILE_PATH"] = str(mail_dir())
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):
         env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"

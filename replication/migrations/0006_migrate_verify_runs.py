@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('console', '0003_database_read_only'),
-        ('replication', '0004_events_and_lag_exact'),
+        ('replication', '0005_gateway_compression'),
     ]
 
     operations = [
