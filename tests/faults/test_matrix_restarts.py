@@ -241,7 +241,11 @@ def test_row_10_source_shutdown_save_restart_resumes_by_partial_sync_with_the_ne
 
     def resumed() -> bool:
         assert rig.source.running, rig.source.log_tail()
-        assert et.engine.full_sync_rounds == 1, f"{kinds(et)}\n{rig.source.log_tail(lines=60)}"
+        assert et.engine.full_sync_rounds == 1, (
+            f"{kinds(et)}; checkpoints {checkpoints(rig.dst())}; source offset "
+            f"{rig.source.info_int('replication', 'master_repl_offset')}\n"
+            f"{rig.source.log_tail(lines=40)}"
+        )
         st = et.status()
         return st.as_dict()["partial_syncs"] == 1 and st.phase == "in-sync"
 
