@@ -63,6 +63,8 @@ class GatewayProcess:
         return argv
 
     def start(self, *, wait: bool = True) -> GatewayProcess:
+        if self.proc is not None:
+            raise RuntimeError("this gateway was started already")  # one process per object
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 self.argv(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)

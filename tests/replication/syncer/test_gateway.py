@@ -192,7 +192,7 @@ def test_tls_and_compression_through_a_gateway_with_the_proxy_certificate(
     gw = GatewayProcess(
         range(tls_port, tls_port + 1), tls=(str(crt), str(key)), database_tls_ca=str(crt)
     )
-    with gw.start():
+    with gw:
         url = f"rediss://:{PASSWORD}@127.0.0.1:{tls_port}"
         source = SourceConfig(url, TlsOptions(ca=str(crt)), gateway=GatewayOptions(gw.port, 6))
         et = engines([source], DestinationConfig(dst.url))
