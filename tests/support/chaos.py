@@ -147,6 +147,8 @@ class SyncerProcess:
         self.killed = False  # killed by us (not to be restarted behind the fault's back)
 
     def start(self) -> None:
+        if self.alive():  # two syncers on one destination: never, and never an orphan
+            raise RuntimeError(f"the syncer (PID {self.pid}) is still running")
         master, slave = os.openpty()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "replication.syncer", *self.args],
