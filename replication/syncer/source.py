@@ -30,9 +30,10 @@ from .errors import (
     ProtocolError,
     RetryableError,
     Side,
+    SyncError,
     classify_reply_error,
 )
-from .resp import RespConnection, TlsOptions, auth_args, open_stream, pack
+from .resp import RespConnection, TlsOptions, auth_args, connection_error, open_stream, pack
 from .urls import RedisUrl
 
 __all__ = ["PsyncReply", "SourceLink", "discover_primaries"]
@@ -270,10 +271,8 @@ class SourceLink:
             raise self._lost(exc) from exc
         return await self._line()
 
-    def _lost(self, exc: OSError) -> RetryableError:
-        return RetryableError(
-            f"{self.where}: connection lost: {exc}", kind=ErrorKind.LOST, origin=self.origin
-        )
+    def _lost(self, exc: OSError) -> SyncError:
+        return connection_error(exc, self.where, self.origin)
 
     async def _expect_ok(self, *args: bytes | int | str) -> None:
         reply = await self._simple(*args)
