@@ -12,8 +12,9 @@
    loads all: the engine's automatic full sync).
 4. Run the engine in a thread and supervise it from this one, every 250 ms: push a changed status to
    the Channels group `database-<uid>`, poll the wanted state (stop/pause/restart/reload arrive
-   here); every second: renew the lock (the heartbeat), save the source rows, append the lag and
-   throughput sample.
+   here); every second: save the source rows, append the lag and throughput sample. The lock is
+   renewed every second by a thread of its own (the heartbeat, `_Heartbeat`): a SQL database
+   that makes the saves wait must not let it expire.
 5. A fatal error stops Replica Of (`replica_sync = stopped`) with the error in plain words.
 """
 
@@ -255,6 +256,41 @@ def _run(uid: int, generation: int) -> str:
         control.lock_release(uid, token)
 
 
+class _Heartbeat:
+    """Renews the job's lock every second from a thread of its own, so that a slow or
+    unavailable SQL database (the supervisor's saves wait on it, up to SQLite's 30 s busy
+    timeout) never lets the lock expire under a job that runs fine: reconcile would start a
+    second job meanwhile. `lost` says why the job must end (its lock is gone, or the control
+    Redis could not be reached for most of the lock's lifetime)."""
+
+    def __init__(self, uid: int, token: str) -> None:
+        self.uid, self.token = uid, token
+        self.lost = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{uid}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        renewed = time.monotonic()
+        while not self._stop.wait(SAVE_EVERY_S):
+            try:
+                if not control.lock_renew(self.uid, self.token):
+                    self.lost = "lost the destination's lock"
+                    return
+                renewed = time.monotonic()
+            except redis.RedisError as exc:
+                log.warning("sync job %s heartbeat: %s", self.uid, type(exc).__name__)
+                if time.monotonic() - renewed > control.LOCK_TTL_MS / 1000 * 0.7:
+                    self.lost = "lost contact with the control Redis"
+                    return
+
+
 class _Supervisor:
     def __init__(self, plan: _Plan, token: str) -> None:
         self.plan = plan
@@ -282,10 +318,13 @@ class _Supervisor:
 
     def run(self) -> str:
         self._record("job_started", f"sync job of generation {self.plan.generation} started")
+        heartbeat = _Heartbeat(self.uid, self.token)
+        heartbeat.start()
         self.thread.start()
         try:
-            self._supervise()
+            self._supervise(heartbeat)
         finally:
+            heartbeat.stop()
             if self.thread.is_alive():  # the supervisor itself failed: never leave a syncer behind
                 self.plan.engine.stop()
                 self.thread.join(60)
@@ -300,21 +339,19 @@ class _Supervisor:
             replica_services.checkpoint_remove(destination=self.plan.destination)
         return self.reason or "the engine ended"
 
-    def _supervise(self) -> None:
+    def _supervise(self, heartbeat: _Heartbeat) -> None:
         next_save = 0.0
-        renewed = time.monotonic()
         while self.thread.is_alive():
             self.thread.join(TICK_S)
             now = time.monotonic()
+            if heartbeat.lost:
+                self._stop(heartbeat.lost)
             try:
                 statuses = self.plan.engine.statuses()
                 self._track(statuses)
                 self._push(statuses)
                 if now >= next_save:
                     next_save = now + SAVE_EVERY_S
-                    if not control.lock_renew(self.uid, self.token):
-                        self._stop("lost the destination's lock")
-                    renewed = now
                     self._save(statuses)
                     self.plan.tls_refresh()
                 if worker_shutting_down.is_set():
@@ -322,12 +359,10 @@ class _Supervisor:
                 if not self.reason:
                     self._check_wanted()
             except (redis.RedisError, DatabaseError) as exc:
-                # The control Redis or the SQL database is briefly unreachable: carry on, unless
-                # the lock may have expired meanwhile (another job could take over).
+                # The control Redis or the SQL database is unreachable for now: carry on (the
+                # heartbeat says when the lock cannot be kept).
                 log.warning("sync job %s: %s", self.uid, type(exc).__name__)
                 close_old_connections()
-                if now - renewed > control.LOCK_TTL_MS / 1000 * 0.7:
-                    self._stop("lost contact with the control Redis")
 
     def _stop(self, reason: str) -> None:
         if not self.reason:

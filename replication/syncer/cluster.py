@@ -452,3 +452,8 @@ class ClusterWriter:
             for p in list(self.pipes.values()):
                 await p.wait_idle()
             await asyncio.sleep(0)
+
+    def sent_after_error(self) -> int:
+        # Per primary: another primary's batches are not ordered with the failed one anyway, and
+        # those it applied carry the checkpoint only if it holds the checkpoint's slot.
+        return sum(p.sent_after_error for p in self.pipes.values())

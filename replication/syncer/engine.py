@@ -285,7 +285,9 @@ class SyncEngine:
         except SyncError as exc:
             if exc.fatal:
                 self._set_all(Phase.STOPPED, exc)
-                self._events.emit(EventKind.STOPPED, str(exc), source=exc.source)
+                # Tied to the source whose data it was, but said where it happened.
+                where = "the destination refused it: " if exc.side is Side.DESTINATION else ""
+                self._events.emit(EventKind.STOPPED, f"{where}{exc}", source=exc.source)
             raise
         finally:
             for ln in links_made:

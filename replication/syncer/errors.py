@@ -61,7 +61,7 @@ class ErrorKind(StrEnum):
     AUTH = "auth"  # a server refused our credentials or permissions (WRONGPASS, NOAUTH, NOPERM)
     CROSS_SLOT = "cross_slot"  # a multi-key command whose keys are in different slots (cluster)
     OOM = "oom"  # a server is at its maxmemory (-OOM)
-    OUTPUT_BUFFER = "output_buffer"  # the source kept closing the link during the full sync
+    OUTPUT_BUFFER = "output_buffer"  # the source kept closing the link while we were behind
     TLS = "tls"  # TLS handshake failed, or the server's certificate is not trusted
     TLS_CLIENT = "tls_client"  # a TLS server refused our client (syncer) certificate
     REFUSED = "refused"  # cannot connect: connection refused, host unreachable, unknown name

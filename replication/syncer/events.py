@@ -53,7 +53,12 @@ class SyncEvent:
     message: str  # plain words for the operator
 
     def line(self) -> str:
-        where = self.link if self.link is not None else "destination"
+        if self.link is not None:
+            where = self.link
+        elif self.source is not None:  # about a source, before or beside its links
+            where = f"source {self.source}"
+        else:
+            where = "destination"
         return f"{self.kind} {where}: {self.message}"
 
 

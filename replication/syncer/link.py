@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .aio import cancel_all
 from .backoff import Backoff
-from .checkpoint import Checkpoint, CheckpointState
+from .checkpoint import CHECKPOINT_KEY, Checkpoint, CheckpointState
 from .context import LinkContext, LinkState
 from .errors import (
     ErrorKind,
@@ -42,6 +42,9 @@ from .writer import Writer
 __all__ = ["Link"]
 
 _DROPS_BEFORE_FATAL = 3
+# A close while the source was this far ahead of what we applied counts as an output-buffer drop
+# (the smallest replica limit anyone sets is larger; a link that keeps up is never this far).
+_BEHIND_BYTES = 32 << 10
 _SAMPLE_PERIOD_S = 0.05  # lag sampling: 20 per second
 _SAMPLE_BACKOFF_MAX_S = 5.0  # the sampler never fails the link: it just tries again, calmly
 _SAMPLE_TIMEOUT_S = 2.0  # an INFO the source does not answer in this long is a failed sample
@@ -160,7 +163,12 @@ class Link:
                         if reply.full:
                             await self._full_sync(link, writer, reply, "no position to continue")
                     backoff.reset()
-                    await stream(self.ctx, state, link, writer)
+                    try:
+                        await stream(self.ctx, state, link, writer)
+                    except FatalSyncError as exc:
+                        if writer.sent_after_error():
+                            exc.args = (f"{exc}; {await self._forget_position()}",)
+                        raise
                 except RetryableError as exc:
                     if isinstance(exc, GatewayUnreachable) and not self._gateway_seen:
                         raise FatalSyncError(
@@ -192,6 +200,27 @@ class Link:
 
     def _source_link(self) -> SourceLink:
         return SourceLink(self.url, self.tls, source=self.state.source, gateway=self.gateway)
+    async def _forget_position(self) -> str:
+        """A batch was refused while later ones were already sent: those may have committed with
+        their checkpoints, which then claim a batch that never applied. Resuming from there would
+        lose it silently, so the position is removed (HDEL is allowed even at maxmemory): the next
+        start flushes and loads everything."""
+        state = self.state
+        writer = self.ctx.make_writer(state.source)
+        try:
+            await writer.open()
+            await writer.probe((b"HDEL", CHECKPOINT_KEY, state.link_id.encode()))
+        except SyncError as exc:
+            return (
+                "batches sent after the refused one may have been applied, and the saved "
+                f"position could not be removed ({exc}): restart this sync with a flush"
+            )
+        finally:
+            await writer.aclose()
+        return (
+            "batches sent after the refused one may have been applied, so the saved position "
+            "was removed: the next start flushes the destination and loads everything again"
+        )
 
     async def _handshake(self, link: SourceLink, writer: Writer) -> PsyncReply:
         """PSYNC from the position the destination holds (a partial resync), or for a full sync
@@ -263,20 +292,29 @@ class Link:
         )
 
     def _note_drop(self, exc: RetryableError, *, accepted: bool) -> None:
-        """A source that keeps closing the link while we load (or catch up after loading) is
-        over its output buffer limit for replicas. Only closes after the source accepted us as
-        a replica count: a close before its PSYNC answer means it is down or restarting."""
+        """A source that keeps closing the link while we load, or while we stream far behind
+        it, is over its output buffer limit for replicas. Only closes after the source accepted
+        us as a replica count: a close before its PSYNC answer means it is down or restarting.
+        A close while we keep up is something else (a `CLIENT KILL`, a restart): it clears
+        the count. Without the streaming case, a source whose backlog holds the writes takes us
+        back by partial resync after each drop, and the link reconnects forever, saying only
+        that the source closed it."""
         state = self.state
         loading = state.status.phase is Phase.SYNCING or state.gap is not None
-        if not accepted or not loading or exc.kind is not ErrorKind.CLOSED:
+        latest = state.meter.latest
+        behind = latest is not None and latest - state.applied >= _BEHIND_BYTES
+        if not accepted or exc.kind is not ErrorKind.CLOSED:
+            return
+        if not loading and not behind:
+            self.ctx.drops.pop(state.link_id, None)
             return
         drops = self.ctx.drops.get(state.link_id, 0) + 1
         self.ctx.drops[state.link_id] = drops
         if drops >= _DROPS_BEFORE_FATAL:
             raise OutputBufferLimitError(
                 f"{self.url.address}: the source closed the replication link {drops} times "
-                "during the full sync. It is most likely dropping us because the writes buffered "
-                "for us while we load exceed its `client-output-buffer-limit replica` setting "
+                "while we were loading or catching up. It is most likely dropping us because the "
+                "writes buffered for us exceed its `client-output-buffer-limit replica` setting "
                 "(default 'replica 256mb 64mb 60'): raise it on the source, e.g. "
                 'CONFIG SET client-output-buffer-limit "replica 1gb 512mb 120".',
                 origin=state.at_source,

@@ -28,15 +28,18 @@ from .errors import (
     ProtocolError,
     RetryableError,
     Side,
+    SyncError,
     classify_reply_error,
 )
 from .urls import RedisUrl
 
 __all__ = [
+    "CLIENT_CERT_REFUSED",
     "Arg",
     "CommandStreamParser",
     "RespConnection",
     "TlsOptions",
+    "connection_error",
     "pack",
     "pack_restore",
     "ssl_context",
@@ -97,29 +100,43 @@ def ssl_context(tls: TlsOptions) -> ssl.SSLContext:
     return ctx
 
 
-# The alerts a TLS server sends when it does not accept our client certificate (or got none).
-# With TLS 1.3 they arrive after the handshake, on the first read: every read and write of a
-# TLS connection passes its SSLError through `tls_refusal`.
+# The alerts a TLS server sends when it does not accept our client certificate (or got none;
+# OpenSSL reason codes). With TLS 1.2 they come in the handshake; with TLS 1.3 after our side of
+# it completed, on the first read or write: every read and write of a TLS connection passes its
+# error through `connection_error`, else they would read as "connection lost", retried forever.
 CLIENT_CERT_REFUSED = frozenset(
     {
         "TLSV13_ALERT_CERTIFICATE_REQUIRED",
         "TLSV1_ALERT_UNKNOWN_CA",
-        "SSLV3_ALERT_BAD_CERTIFICATE",
-        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
         "TLSV1_ALERT_ACCESS_DENIED",
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+        "SSLV3_ALERT_CERTIFICATE_REVOKED",
+        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
         "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
     }
 )
+_X509_V_ERR_CERT_HAS_EXPIRED = 10
+_X509_V_ERR_CERT_NOT_YET_VALID = 9
 
 
-def tls_verify_failed(address: str, origin: Origin | None) -> FatalSyncError:
-    """The server's certificate is not the one configured for the source."""
-    return FatalSyncError(
-        f"TLS: the certificate of {address} does not match the certificate configured for this "
-        "source",
-        kind=ErrorKind.TLS,
-        origin=origin,
-    )
+def tls_verify_failed(
+    address: str, origin: Origin | None, exc: ssl.SSLCertVerificationError | None = None
+) -> FatalSyncError:
+    """The server's certificate is not the one configured for the source (or is out of date)."""
+    code = getattr(exc, "verify_code", None)
+    if code in (_X509_V_ERR_CERT_HAS_EXPIRED, _X509_V_ERR_CERT_NOT_YET_VALID):
+        when = "has expired" if code == _X509_V_ERR_CERT_HAS_EXPIRED else "is not valid yet"
+        message = (
+            f"TLS: the certificate of {address} {when}: renew it on the source's cluster, "
+            "then update the certificate configured for this source"
+        )
+    else:
+        message = (
+            f"TLS: the certificate of {address} does not match the certificate configured for "
+            "this source"
+        )
+    return FatalSyncError(message, kind=ErrorKind.TLS, origin=origin)
 
 
 def tls_refusal(exc: BaseException, address: str, origin: Origin | None) -> FatalSyncError | None:
@@ -132,6 +149,14 @@ def tls_refusal(exc: BaseException, address: str, origin: Origin | None) -> Fata
             origin=origin,
         )
     return None
+
+
+def connection_error(exc: OSError, where: str, origin: Origin | None) -> SyncError:
+    """A connection that broke under us: retryable, unless the server's TLS alert says it
+    refuses our client certificate (configuration: retrying cannot help)."""
+    return tls_refusal(exc, where, origin) or RetryableError(
+        f"{where}: connection lost: {exc}", kind=ErrorKind.LOST, origin=origin
+    )
 
 
 def origin_of(url: RedisUrl, side: Side | None, source: int | None = None) -> Origin | None:
@@ -158,7 +183,7 @@ async def open_stream(
             )
     except ssl.SSLCertVerificationError as exc:
         # The server's certificate is not the one we were told to trust: configuration, not luck.
-        raise tls_verify_failed(url.address, origin) from exc
+        raise tls_verify_failed(url.address, origin, exc) from exc
     except ssl.SSLError as exc:
         refused = tls_refusal(exc, url.address, origin)
         if refused is not None:
@@ -249,11 +274,7 @@ class RespConnection:
         try:
             await self.writer.drain()
         except OSError as exc:
-            raise tls_refusal(exc, self.url.address, self.origin) or RetryableError(
-                f"{self.url.address}: connection lost: {exc}",
-                kind=ErrorKind.LOST,
-                origin=self.origin,
-            ) from exc
+            raise connection_error(exc, self.url.address, self.origin) from exc
 
     async def read_reply(self) -> Any:
         while True:
@@ -267,11 +288,7 @@ class RespConnection:
         try:
             data = await self.reader.read(_READ_SIZE)
         except OSError as exc:
-            raise tls_refusal(exc, self.url.address, self.origin) or RetryableError(
-                f"{self.url.address}: connection lost: {exc}",
-                kind=ErrorKind.LOST,
-                origin=self.origin,
-            ) from exc
+            raise connection_error(exc, self.url.address, self.origin) from exc
         if not data:
             raise RetryableError(
                 f"{self.url.address}: connection closed by peer",
@@ -363,6 +380,8 @@ _FAST_LEN = 999
 # which an incomplete one stays half-parsed until its end arrives (smaller ones are parsed again,
 # so a command the fast framer does take is never handed back just for arriving in pieces).
 _WINDOW = 16384
+# Arguments this large are checked in place, not packed again (`_one_size`).
+_BIG_ARG = 1 << 20
 
 
 def _bulk_pattern(max_len: int) -> bytes:
@@ -582,8 +601,10 @@ class CommandStreamParser:
         return (whole if pos == n else whole[:pos]), others
 
     def _take(self, pos: int) -> bytes:
-        """The complete commands framed so far, removed from the buffer."""
-        raw = bytes(self._pending[:pos])
+        """The complete commands framed so far, removed from the buffer (one copy: a command
+        of 30 MB must not cost a slice and then its bytes)."""
+        with memoryview(self._pending) as mv:
+            raw = mv[:pos].tobytes()
         del self._pending[:pos]
         return raw
 
@@ -612,14 +633,16 @@ class CommandStreamParser:
         at 0. Otherwise the reader is new and gets growing windows from `start`, so a big command
         costs a few times its size, not the size of everything behind it."""
         reader = self._reader
+        # feed(buffer, offset, length): hiredis copies the bytes once, with no slice between
+        # (it takes any buffer; its stub says bytes).
         if self._one_open:
-            reader.feed(bytes(pending[start:]))
+            reader.feed(pending, start, len(pending) - start)  # type: ignore[arg-type]
             args = reader.gets()
         else:
             n, fed, window, args = len(pending), start, _WINDOW, False
             while args is False and fed < n:
                 upto = min(n, start + window)
-                reader.feed(bytes(pending[fed:upto]))
+                reader.feed(pending, fed, upto - fed)  # type: ignore[arg-type]
                 fed, window = upto, window * 4
                 args = reader.gets()
         if args is False:
@@ -633,7 +656,22 @@ class CommandStreamParser:
     def _one_size(self, args: list[bytes], pending: bytes | bytearray, start: int) -> int:
         """Length of the command at `start`, which must be exactly the canonical encoding of
         `args` (hiredis alone does not check every CRLF)."""
-        packed = pack_command(tuple(args))
-        if pending[start : start + len(packed)] != packed:
-            raise ProtocolError("replication stream: command framing mismatch", origin=self.origin)
-        return len(packed)
+        mismatch = ProtocolError("replication stream: command framing mismatch", origin=self.origin)
+        if max(map(len, args)) < _BIG_ARG:
+            packed = pack_command(tuple(args))
+            if not pending.startswith(packed, start):
+                raise mismatch
+            return len(packed)
+        # A huge argument (a 30 MB SET): check the headers and CRLFs around the arguments hiredis
+        # took from these very bytes, without packing (copying) them again.
+        pos = start
+        for part in (b"*%d\r\n" % len(args), *(b"$%d\r\n" % len(a) for a in args)):
+            if not pending.startswith(part, pos):
+                raise mismatch
+            pos += len(part)
+            if part[0] == 36:  # '$': its argument follows, then CRLF
+                pos += int(part[1:-2])
+                if not pending.startswith(b"\r\n", pos):
+                    raise mismatch
+                pos += 2
+        return pos - start

@@ -34,7 +34,7 @@ from .errors import (
     classify_reply_error,
 )
 from .gateway import GatewayOptions, InflatingReader, open_gateway
-from .resp import RespConnection, TlsOptions, auth_args, open_stream, pack, tls_refusal
+from .resp import RespConnection, TlsOptions, auth_args, connection_error, open_stream, pack
 from .urls import RedisUrl
 
 __all__ = ["PsyncReply", "SourceLink", "discover_primaries"]
@@ -289,12 +289,7 @@ class SourceLink:
         return await self._line()
 
     def _lost(self, exc: OSError) -> SyncError:
-        refused = tls_refusal(exc, self.url.address, self.origin)
-        if refused is not None:
-            return refused
-        return RetryableError(
-            f"{self.where}: connection lost: {exc}", kind=ErrorKind.LOST, origin=self.origin
-        )
+        return connection_error(exc, self.where, self.origin)
 
     async def _expect_ok(self, *args: bytes | int | str) -> None:
         reply = await self._simple(*args)

@@ -41,6 +41,8 @@ __all__ = [
 # Bytes sent to the destination and not yet answered, per writer (the engine lowers it when
 # there are many links, so that their sum stays bounded).
 MAX_IN_FLIGHT = _MAX_IN_FLIGHT = 8 << 20
+# Batches from this size on are written part by part, not joined (`Pipeline.send_nowait`).
+_JOIN_MAX = 1 << 20
 # A MULTI … EXEC batch whose number of commands the sender does not know: inside MULTI every
 # command answers +QUEUED or an error, so its replies end at the first array or nil (EXEC's).
 UNTIL_EXEC = -1
@@ -96,6 +98,10 @@ class Pipeline:
         self._idle = asyncio.Event()
         self._idle.set()
         self.error: SyncError | None = None
+        # When a batch failed: how many batches had been sent after it. The destination may have
+        # applied them (a refused MULTI is discarded, the next one commits with its checkpoint),
+        # so the checkpoint can then be ahead of a batch that never applied.
+        self.sent_after_error = 0
         self._task = asyncio.create_task(self._read_replies(), name=f"replies {self.where}")
 
     def _check(self) -> None:
@@ -140,7 +146,12 @@ class Pipeline:
             self.conn.writer.write(data)
         else:
             nbytes = sum(len(d) for d in data)
-            self.conn.writer.writelines(data)
+            if nbytes < _JOIN_MAX:
+                self.conn.writer.writelines(data)
+            else:
+                # writelines joins the parts first: a 30 MB command would be copied once more.
+                for d in data:
+                    self.conn.writer.write(d)
         self._batches.append(_Batch(replies, nbytes, on_done, on_exec, exec_at=exec_at, cmds=cmds))
         self._in_flight += nbytes
         self._idle.clear()
@@ -215,6 +226,8 @@ class Pipeline:
                 direct = not conn.parser.has_data()
         except SyncError as exc:
             self.error = exc
+            if exc.fatal:  # the failing batch is the first one still waiting for its replies
+                self.sent_after_error = max(0, len(self._batches) - 1)
         except Exception as exc:
             self.error = FatalSyncError(
                 f"{self.where}: reply reader failed: {exc!r}",
@@ -418,6 +431,7 @@ class Writer(Protocol):
     async def commit_load(self, link_id: str, ckpt: Checkpoint) -> None: ...
     async def apply_stream(self, batch: StreamBatch) -> None: ...
     async def wait_idle(self) -> None: ...
+    def sent_after_error(self) -> int: ...  # Pipeline.sent_after_error, over its pipelines
 
 
 async def read_checkpoint_hash(conn_call: Callable[..., Any]) -> dict[str, Checkpoint]:
@@ -548,3 +562,6 @@ class StandaloneWriter:
 
     async def wait_idle(self) -> None:
         await self.pipe.wait_idle()
+
+    def sent_after_error(self) -> int:
+        return self._pipe.sent_after_error if self._pipe is not None else 0

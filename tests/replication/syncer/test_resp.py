@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 
@@ -23,7 +24,13 @@ from replication.syncer.errors import (
     RetryableError,
     Side,
 )
-from replication.syncer.resp import CommandStreamParser, RespConnection, pack
+from replication.syncer.resp import (
+    CLIENT_CERT_REFUSED,
+    CommandStreamParser,
+    RespConnection,
+    connection_error,
+    pack,
+)
 from replication.syncer.urls import parse_redis_url
 from tests.support.servers import RedisServer, free_port, silent_port
 
@@ -192,6 +199,37 @@ def test_frame_any_split_and_big_commands_across_chunks() -> None:
         assert _framed([stream[:cut], stream[cut:]]) == (stream, expected)
     chunks = [stream[i : i + 65536] for i in range(0, len(stream), 65536)]
     assert _framed(chunks) == (stream, expected)
+
+
+def test_huge_arguments_are_framed_in_place_and_checked() -> None:
+    """An argument over 1 MiB is checked header by header (not packed again): the same raw bytes
+    and commands from any split, and a wrong header or CRLF is still a framing error."""
+    big = pack(b"SET", b"huge", b"x" * (3 << 20))
+    stream = STREAM + big + pack(b"DEL", b"huge")
+    expected = [c for c in CommandStreamParser().feed(stream)[1] if _slow(c)]
+    assert [b"SET", b"huge", b"x" * (3 << 20)] in expected
+    for size in (65536, 1 << 20, len(stream)):
+        assert _framed([stream[i : i + size] for i in range(0, len(stream), size)]) == (
+            stream,
+            expected,
+        )
+    for bad in (big[:-2] + b"\n\n", big.replace(b"$3145728\r\n", b"$3145728\n\n", 1)):
+        with pytest.raises(ProtocolError):
+            _framed([STREAM + bad + pack(b"DEL", b"huge")])
+
+
+def test_a_tls_alert_refusing_our_certificate_is_fatal_not_a_lost_connection() -> None:
+    """With TLS 1.3 a server that refuses our client certificate says so after the handshake, on
+    the first read: that is configuration (fatal, kind tls), any other broken connection is lost."""
+    origin = Origin(Side.SOURCE, "127.0.0.1:1", 0)
+    alert = ssl.SSLError(1, "[SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca")
+    alert.reason = "TLSV1_ALERT_UNKNOWN_CA"
+    err = connection_error(alert, "127.0.0.1:1", origin)
+    assert isinstance(err, FatalSyncError) and err.kind == "tls_client" and err.source == 0
+    assert "127.0.0.1:1 refused this cluster's syncer certificate" in str(err)
+    reset = connection_error(ConnectionResetError(104, "reset"), "127.0.0.1:1", origin)
+    assert isinstance(reset, RetryableError) and reset.kind == "lost"
+    assert all(r.isupper() for r in CLIENT_CERT_REFUSED)
 
 
 def test_frame_and_feed_can_alternate() -> None:
