@@ -69,6 +69,7 @@ def main() -> None:
         )
         dst.client().execute_command("REPLICAOF", "NO", "ONE")
         baseline = ops_per_s(src.port, args.requests)
+        print(f"baseline: {baseline:,.0f} GET/s", flush=True)
         rows = [["run", "keys/s", "seconds", "peak RSS MiB", "source GET ops/s", "differences"]]
         rows.append(["no verify", "", "", "", f"{baseline:,.0f}", ""])
         runs = []
@@ -103,6 +104,7 @@ def main() -> None:
                 "wall_s": seconds,
             }
             runs.append(run)
+            print(json.dumps(run), flush=True)
             name = method + (f" at {rate:,.0f}/s" if rate else "")
             rows.append(
                 [

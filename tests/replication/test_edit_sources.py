@@ -163,8 +163,11 @@ def test_a_refused_save_never_puts_the_typed_password_back_into_the_page(
         assert "cannot connect to 127.0.0.1:1" in rows[1]["error"]
         assert not ReplicaSource.objects.filter(destination=b).exists()
 
-        # What the page holds is enough to save: the tokens resolve to the typed URLs.
-        saved = admin_client.post(edit, edit_data([rows[0]], confirm_flush="on"))
+        # What the page holds is enough to save: the tokens resolve to the typed URLs. (The
+        # destination here is a row without a process: its pre-flight fails, overridden.)
+        saved = admin_client.post(
+            edit, edit_data([rows[0]], confirm_flush="on", preflight_override="on")
+        )
         assert saved.status_code == 302, saved.context and saved.context["replica_rows"]
     assert ReplicaSource.objects.get(destination=b).external_uri == source.url
     # Once saved, the session no longer keeps it.

@@ -143,3 +143,24 @@ def test_a_user_without_psync_fails_naming_the_permission(
     assert "pw-1" not in str(report.as_dict())
     bad = run([f"redis://app:wrong@127.0.0.1:{src.port}"], dst.url)
     assert line(bad, "reachable", "source 1").level is Level.FAIL
+
+
+def test_pure_parts_rdb_footer_and_the_buffer_arithmetic() -> None:
+    from replication.syncer import preflight as pf
+
+    assert pf._rdb_version(b"\x00\xc0\x01\x0b\x00O\xa7Z\xc5,\x9e\xf8u") == 11
+    assert pf._rdb_version(b"short") is None
+    assert pf._rdb_from_version({"redis_version": "7.0.15"}) == 10
+    assert pf._rdb_from_version({"redis_version": "7.2.4", "valkey_version": "8.1.8"}) == 11
+    server = pf._Server("source 1", parse_redis_url("redis://h:1"))
+    server.rate = 3 * MB
+    raw = [b"client-output-buffer-limit", b"normal 0 0 0 slave 268435456 67108864 60 pubsub 0 0 0"]
+    ok = pf._buffer_check(server, 10.0, raw)  # 30 MB buffered, against 64 MB for 60 s
+    assert ok.level is Level.PASS and "30.0 MB" in ok.message
+    slow = pf._buffer_check(server, 100.0, raw)  # 300 MB: beyond the hard limit
+    assert slow.level is Level.WARN
+    assert slow.fix == 'CONFIG SET client-output-buffer-limit "replica 629145600 629145600 0"'
+    server.info = {"repl_backlog_size": str(120 * MB)}
+    backlog = pf._backlog_check(server)
+    assert "an outage of about 40 s at the current 3.0 MB/s" in backlog.message
+    assert backlog.level is Level.WARN and backlog.fix == "CONFIG SET repl-backlog-size 943718400"
