@@ -200,6 +200,7 @@ class Link:
 
     def _source_link(self) -> SourceLink:
         return SourceLink(self.url, self.tls, source=self.state.source, gateway=self.gateway)
+
     async def _forget_position(self) -> str:
         """A batch was refused while later ones were already sent: those may have committed with
         their checkpoints, which then claim a batch that never applied. Resuming from there would
