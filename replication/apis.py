@@ -29,6 +29,7 @@ from replication import selectors, series, services
 from replication.metrics import metrics_text
 from replication.models import AlertName
 from replication.serializers import (
+    AlertSettingsOutSerializer,
     AlertSettingsSerializer,
     BdbReplicaUpdateSerializer,
     PreflightSerializer,
@@ -355,13 +356,13 @@ class ReplicaAlertsApi(APIView):
 class ReplicaAlertSettingsApi(APIView):
     """`GET/PUT /v1/bdbs/{uid}/replica_alert_settings` (ours; Redis Enterprise's setting names)."""
 
-    @extend_schema(responses=AlertSettingsSerializer)
+    @extend_schema(responses=AlertSettingsOutSerializer)
     def get(self, request: Request, uid: int) -> Response:
         return Response(alert_settings_data(selectors.alert_settings_of(_database(request, uid))))
 
     @extend_schema(
         request=AlertSettingsSerializer,
-        responses=AlertSettingsSerializer,
+        responses=AlertSettingsOutSerializer,
         extensions={STATE_REFUSALS: "the webhook URL is not http(s), an e-mail address is not one"},
     )
     def put(self, request: Request, uid: int) -> Response:

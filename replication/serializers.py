@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from console.certificates import PEM_MAX_CHARS
@@ -222,10 +223,46 @@ class _Enabled(serializers.Serializer[Any]):
     enabled = StrictBooleanField(required=False)
 
 
+MAX_LAG_THRESHOLD_MS = 86_400_000
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "integer", "minimum": 1, "maximum": MAX_LAG_THRESHOLD_MS},
+            {"type": "string", "pattern": "^[1-9][0-9]{0,7}$"},
+        ]
+    }
+)
+class ThresholdField(serializers.Field):  # type: ignore[type-arg]
+    """Redis Enterprise writes thresholds as strings ("10000", ms); a number is taken too."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int | str):
+            raise serializers.ValidationError("a number of milliseconds")
+        if isinstance(data, str) and not (data.isascii() and data.isdigit()):
+            raise serializers.ValidationError("a number of milliseconds")
+        value = int(data)
+        if not 1 <= value <= MAX_LAG_THRESHOLD_MS:
+            raise serializers.ValidationError(f"between 1 and {MAX_LAG_THRESHOLD_MS} ms")
+        return value
+
+    def to_representation(self, value: Any) -> str:
+        return str(value)
+
+
 class _EnabledThreshold(serializers.Serializer[Any]):
     enabled = StrictBooleanField(required=False)
-    # Redis Enterprise writes thresholds as strings: "10000" (ms); a number is taken too.
-    threshold = serializers.IntegerField(required=False, min_value=1, max_value=86_400_000)
+    threshold = ThresholdField(required=False)
+
+
+class _EnabledThresholdOut(serializers.Serializer[Any]):
+    enabled = serializers.BooleanField()
+    threshold = serializers.CharField(help_text="ms, as a string (Redis Enterprise's type)")
+
+
+class _EnabledOut(serializers.Serializer[Any]):
+    enabled = serializers.BooleanField()
 
 
 class AlertSettingsSerializer(serializers.Serializer[Any]):
@@ -239,7 +276,16 @@ class AlertSettingsSerializer(serializers.Serializer[Any]):
     webhook_url = StrictCharField(
         required=False, allow_blank=True, max_length=2000, write_only=True
     )
-    webhook_configured = serializers.BooleanField(read_only=True)
+
+
+class AlertSettingsOutSerializer(serializers.Serializer[Any]):
+    """The alert settings as GET and PUT answer them (schema only: `alert_settings_data`)."""
+
+    bdb_replica_src_high_syncer_lag = _EnabledThresholdOut()
+    bdb_replica_src_syncer_connection_error = _EnabledOut()
+    bdb_replica_src_syncer_general_error = _EnabledOut()
+    email_to = serializers.CharField()
+    webhook_configured = serializers.BooleanField()
 
 
 def alert_settings_data(row: AlertSettings) -> dict[str, Any]:

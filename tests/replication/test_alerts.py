@@ -273,3 +273,25 @@ def _lag_alert_run(admin_api: Any, webhook: _HookServer, source: RedisServer) ->
     assert mails[0]["To"] == "oncall@example.org"
     body = str(mails[0].get_payload())
     assert "bdb_name: alerted" in body and "'threshold': 500" in body
+
+
+@pytest.mark.django_db
+def test_the_lag_threshold_is_redis_enterprise_s_string(
+    admin_api: Any, admin_user: User, database: Database
+) -> None:
+    dest = _destination(admin_user, database)
+    url = f"/v1/bdbs/{dest.pk}/replica_alert_settings"
+    body = {"bdb_replica_src_high_syncer_lag": {"threshold": "300"}}
+    assert admin_api.put(url, body, format="json").json()["bdb_replica_src_high_syncer_lag"] == {
+        "enabled": True,
+        "threshold": "300",
+    }
+    for bad in ("abc", True, 0, "-5", 10**12, "\uff13"):  # the last: a full-width 3
+        response = admin_api.put(
+            url, {"bdb_replica_src_high_syncer_lag": {"threshold": bad}}, format="json"
+        )
+        assert response.status_code == 400, bad
+    assert admin_api.get(url).json()["bdb_replica_src_high_syncer_lag"]["threshold"] == "300"
+    schema = admin_api.get("/v1/schema?format=json").json()["components"]["schemas"]
+    out = schema["_EnabledThresholdOut"]["properties"]["threshold"]
+    assert out["type"] == "string"
