@@ -277,7 +277,14 @@ def admin_client(
         d = spec.shard_dir(shard)
         tls = {
             "ssl": True,
-            "ssl_ca_certs": str(d / spec.tls.file_of("tls")),
+            # Every proxy certificate the shard has on disk: while a replaced one is being
+            # applied, the process still serves the old one until CONFIG SET.
+            "ssl_ca_data": "\n".join(
+                p.read_text()
+                for p in sorted(d.glob("tls-*.pem"))
+                if not p.name.startswith("tls-key-")
+            )
+            or spec.tls.cert,
             "ssl_check_hostname": False,
             "ssl_certfile": str(d / "client.crt"),
             "ssl_keyfile": str(d / "client.key"),

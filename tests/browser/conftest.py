@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, WIDE, LiveServer, sign_in
+from tests.support.browser import SCREENSHOTS, WIDE, LiveServer, chromium_browser, sign_in
 from tests.support.personas import ADMIN_PASSWORD, VIEWER_PASSWORD
 
 
@@ -39,14 +39,8 @@ def _orm_beside_playwright(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium_browser() as chromium:
+        yield chromium
 
 
 @pytest.fixture

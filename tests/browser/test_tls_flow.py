@@ -16,7 +16,13 @@ from console import services
 from console.models import Database, DatabaseStatus
 from replication import services as replica_services
 from replication.models import ReplicaOf, ReplicaSource
-from tests.support.browser import off_loop, sign_in
+from tests.support.browser import (
+    add_external_source,
+    off_loop,
+    save_and_flush,
+    sign_in,
+    wait_source_synced,
+)
 from tests.support.personas import ADMIN_PASSWORD
 from tests.support.wait import wait_for
 
@@ -36,22 +42,6 @@ def active(name: str) -> Database:
             or None
         ),
         what=f"{name} to become active",
-    )
-
-
-def save_and_flush(page: Any) -> str:
-    page.get_by_role("button", name="Save").click()
-    confirm = page.get_by_role("dialog", name="Save and flush?")
-    message = str(confirm.locator("p").inner_text())
-    confirm.get_by_role("button", name="Save and flush").click()
-    return message
-
-
-def wait_synced(page: Any) -> None:
-    row = page.locator("[data-replica-panel] li.source").first
-    wait_for(
-        lambda: row.locator("[data-source-status]").inner_text() == "Synced",
-        what="the TLS source to show Synced",
     )
 
 
@@ -91,17 +81,10 @@ def test_tls_between_databases_only_source_added_and_edited_in_place(
     url = off_loop(replica_services.replica_source_url, actor=admin, database=src)
     assert url.startswith("rediss://") and url.endswith(f":{src.tls_port}")
     page.goto(f"/databases/{dest.pk}/edit/")
-    page.get_by_role("button", name="+ Add source database").click()
-    dialog = page.get_by_role("dialog", name="Connect a Replica Of source database")
-    dialog.get_by_label("External").check()
-    dialog.get_by_label("Source URL").fill(url)
-    dialog.get_by_label("TLS").check()
-    dialog.get_by_label("Source cluster's certificate (PEM)").fill(proxy_pem)
-    dialog.get_by_role("button", name="Add source").click()
-    dialog.wait_for(state="hidden")
+    add_external_source(page, url=url, server_cert=proxy_pem)
     save_and_flush(page)
     page.wait_for_url(f"**/databases/{dest.pk}/")
-    wait_synced(page)
+    wait_source_synced(page)
     shot(page, "tls-source-synced")
 
     # The source's password is regenerated: the sync stops, named by host:port.
@@ -129,7 +112,7 @@ def test_tls_between_databases_only_source_added_and_edited_in_place(
     message = save_and_flush(page)
     assert "changing a source restarts the sync from scratch" in message
     page.wait_for_url(f"**/databases/{dest.pk}/")
-    wait_synced(page)
+    wait_source_synced(page)
     saved = ReplicaSource.objects.get(destination=dest)
     assert saved.encryption and saved.server_cert.strip() == proxy_pem.strip()
     dest.refresh_from_db()

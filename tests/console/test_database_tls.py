@@ -198,3 +198,25 @@ def test_a_destination_replicates_a_between_databases_only_source_over_its_tls_p
     # The syncer is attached to the TLS port, not to the applications' one.
     replicas = [c for c in src.client_list() if "S" in c["flags"]]
     assert [int(c["laddr"].rsplit(":", 1)[1]) for c in replicas] == [a.tls_port]
+
+
+def test_a_tls_only_database_takes_a_replaced_proxy_certificate_without_a_restart(
+    admin_api: Any, live_worker: Any, tmp_path: Path
+) -> None:
+    """The console manages a TLS-only database over TLS: it must still reach the process that
+    serves the old certificate while the new one is being applied."""
+    a = create_active(admin_api, name="a", tls_mode="enabled")
+    client = files(tmp_path, "client", make_certificate(common_name="client.test"))
+    pid = pid_of(a)
+    new = make_certificate(common_name="proxy.next.local")
+    resp = replace_proxy(admin_api, new.certificate, new.key)
+    assert resp.status_code == 200, resp.content
+    wait_for(
+        lambda: database_status(a.pk) not in {"active-change-pending", "pending"},
+        what="a to apply the new certificate",
+    )
+    a.refresh_from_db()
+    assert (a.status, a.status_reason) == ("active", "")
+    fingerprint = Certificate.objects.get(kind="proxy").fingerprint_sha256
+    assert served_fingerprint(a.port, client) == fingerprint
+    assert pid_of(a) == pid

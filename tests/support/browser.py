@@ -11,7 +11,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -118,3 +118,50 @@ def sign_in(page: Any, username: str, password: str) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(re.compile(r"/databases/$"))
+
+
+@contextlib.contextmanager
+def chromium_browser() -> Iterator[Any]:
+    """Debian's Chromium, headless, through Playwright's sync API."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def add_external_source(page: Any, *, url: str, server_cert: str = "") -> None:
+    """Database → Edit: + Add source database, External, the URL (with TLS and the source
+    cluster's certificate when `server_cert` is given), Add source; the dialog closes."""
+    page.get_by_role("button", name="+ Add source database").click()
+    dialog = page.get_by_role("dialog", name="Connect a Replica Of source database")
+    dialog.get_by_label("External").check()
+    dialog.get_by_label("Source URL").fill(url)
+    if server_cert:
+        dialog.get_by_label("TLS").check()
+        dialog.get_by_label("Source cluster's certificate (PEM)").fill(server_cert)
+    dialog.get_by_role("button", name="Add source").click()
+    dialog.wait_for(state="hidden")
+
+
+def save_and_flush(page: Any) -> str:
+    """Database → Edit: Save, and confirm the flush; returns what the confirmation said."""
+    page.get_by_role("button", name="Save").click()
+    confirm = page.get_by_role("dialog", name="Save and flush?")
+    message = str(confirm.locator("p").inner_text())
+    confirm.get_by_role("button", name="Save and flush").click()
+    return message
+
+
+def wait_source_synced(page: Any, *, timeout: float = 60.0) -> Any:
+    """The database page's first source shows Synced; returns its row."""
+    row = page.locator("[data-replica-panel] li.source").first
+    wait_for(
+        lambda: row.locator("[data-source-status]").inner_text() == "Synced",
+        what="the source to show Synced",
+        timeout=timeout,
+    )
+    return row
