@@ -112,7 +112,9 @@ def test_application_users_never_get_admin_commands_and_a_destination_is_read_on
     _works_for_an_application(app, "seed")
     # The destination received the key from its source (the syncer writes as admin).
     admin = redis.Redis(port=dest.port, username="admin", password=dest.internal_password)
-    admin.set("seed", "seeded")  # whether or not the sync job copied it yet
+    # Waiting for it (not writing it as admin): a write could land before the sync's first
+    # flush, which would delete it.
+    wait_for(lambda: admin.get("seed") == b"seeded", what="the source's key on the destination")
     _works_for_an_application(ro, "seed")
 
     for command in ADMIN_COMMANDS:
