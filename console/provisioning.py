@@ -194,6 +194,7 @@ def _endpoint_lines(spec: DatabaseSpec, shard: ShardSpec) -> list[str]:
     if spec.tls is None:
         return [f"port {shard.port}"]
     settings_lines = [f"{k} {v}" for k, v in tls_settings(spec, shard).items()]
+    settings_lines.append('tls-protocols "TLSv1.2 TLSv1.3"')  # Redis's default, said explicitly
     if not spec.tls.all_connections:
         # Between databases only: applications keep the plain port.
         return [f"port {shard.port}", f"tls-port {shard.tls_port}", *settings_lines]
