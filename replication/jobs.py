@@ -527,8 +527,11 @@ class _Supervisor:
                 source_uid = self.plan.sources[exc.source].uid
             if exc.side == Side.DESTINATION:
                 message = f"destination {self.plan.destination.name}: {message}"
-            elif exc.source is not None and self.plan.sources[exc.source].name not in message:
-                # An external source's name is its host:port, which the message already says.
+            elif exc.source is not None and not message.startswith(
+                f"{self.plan.sources[exc.source].name}:"
+            ):
+                # An external source's name is its host:port, which begins the message already
+                # (a containment test would take a database named "a" as said by any message).
                 message = f"source {self.plan.sources[exc.source].name}: {message}"
         else:
             message, kind = f"internal error: {exc!r}", "internal"
