@@ -11,22 +11,22 @@ urlpatterns = [
     path("bdbs/<int:uid>", bdb_apis.BdbDetailApi.as_view(), name="api-bdb-detail"),
     path(
         "bdbs/replica_sources/alerts",
-        replica_apis.ReplicaAlertsApi.as_view(),
+        replica_apis.alerts_api("all").as_view(),
         name="api-replica-alerts",
     ),
     path(
         "bdbs/replica_sources/alerts/<int:uid>",
-        replica_apis.ReplicaAlertsApi.as_view(),
+        replica_apis.alerts_api("bdb").as_view(),
         name="api-replica-alerts-bdb",
     ),
     path(
         "bdbs/replica_sources/alerts/<int:uid>/<int:source_uid>",
-        replica_apis.ReplicaAlertsApi.as_view(),
+        replica_apis.alerts_api("source").as_view(),
         name="api-replica-alerts-source",
     ),
     path(
         "bdbs/replica_sources/alerts/<int:uid>/<int:source_uid>/<str:alert>",
-        replica_apis.ReplicaAlertsApi.as_view(),
+        replica_apis.alerts_api("alert").as_view(),
         name="api-replica-alerts-one",
     ),
     path(

@@ -10,7 +10,12 @@ from typing import Any
 
 from django.http import HttpResponse
 from django.utils.cache import add_never_cache_headers
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from prometheus_client import CONTENT_TYPE_LATEST
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
@@ -351,6 +356,15 @@ class ReplicaAlertsApi(APIView):
         if alert not in one:
             raise NotFound(f"no alert {alert!r}")
         return Response(one[alert])
+
+
+def alerts_api(scope: str) -> type[ReplicaAlertsApi]:
+    """`ReplicaAlertsApi` for one of its four URLs, with an operation of its own in the schema
+    (four URLs of one view would share an operationId)."""
+    view = extend_schema_view(
+        get=extend_schema(operation_id=f"v1_bdbs_replica_sources_alerts_{scope}")
+    )(type(f"ReplicaAlerts{scope.title()}Api", (ReplicaAlertsApi,), {}))
+    return view
 
 
 class ReplicaAlertSettingsApi(APIView):
