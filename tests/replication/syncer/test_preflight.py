@@ -159,7 +159,7 @@ def test_pure_parts_rdb_footer_and_the_buffer_arithmetic() -> None:
     assert ok.level is Level.PASS and "30.0 MB" in ok.message
     slow = pf._buffer_check(server, 100.0, raw)  # 300 MB: beyond the hard limit
     assert slow.level is Level.WARN
-    assert slow.fix == 'CONFIG SET client-output-buffer-limit "replica 629145600 629145600 0"'
+    assert slow.fix == 'CONFIG SET client-output-buffer-limit "replica 1258291200 1258291200 0"'
     server.info = {"repl_backlog_size": str(120 * MB)}
     backlog = pf._backlog_check(server)
     assert "an outage of about 40 s at the current 3.0 MB/s" in backlog.message
