@@ -304,8 +304,8 @@ class Link:
         loading = state.status.phase is Phase.SYNCING or state.gap is not None
         latest = state.meter.latest
         behind = latest is not None and latest - state.applied >= _BEHIND_BYTES
-        if not accepted or exc.kind is not ErrorKind.CLOSED:
-            return
+        if not accepted or exc.kind is not ErrorKind.CLOSED or exc.side is Side.DESTINATION:
+            return  # a destination that closes on us says nothing of the source's buffers
         if not loading and not behind:
             self.ctx.drops.pop(state.link_id, None)
             return
