@@ -26,8 +26,8 @@ MB = 1024 * 1024
 
 
 def certificate(host: Host, kind: str) -> dict[str, Any]:
-    certs = host.api.get("/v1/cluster/certificates").expect()
-    found: dict[str, Any] = next(c for c in certs if c["name"] == f"{kind}_cert")
+    certs = host.api.get("/v1/cluster/certificates").expect()["certificates"]
+    found: dict[str, Any] = next(c for c in certs if c["name"] == kind)
     return found
 
 
