@@ -191,6 +191,14 @@ def _plan(replica_of: ReplicaOf) -> _Plan:
     )
 
 
+def _names_source(source: _Source, message: str) -> bool:
+    """An external source's name is its host:port, which the message says already; a database
+    of this cluster is named unless the message begins with its name."""
+    if source.source_database_id is None:
+        return source.name in message
+    return message.startswith(f"{source.name}:")
+
+
 def _gateway(src: ReplicaSource) -> GatewayOptions | None:
     """Compression goes through the sync gateway of the source's host: its port given on the
     source, else the default one (this cluster's own port for its own databases); the level is
@@ -527,11 +535,9 @@ class _Supervisor:
                 source_uid = self.plan.sources[exc.source].uid
             if exc.side == Side.DESTINATION:
                 message = f"destination {self.plan.destination.name}: {message}"
-            elif exc.source is not None and not message.startswith(
-                f"{self.plan.sources[exc.source].name}:"
+            elif exc.source is not None and not _names_source(
+                self.plan.sources[exc.source], message
             ):
-                # An external source's name is its host:port, which begins the message already
-                # (a containment test would take a database named "a" as said by any message).
                 message = f"source {self.plan.sources[exc.source].name}: {message}"
         else:
             message, kind = f"internal error: {exc!r}", "internal"
