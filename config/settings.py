@@ -83,6 +83,8 @@ SERVICE_ENDPOINTS = _endpoints("CONSOLE_SERVICE_ENDPOINTS")
 # The node's sync gateway (replication/syncer/gateway.py; `manage.py sync_gateway`, started by
 # `make run`): compressed replication streams of this node's databases for other clusters.
 GATEWAY_PORT = env_int("CONSOLE_GATEWAY_PORT", 9443, minimum=1, maximum=65535)
+# Sessions the sync gateway serves at once; more are refused and their syncers retry later.
+GATEWAY_MAX_SESSIONS = env_int("CONSOLE_GATEWAY_MAX_SESSIONS", 64, minimum=1, maximum=100000)
 SERVICE_ENDPOINTS.append(("the console's sync gateway", NODE_ADDRESS, GATEWAY_PORT))
 
 # Control Redis: Celery broker, channel layer, sync positions and heartbeats.

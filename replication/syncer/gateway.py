@@ -5,21 +5,28 @@ to the sync gateway of the source's host, which opens the replication connection
 on that host and relays it, the database's side deflated (DESIGN §2-§3). Redis Enterprise uses
 zlib level 6; the level is the syncer's to ask (1-9).
 
-Protocol, version 1, on one TCP (or TLS) connection:
+Protocol, version 2 (the gateway also serves version 1), on one TCP (or TLS) connection:
 
 1. The syncer sends one RESP command, uncompressed:
-   `SYNCGATEWAY 1 <database port> <zlib level> <user> <password>` (user may be empty: `AUTH
-   password`). The database is named by its port on the gateway's host.
+   `SYNCGATEWAY <version> <database port> <zlib level> <user> <password>` (user may be empty:
+   `AUTH password`). The database is named by its port on the gateway's host.
 2. The gateway refuses a port outside its databases' range (`-ERR`), connects to the database,
    and authenticates there with the user and password the syncer gave: the database itself
    checks the internal password, the gateway keeps no secret of its own. It answers the
-   database's refusal (`-WRONGPASS …`) and closes, or `+OK zlib <level>`.
-3. Then the connection is a relay, and the gateway reads nothing of it: what the syncer sends
-   (REPLCONF, PSYNC with its replication id and offset, REPLCONF ACK) reaches the database as it
-   is; what the database sends (+FULLRESYNC/+CONTINUE, the RDB, the command stream) comes back as
-   one zlib stream, flushed (`Z_SYNC_FLUSH`) after every read from the database: every byte the
-   database sent is decodable as soon as its deflated form arrives, so compression adds CPU time,
-   never waiting for more data (the streaming lag stays bounded).
+   database's refusal (`-WRONGPASS …`) and closes, `-UNAVAILABLE <why>` when it serves its
+   limit of sessions already (`GatewayConfig.max_sessions`: the syncer retries later), or
+   `+OK zlib <level>`.
+3. Then the connection is a relay: what the syncer sends (REPLCONF, PSYNC with its replication
+   id and offset, REPLCONF ACK) reaches the database as it is; what the database sends
+   (+FULLRESYNC/+CONTINUE, the RDB, the command stream) comes back deflated, flushed
+   (`Z_SYNC_FLUSH`) after every read from the database: every byte the database sent is
+   decodable as soon as its deflated form arrives, so compression adds CPU time, never waiting
+   for more data (the streaming lag stays bounded).
+   Version 2: a full sync's RDB is rewritten on its way (rdbrewrite.py: the source's LZF strings
+   raw, so that zlib sees text rather than LZF output; its own CRC64), sent in the EOF-marked
+   form, and the zlib stream ends right after the RDB's EOF mark and a new one begins: the
+   syncer's reader never returns bytes of both streams in one read. Version 1: the bytes pass
+   unchanged, one zlib stream.
 
 `open_gateway()` is the syncer's side: it returns a reader that inflates (`InflatingReader`, with
 the bytes on the wire counted apart from the bytes inflated) that source.py reads like a socket.
@@ -36,7 +43,7 @@ import signal
 import socket
 import ssl
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import hiredis
@@ -50,12 +57,16 @@ from .errors import (
     RetryableError,
     classify_reply_error,
 )
+from .rdb import RdbError
+from .rdbrewrite import BOUNDARY, StreamRewriter
 from .resp import TlsOptions, open_stream, pack
 from .urls import RedisUrl
 
 __all__ = [
     "DEFAULT_GATEWAY_PORT",
+    "DEFAULT_MAX_SESSIONS",
     "VERSION",
+    "Deflater",
     "Gateway",
     "GatewayConfig",
     "GatewayOptions",
@@ -63,6 +74,7 @@ __all__ = [
     "Hello",
     "Inflater",
     "InflatingReader",
+    "TlsPair",
     "database_ssl_context",
     "deflate_chunk",
     "open_gateway",
@@ -72,7 +84,12 @@ __all__ = [
 ]
 
 DEFAULT_GATEWAY_PORT = 9443
-VERSION = 1
+VERSION = 2
+VERSIONS = (1, 2)
+DEFAULT_MAX_SESSIONS = 64
+# Connections beyond the session limit that still get their refusal in words (a handshake each);
+# past these, a connection is closed at once: a flood costs an accept and a close.
+_REFUSING_MAX = 16
 COMMAND = b"SYNCGATEWAY"
 _HELLO_MAX = 4096  # a hello line longer than this is not one
 _HELLO_TIMEOUT_S = 10.0
@@ -97,9 +114,10 @@ class Hello:
     level: int
     user: str
     password: str = field(repr=False)
+    version: int = VERSION
 
     def pack(self) -> bytes:
-        return pack(COMMAND, VERSION, self.port, self.level, self.user, self.password)
+        return pack(COMMAND, self.version, self.port, self.level, self.user, self.password)
 
 
 def parse_hello(args: Sequence[bytes]) -> Hello:
@@ -109,14 +127,17 @@ def parse_hello(args: Sequence[bytes]) -> Hello:
     if len(args) != 6:
         raise ValueError(f"a hello has 6 arguments, got {len(args)}")
     _, version, port, level, user, password = args
-    if version != str(VERSION).encode():
-        raise ValueError(f"unsupported protocol version {version[:8]!r} (this gateway speaks 1)")
+    if version not in [str(v).encode() for v in VERSIONS]:
+        speaks = " and ".join(map(str, VERSIONS))
+        raise ValueError(
+            f"unsupported protocol version {version[:8]!r} (this gateway speaks {speaks})"
+        )
     if not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ValueError("the database port is not a port number")
     if not level.isdigit() or not 1 <= int(level) <= 9:
         raise ValueError("the zlib level must be 1 to 9")
     try:
-        return Hello(int(port), int(level), user.decode(), password.decode())
+        return Hello(int(port), int(level), user.decode(), password.decode(), int(version))
     except UnicodeDecodeError:
         raise ValueError("the user or password is not UTF-8") from None
 
@@ -126,12 +147,34 @@ def deflate_chunk(comp: zlib._Compress, data: bytes) -> bytes:
     return comp.compress(data) + comp.flush(zlib.Z_SYNC_FLUSH)
 
 
+class Deflater:
+    """The sending end: zlib streams at one level, each batch flushed; `BOUNDARY` in a batch's
+    parts ends the stream there and begins the next one (version 2, after the RDB)."""
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+        self._z = zlib.compressobj(level)
+
+    def deflate(self, parts: Sequence[bytes | None]) -> bytes:
+        out = []
+        for part in parts:
+            if part is BOUNDARY:
+                out.append(self._z.flush(zlib.Z_FINISH))
+                self._z = zlib.compressobj(self.level)
+            elif part:
+                out.append(self._z.compress(part))
+        out.append(self._z.flush(zlib.Z_SYNC_FLUSH))
+        return b"".join(out)
+
+
 class Inflater:
-    """The receiving end of the zlib stream, in bounded steps."""
+    """The receiving end of the zlib streams, in bounded steps. `ended` says that the last step
+    reached the end of a stream (what follows is the next one)."""
 
     def __init__(self) -> None:
         self._z = zlib.decompressobj()
         self._pending = b""  # deflated input not inflated yet (it held more than one step)
+        self.ended = False
 
     @property
     def pending(self) -> bool:
@@ -144,16 +187,21 @@ class Inflater:
             out = self._z.decompress(src, _INFLATE_MAX)
         except zlib.error as exc:
             raise ValueError(f"corrupt compressed stream: {exc}") from None
-        self._pending = self._z.unconsumed_tail
-        if self._z.eof:
-            raise ValueError("the compressed stream ended")
+        self.ended = self._z.eof
+        if self.ended:
+            self._pending = self._z.unused_data
+            self._z = zlib.decompressobj()
+        else:
+            self._pending = self._z.unconsumed_tail
         return out
 
 
 class InflatingReader:
     """What source.py reads the replication stream from, like an `asyncio.StreamReader`
     (`read`, `readuntil`, with the same exceptions), inflating the raw reader's bytes on demand:
-    nothing is read from the socket before it is asked for, so the socket's flow control holds."""
+    nothing is read from the socket before it is asked for, so the socket's flow control holds.
+    A `read()` stops at the end of a zlib stream: the bytes before it and after it never come
+    back in one read (source.py sees the RDB's EOF mark as the end of a read)."""
 
     def __init__(
         self, raw: asyncio.StreamReader, *, limit: int = 1 << 20, origin: Origin | None = None
@@ -164,6 +212,12 @@ class InflatingReader:
         self.wire_bytes = 0  # deflated bytes read from the network
         self._inflater = Inflater()
         self._buf = bytearray()
+        self._ends: list[int] = []  # offsets in _buf where a zlib stream ended (all > 0)
+
+    def _consumed(self, n: int) -> None:
+        del self._buf[:n]
+        if self._ends:
+            self._ends = [e - n for e in self._ends if e > n]
 
     async def _fill(self) -> bool:
         """More inflated bytes in the buffer; False at the end of the stream."""
@@ -181,17 +235,22 @@ class InflatingReader:
                 raise ProtocolError(f"sync gateway: {exc}", origin=self.origin) from None
             if out:
                 self._buf += out
+            if self._inflater.ended and self._buf and self._buf_end() != len(self._buf):
+                self._ends.append(len(self._buf))
+            if out:
                 return True
+
+    def _buf_end(self) -> int:
+        return self._ends[-1] if self._ends else 0
 
     async def read(self, n: int = -1) -> bytes:
         if not self._buf and not await self._fill():
             return b""
-        if n < 0 or n >= len(self._buf):
-            data = bytes(self._buf)
-            self._buf.clear()
-        else:
-            data = bytes(self._buf[:n])
-            del self._buf[:n]
+        size = self._ends[0] if self._ends else len(self._buf)
+        if 0 <= n < size:
+            size = n
+        data = bytes(self._buf[:size])
+        self._consumed(size)
         return data
 
     async def readuntil(self, separator: bytes = b"\n") -> bytes:
@@ -201,14 +260,14 @@ class InflatingReader:
             if at >= 0:
                 end = at + len(separator)
                 data = bytes(self._buf[:end])
-                del self._buf[:end]
+                self._consumed(end)
                 return data
             if len(self._buf) > self.limit:
                 raise asyncio.LimitOverrunError("separator not found within the limit", 0)
             start = max(0, len(self._buf) - len(separator) + 1)
             if not await self._fill():
                 partial = bytes(self._buf)
-                self._buf.clear()
+                self._consumed(len(partial))
                 raise asyncio.IncompleteReadError(partial, None)
 
 
@@ -316,7 +375,8 @@ class GatewayConfig:
     opens with a TLS handshake gets TLS (the proxy certificate), one that opens with its hello
     gets plain TCP: one port for sources with and without encryption. A syncer that came with
     TLS named a TLS port (its URL is rediss://): the gateway connects to it with
-    `database_tls` (the cluster's syncer certificate, which its databases trust)."""
+    `database_tls` (the cluster's syncer certificate, which its databases trust); both may be
+    replaced while it runs (`Gateway.set_tls`). At most `max_sessions` sessions at once."""
 
     host: str
     port: int
@@ -324,13 +384,16 @@ class GatewayConfig:
     ports: range
     tls: ssl.SSLContext | None = None
     database_tls: ssl.SSLContext | None = None
+    max_sessions: int = DEFAULT_MAX_SESSIONS
 
 
 @dataclass(slots=True)
 class _Counters:
     sessions: int = 0
     active: int = 0
-    bytes_from_databases: int = 0  # what the databases sent (before deflating)
+    refused: int = 0  # connections over the session limit
+    bytes_from_databases: int = 0  # what the databases sent (before rewriting and deflating)
+    bytes_deflated: int = 0  # what was deflated (the rewritten RDBs, the rest as it came)
     bytes_to_syncers: int = 0  # what went out on the wire
 
 
@@ -344,9 +407,16 @@ class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.counters = _Counters()
+        self.tls, self.database_tls = config.tls, config.database_tls
+        self._refusing = 0
         self._listener: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
         self._sessions: set[asyncio.Task[None]] = set()
+
+    def set_tls(self, tls: ssl.SSLContext | None, database_tls: ssl.SSLContext | None) -> None:
+        """New TLS material for the sessions that start from now on (running ones keep theirs):
+        a replaced proxy or syncer certificate, without a restart."""
+        self.tls, self.database_tls = tls, database_tls
 
     @property
     def port(self) -> int:
@@ -395,7 +465,15 @@ class Gateway:
                 await asyncio.sleep(0.5)
                 continue
             conn.setblocking(False)
-            task = asyncio.create_task(self._session(conn))
+            if self.counters.active >= self.config.max_sessions:
+                self.counters.refused += 1
+                if self._refusing >= _REFUSING_MAX:
+                    conn.close()
+                    continue
+                self._refusing += 1
+                task = asyncio.create_task(self._refuse(conn))
+            else:
+                task = asyncio.create_task(self._session(conn))
             self._sessions.add(task)
             task.add_done_callback(self._sessions.discard)
 
@@ -417,7 +495,7 @@ class Gateway:
         finally:
             loop.remove_reader(conn.fileno())
         first = conn.recv(1, socket.MSG_PEEK)
-        tls = self.config.tls if first == b"\x16" else None
+        tls = self.tls if first == b"\x16" else None
         reader = asyncio.StreamReader(limit=_CHUNK * 4)
         protocol = asyncio.StreamReaderProtocol(reader)
         if tls is None:
@@ -427,6 +505,27 @@ class Gateway:
                 lambda: protocol, conn, ssl=tls, ssl_handshake_timeout=_HELLO_TIMEOUT_S
             )
         return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+    async def _refuse(self, conn: socket.socket) -> None:
+        """Over the session limit: say so (the syncer retries later), then close."""
+        writer: asyncio.StreamWriter | None = None
+        try:
+            async with asyncio.timeout(_HELLO_TIMEOUT_S):
+                reader, writer = await self._streams(conn)
+                await _read_hello(reader)
+                writer.write(
+                    b"-UNAVAILABLE the sync gateway serves %d sessions, its limit; retry later\r\n"
+                    % self.config.max_sessions
+                )
+                await writer.drain()
+        except (OSError, ssl.SSLError, asyncio.IncompleteReadError, TimeoutError, ValueError):
+            pass
+        finally:
+            self._refusing -= 1
+            if writer is not None:
+                writer.close()
+            else:
+                conn.close()
 
     async def _session(self, conn: socket.socket) -> None:
         self.counters.sessions += 1
@@ -438,6 +537,8 @@ class Gateway:
             await self._serve(reader, writer, peer)
         except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
             log.info("session from %s ended: %s", peer, type(exc).__name__)
+        except RdbError as exc:  # the database's own words about its snapshot, no secret
+            log.warning("session from %s ended: its RDB cannot be rewritten: %s", peer, exc)
         except Exception:  # a bug: said, and the session closed, never swallowed silently
             log.exception("session from %s failed", peer)
         finally:
@@ -463,7 +564,7 @@ class Gateway:
             return
         db_ssl = None
         if writer.get_extra_info("ssl_object") is not None:
-            db_ssl = self.config.database_tls
+            db_ssl = self.database_tls
             if db_ssl is None:
                 writer.write(b"-GATEWAY no TLS material for this host's databases\r\n")
                 await writer.drain()
@@ -492,13 +593,15 @@ class Gateway:
                 return
             writer.write(b"+OK zlib %d\r\n" % hello.level)
             log.info(
-                "session from %s (%s): database port %d, zlib %d",
+                "session from %s (%s): database port %d, zlib %d, protocol %d",
                 peer,
                 "TLS" if db_ssl is not None else "plain",
                 hello.port,
                 hello.level,
+                hello.version,
             )
-            await _relay(reader, writer, db_reader, db_writer, hello.level, self.counters)
+            rewriter = StreamRewriter() if hello.version >= 2 else None
+            await _relay(reader, writer, db_reader, db_writer, hello, rewriter, self.counters)
         finally:
             db_writer.close()
 
@@ -537,10 +640,17 @@ async def _relay(
     writer: asyncio.StreamWriter,
     db_reader: asyncio.StreamReader,
     db_writer: asyncio.StreamWriter,
-    level: int,
+    hello: Hello,
+    rewriter: StreamRewriter | None,
     counters: _Counters,
 ) -> None:
     """Both directions until either side closes (step 3)."""
+
+    deflater = Deflater(hello.level)
+
+    def encode(data: bytes) -> tuple[bytes, int]:
+        parts = [data] if rewriter is None else rewriter.feed(data)
+        return deflater.deflate(parts), sum(len(p) for p in parts if p is not None)
 
     async def up() -> None:
         while data := await reader.read(_UPSTREAM_CHUNK):
@@ -548,20 +658,22 @@ async def _relay(
             await db_writer.drain()
 
     async def down() -> None:
-        comp = zlib.compressobj(level)
         while data := await db_reader.read(_CHUNK):
             if len(data) >= _OFFLOAD:
-                out = await asyncio.to_thread(deflate_chunk, comp, data)
+                out, deflated = await asyncio.to_thread(encode, data)
             else:
-                out = deflate_chunk(comp, data)
+                out, deflated = encode(data)
             counters.bytes_from_databases += len(data)
+            counters.bytes_deflated += deflated
             counters.bytes_to_syncers += len(out)
             writer.write(out)
             await writer.drain()
 
     tasks = [asyncio.create_task(up()), asyncio.create_task(down())]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()  # an RdbError of the rewrite: the session says it
     finally:
         for task in tasks:
             task.cancel()
@@ -592,12 +704,26 @@ def database_ssl_context(ca: str | None, cert: str | None, key: str | None) -> s
     return ctx
 
 
-async def serve(config: GatewayConfig) -> None:
-    """Run the gateway until SIGTERM or SIGINT."""
+TlsPair = tuple[ssl.SSLContext | None, ssl.SSLContext | None]
+RELOAD_EVERY_S = 2.0
+
+
+async def serve(
+    config: GatewayConfig,
+    reload: Callable[[], TlsPair | None] | None = None,
+    *,
+    reload_every: float = RELOAD_EVERY_S,
+) -> None:
+    """Run the gateway until SIGTERM or SIGINT. `reload` (run in a thread every `reload_every`
+    seconds, and at once on SIGHUP) returns new TLS contexts when the certificates changed, None
+    when they did not; new sessions use them. A reload that fails keeps the old ones, said in the
+    log (e.g. a certificate file read while it was being written: the next try reads it whole)."""
     stop = asyncio.Event()
+    wake = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, wake.set)
     async with Gateway(config) as gw:
         log.info(
             "sync gateway on %s:%d (%s) for ports %d-%d of %s",
@@ -608,4 +734,28 @@ async def serve(config: GatewayConfig) -> None:
             config.ports.stop - 1,
             config.database_host,
         )
-        await stop.wait()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(reload_every if reload is not None else None):
+                    await _first(stop, wake)
+            wake.clear()
+            if reload is None or stop.is_set():
+                continue
+            try:
+                fresh = await asyncio.to_thread(reload)
+            except Exception as exc:  # said, and the old material kept
+                log.warning("TLS material not reloaded (kept the old): %s", type(exc).__name__)
+                continue
+            if fresh is not None:
+                gw.set_tls(*fresh)
+                log.info("TLS material reloaded: new sessions use it")
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Until one of `events` is set."""
+    waits = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()

@@ -383,7 +383,7 @@ class StreamRewriter:
             if not rdb.done:
                 pending += rdb.feed(bytes(buf))
                 buf.clear()
-                if not rdb.done:
+                if not rdb.parser.done:
                     return
                 buf += rdb.tail
             if len(buf) < _MARK_LEN:

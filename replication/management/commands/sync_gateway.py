@@ -3,29 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import shutil
-import ssl
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.db import close_old_connections
 
 from console.files import write_private
 from console.models import Certificate
 from replication.syncer.gateway import (
     GatewayConfig,
+    TlsPair,
     database_ssl_context,
     serve,
     server_ssl_context,
 )
 
 
-def _tls(directory: Path) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+def _certificates() -> dict[str, Certificate]:
+    return {c.kind: c for c in Certificate.objects.all()}
+
+
+def _signature(pems: dict[str, Certificate]) -> str:
+    """Changes when a certificate or key changes (a digest: no key kept in memory twice)."""
+    h = hashlib.sha256()
+    for kind in sorted(pems):
+        h.update(f"{kind}\0{pems[kind].certificate_pem}\0{pems[kind].private_key_pem}\0".encode())
+    return h.hexdigest()
+
+
+def _tls(directory: Path, pems: dict[str, Certificate]) -> TlsPair:
     """TLS toward syncers with the proxy certificate, and toward the node's TLS database ports
     with the syncer certificate (which its databases trust), when the cluster has them. The
     files exist only while the contexts are built (the ssl module reads files)."""
-    pems = {c.kind: c for c in Certificate.objects.all()}
     proxy, syncer = pems.get(Certificate.Kind.PROXY), pems.get(Certificate.Kind.SYNCER)
     if proxy is None:
         return None, None
@@ -51,7 +64,26 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        server_tls, database_tls = _tls(Path(settings.VAR_DIR) / "run" / "gateway")
+        directory = Path(settings.VAR_DIR) / "run" / "gateway"
+        pems = _certificates()
+        seen = _signature(pems)
+        server_tls, database_tls = _tls(directory, pems)
+
+        def reload() -> TlsPair | None:
+            """The cluster's certificates as saved now (a replacement through the API or the
+            Security page), read every couple of seconds: new sessions use them."""
+            nonlocal seen
+            try:
+                pems = _certificates()
+                now = _signature(pems)
+                if now == seen:
+                    return None
+                fresh = _tls(directory, pems)
+                seen = now
+                return fresh
+            finally:
+                close_old_connections()
+
         config = GatewayConfig(
             host=settings.NODE_ADDRESS,
             port=settings.GATEWAY_PORT,
@@ -60,5 +92,6 @@ class Command(BaseCommand):
             ports=range(settings.DB_PORT_MIN, settings.DB_PORT_MAX + 1),
             tls=server_tls,
             database_tls=database_tls,
+            max_sessions=settings.GATEWAY_MAX_SESSIONS,
         )
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, reload))

@@ -11,7 +11,15 @@ import hiredis
 import pytest
 
 from replication.syncer.errors import ProtocolError
-from replication.syncer.gateway import Hello, Inflater, InflatingReader, deflate_chunk, parse_hello
+from replication.syncer.gateway import (
+    Deflater,
+    Hello,
+    Inflater,
+    InflatingReader,
+    deflate_chunk,
+    parse_hello,
+)
+from replication.syncer.rdbrewrite import BOUNDARY
 
 
 def args_of(packed: bytes) -> list[bytes]:
@@ -27,6 +35,7 @@ def test_a_hello_survives_the_wire_and_hides_its_password() -> None:
     assert parse_hello(args_of(hello.pack())) == hello
     assert "s3cr" not in repr(hello)
     assert parse_hello(args_of(Hello(12003, 1, "", "pw").pack())).user == ""
+    assert parse_hello(args_of(Hello(12003, 6, "", "pw", version=1).pack())).version == 1
 
 
 @pytest.mark.parametrize(
@@ -34,7 +43,7 @@ def test_a_hello_survives_the_wire_and_hides_its_password() -> None:
     [
         ([b"PING"], "not a sync gateway hello"),
         ([b"SYNCGATEWAY", b"1", b"12000", b"6", b"admin"], "6 arguments"),
-        ([b"SYNCGATEWAY", b"2", b"12000", b"6", b"admin", b"pw"], "version"),
+        ([b"SYNCGATEWAY", b"3", b"12000", b"6", b"admin", b"pw"], "version"),
         ([b"SYNCGATEWAY", b"1", b"0", b"6", b"admin", b"pw"], "port"),
         ([b"SYNCGATEWAY", b"1", b"x", b"6", b"admin", b"pw"], "port"),
         ([b"SYNCGATEWAY", b"1", b"12000", b"0", b"admin", b"pw"], "level"),
@@ -95,11 +104,35 @@ def test_inflating_is_bounded_per_step() -> None:
     assert len(rest) == len(big)
 
 
-def test_a_corrupt_or_ended_stream_is_refused() -> None:
+def test_a_corrupt_stream_is_refused_and_an_ended_one_is_followed_by_the_next() -> None:
     with pytest.raises(ValueError, match="corrupt"):
         Inflater().feed(b"not zlib at all")
-    with pytest.raises(ValueError, match="ended"):
-        Inflater().feed(zlib.compress(b"a whole stream, finished"))
+    inflater = Inflater()
+    wire = zlib.compress(b"a whole stream, finished") + zlib.compress(b"and the next")
+    assert inflater.feed(wire) == b"a whole stream, finished" and inflater.ended
+    assert inflater.feed(b"") == b"and the next" and inflater.ended
+    with pytest.raises(ValueError, match="corrupt"):
+        inflater.feed(b"garbage after the streams")
+
+
+def test_a_read_never_spans_the_end_of_a_zlib_stream() -> None:
+    """Version 2: the gateway ends a stream right after the RDB's EOF mark, and the command
+    stream follows at once; source.py must see the mark as the last bytes of a read."""
+
+    async def scenario() -> None:
+        raw = asyncio.StreamReader()
+        deflater = Deflater(6)
+        mark = b"m" * 40
+        wire = deflater.deflate([b"$EOF:" + mark + b"\r\nRDB BYTES" + mark, BOUNDARY, b"*1\r\n"])
+        wire += deflater.deflate([b"$4\r\nPING\r\n"])
+        raw.feed_data(wire)  # all of it at once: one raw read holds both streams
+        reader = InflatingReader(raw)
+        assert await reader.readuntil(b"\n") == b"$EOF:" + mark + b"\r\n"
+        assert await reader.read(1 << 20) == b"RDB BYTES" + mark
+        assert await reader.read(1 << 20) == b"*1\r\n$4\r\nPING\r\n"
+        assert reader.wire_bytes == len(wire)
+
+    asyncio.run(scenario())
 
 
 def test_the_inflating_reader_reads_lines_and_bytes_like_a_socket_and_counts_the_wire() -> None:

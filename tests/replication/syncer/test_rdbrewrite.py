@@ -214,7 +214,9 @@ def test_the_rewritten_text_snapshot_deflates_more_than_three_times(
     out, _ = rewrite(data)
     as_is = len(zlib.compress(data, 6))
     raw = len(zlib.compress(out, 6))
-    print(f"\n3,000 documents: RDB {len(data)} B, zlib {as_is} B; rewritten {len(out)} B, zlib {raw}")
+    print(
+        f"\n3,000 documents: RDB {len(data)} B, zlib {as_is} B; rewritten {len(out)} B, zlib {raw}"
+    )
     assert raw * 3 < len(data)  # a third of what the database would send uncompressed
     assert raw < as_is
 
