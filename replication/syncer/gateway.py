@@ -473,7 +473,11 @@ class Gateway:
                 self._refusing += 1
                 task = asyncio.create_task(self._refuse(conn))
             else:
+                # Counted here, not when the task first runs: the next accept sees it.
+                self.counters.sessions += 1
+                self.counters.active += 1
                 task = asyncio.create_task(self._session(conn))
+                task.add_done_callback(self._ended)
             self._sessions.add(task)
             task.add_done_callback(self._sessions.discard)
 
@@ -482,19 +486,24 @@ class Gateway:
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Plain or TLS streams on an accepted socket, by its first byte (not consumed)."""
         loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
+        async with asyncio.timeout(_HELLO_TIMEOUT_S):
+            while True:
+                ready: asyncio.Future[None] = loop.create_future()
 
-        def readable() -> None:
-            if not ready.done():
-                ready.set_result(None)
+                def readable(ready: asyncio.Future[None] = ready) -> None:
+                    if not ready.done():
+                        ready.set_result(None)
 
-        loop.add_reader(conn.fileno(), readable)
-        try:
-            async with asyncio.timeout(_HELLO_TIMEOUT_S):
-                await ready
-        finally:
-            loop.remove_reader(conn.fileno())
-        first = conn.recv(1, socket.MSG_PEEK)
+                loop.add_reader(conn.fileno(), readable)
+                try:
+                    await ready
+                finally:
+                    loop.remove_reader(conn.fileno())
+                try:
+                    first = conn.recv(1, socket.MSG_PEEK)
+                    break
+                except BlockingIOError:  # woken for another socket that had this fd number
+                    continue
         tls = self.tls if first == b"\x16" else None
         reader = asyncio.StreamReader(limit=_CHUNK * 4)
         protocol = asyncio.StreamReaderProtocol(reader)
@@ -527,9 +536,10 @@ class Gateway:
             else:
                 conn.close()
 
+    def _ended(self, _: asyncio.Task[None]) -> None:
+        self.counters.active -= 1
+
     async def _session(self, conn: socket.socket) -> None:
-        self.counters.sessions += 1
-        self.counters.active += 1
         peer = conn.getpeername() if conn.fileno() >= 0 else None
         writer: asyncio.StreamWriter | None = None
         try:
@@ -542,7 +552,6 @@ class Gateway:
         except Exception:  # a bug: said, and the session closed, never swallowed silently
             log.exception("session from %s failed", peer)
         finally:
-            self.counters.active -= 1
             if writer is not None:
                 writer.close()
             else:

@@ -30,6 +30,7 @@ class GatewayProcess:
         tls: tuple[str, str] | None = None,
         database_tls_ca: str | None = None,
         prefix: Sequence[str] = (),
+        max_sessions: int | None = None,
     ) -> None:
         self.ports = ports
         self.host = host
@@ -38,6 +39,7 @@ class GatewayProcess:
         self.tls = tls
         self.database_tls_ca = database_tls_ca
         self.prefix = list(prefix)
+        self.max_sessions = max_sessions
         self.log = Path(tempfile.mkstemp(prefix=f"gateway-{self.port}-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -60,6 +62,8 @@ class GatewayProcess:
             argv += ["--tls-cert", self.tls[0], "--tls-key", self.tls[1]]
         if self.database_tls_ca is not None:
             argv += ["--database-tls-ca", self.database_tls_ca]
+        if self.max_sessions is not None:
+            argv += ["--max-sessions", str(self.max_sessions)]
         return argv
 
     def start(self, *, wait: bool = True) -> GatewayProcess:

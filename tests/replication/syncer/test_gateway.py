@@ -3,6 +3,9 @@ the syncer's command line (and its engine, for the counters)."""
 
 from __future__ import annotations
 
+import os
+import socket
+import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import pytest
 
 from replication.syncer.checkpoint import BOOKKEEPING_PREFIX
 from replication.syncer.engine import DestinationConfig, SourceConfig
-from replication.syncer.gateway import GatewayOptions
+from replication.syncer.gateway import GatewayOptions, Hello
 from replication.syncer.resp import TlsOptions
 from tests.support.gateway import GatewayProcess
 from tests.support.load import Load, caught_up, populate, populate_documents
@@ -210,3 +213,100 @@ def test_tls_and_compression_through_a_gateway_with_the_proxy_certificate(
         refused = engines([plain], DestinationConfig(other.url))
         error = refused.wait_done()
         assert error is not None and "is not a database port here" in str(error)
+
+
+def hello_reply(port: int, hello: Hello, *, tls: ssl.SSLContext | None = None) -> bytes:
+    """The gateway's answer to `hello` on a new connection (TLS when `tls`)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        conn = raw if tls is None else tls.wrap_socket(raw)
+        conn.sendall(hello.pack())
+        line = b""
+        while not line.endswith(b"\n"):
+            data = conn.recv(1)
+            if not data:
+                break
+            line += data
+        return line
+
+
+def test_a_flood_meets_the_session_limit_and_a_syncer_gets_in_once_a_session_ends(
+    servers: Callable[..., RedisServer], engines: Callable[..., EngineThread]
+) -> None:
+    src, dst = servers(password=PASSWORD), servers()
+    populate_documents(src.client(), 500)
+    with GatewayProcess(range(src.port, src.port + 1), max_sessions=2) as gw:
+        hello = Hello(src.port, 6, "", PASSWORD)
+        idle: list[socket.socket] = []  # two sessions served, relaying, sending nothing
+
+        def one_more() -> bool:
+            conn = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+            conn.sendall(hello.pack())
+            if conn.recv(100) == b"+OK zlib 6\r\n":
+                idle.append(conn)
+            else:  # refused while the start's port probe still counted as a session
+                conn.close()
+            return len(idle) == 2
+
+        try:
+            wait_for(one_more, what="two sessions served")
+            for _ in range(5):  # a flood: each refused, none served
+                reply = hello_reply(gw.port, hello)
+                assert reply.startswith(b"-UNAVAILABLE the sync gateway serves 2 sessions"), reply
+            et = engines(
+                [SourceConfig(src.url, gateway=GatewayOptions(gw.port, 6))],
+                DestinationConfig(dst.url),
+            )
+            wait_for(
+                lambda: "its limit; retry later" in (et.status().as_dict()["last_error"] or ""),
+                what="the syncer told to retry later",
+            )
+            assert user_keys(dst) == []
+        finally:
+            for conn in idle:
+                conn.close()
+        in_sync_and_caught_up(et, src)  # retried with backoff, in once the idle ones were gone
+        assert assert_exact([src.client()], [dst.client()]) == 500
+        assert hello_reply(gw.port, Hello(src.port, 6, "", "wrong")).startswith(b"-WRONGPASS")
+
+
+def test_a_replaced_proxy_certificate_reaches_new_sessions_without_a_restart(
+    servers: Callable[..., RedisServer], tmp_path: Path
+) -> None:
+    src = servers(password=PASSWORD)
+    crt, key = tmp_path / "proxy.crt", tmp_path / "proxy.key"
+    first = make_certificate(common_name="localhost")
+    crt.write_text(first.certificate)
+    key.write_text(first.key)
+    client = ssl.create_default_context()
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+
+    def served() -> bytes:
+        with (
+            socket.create_connection(("127.0.0.1", gw.port), timeout=10) as raw,
+            client.wrap_socket(raw) as conn,
+        ):
+            der = conn.getpeercert(binary_form=True)
+            assert der is not None
+            return der
+
+    with GatewayProcess(range(src.port, src.port + 1), tls=(str(crt), str(key))) as gw:
+        pid = gw.pid
+        assert served() == ssl.PEM_cert_to_DER_cert(first.certificate)
+        second = make_certificate(common_name="localhost")
+        # Replaced as an operator's tooling does: new files renamed over the old ones.
+        (tmp_path / "new.key").write_text(second.key)
+        (tmp_path / "new.crt").write_text(second.certificate)
+        os.replace(tmp_path / "new.key", key)
+        os.replace(tmp_path / "new.crt", crt)
+        wait_for(
+            lambda: served() == ssl.PEM_cert_to_DER_cert(second.certificate),
+            what="the gateway presenting the new certificate",
+        )
+        assert gw.pid == pid and gw.proc is not None and gw.proc.poll() is None
+        assert "TLS material reloaded" in gw.output()
+        verify = ssl.create_default_context(cadata=second.certificate)
+        verify.check_hostname = False
+        # The new certificate verifies (this gateway has no TLS material for databases: says so).
+        reply = hello_reply(gw.port, Hello(src.port, 6, "", PASSWORD), tls=verify)
+        assert reply == b"-GATEWAY no TLS material for this host's databases\r\n"
