@@ -50,10 +50,11 @@ from replication.alerts import AlertTracker
 from replication.live import LiveSource, LiveStatus, live_message, source_status, status_push
 from replication.models import ReplicaOf, ReplicaSource, ReplicaSync
 from replication.services import EventInput
+from replication.sources import gateway_options
 from replication.syncer.engine import DestinationConfig, SourceConfig, SyncEngine
 from replication.syncer.errors import AuthError, Side, SyncError
 from replication.syncer.events import SyncEvent
-from replication.syncer.gateway import DEFAULT_GATEWAY_PORT, GatewayOptions
+from replication.syncer.gateway import GatewayOptions
 from replication.syncer.status import Phase, SourceStatus
 from replication.syncer.urls import parse_redis_url
 
@@ -200,15 +201,11 @@ def _names_source(source: _Source, message: str) -> bool:
 
 
 def _gateway(src: ReplicaSource) -> GatewayOptions | None:
-    """Compression goes through the sync gateway of the source's host: its port given on the
-    source, else the default one (this cluster's own port for its own databases); the level is
-    the source's compression."""
-    if not src.compression:
-        return None
-    port = src.gateway_port
-    if port is None:
-        port = settings.GATEWAY_PORT if src.source_database_id else DEFAULT_GATEWAY_PORT
-    return GatewayOptions(port, src.compression)
+    return gateway_options(
+        compression=src.compression,
+        gateway_port=src.gateway_port,
+        internal=src.source_database_id is not None,
+    )
 
 
 def _jobs_dir() -> Path:

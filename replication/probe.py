@@ -12,12 +12,20 @@ import asyncio
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import hiredis
 
 from console.tls import TlsMaterial
-from replication.syncer.errors import ErrorKind, SyncError
-from replication.syncer.resp import RespConnection
+from replication.syncer.errors import (
+    AuthError,
+    ErrorKind,
+    FatalSyncError,
+    RetryableError,
+    SyncError,
+)
+from replication.syncer.gateway import GatewayOptions, GatewayUnreachable, open_gateway
+from replication.syncer.resp import RespConnection, TlsOptions, pack
 from replication.syncer.urls import RedisUrl
 
 log = logging.getLogger(__name__)
@@ -50,24 +58,72 @@ MESSAGES = {
     "INFO, REPLCONF and PSYNC",
     "closed": "{address} closed the connection before answering",
     "not_redis": "{address} does not speak the Redis protocol",
+    # Compression on: the check goes through the sync gateway, as the sync job will.
+    "gateway_missing": "compression is on, but no sync gateway answers at {gateway} for "
+    "{address}: start the source cluster's sync gateway, set this source's gateway port if it is "
+    "not the default, or turn compression off",
+    "gateway_refused": "{gateway} does not serve {address} as a sync gateway (compression is "
+    "on): check this source's gateway port and URL",
+    "gateway_busy": "the sync gateway at {gateway} cannot serve {address} now (it serves its "
+    "limit of sessions, or the database does not answer it); try again",
 }
 
 
-def failure_message(kind: str, url: RedisUrl) -> str:
-    return MESSAGES[kind].format(address=url.address, deadline=CHECK_DEADLINE_S)
+def failure_message(kind: str, url: RedisUrl, gateway: GatewayOptions | None = None) -> str:
+    where = f"{url.host}:{gateway.port}" if gateway is not None else "its sync gateway"
+    if ":" in url.host and gateway is not None:
+        where = f"[{url.host}]:{gateway.port}"
+    return MESSAGES[kind].format(address=url.address, deadline=CHECK_DEADLINE_S, gateway=where)
 
 
-async def _check(url: RedisUrl, tls: TlsMaterial | None, workdir: Path) -> None:
+async def _check(
+    url: RedisUrl, tls: TlsMaterial | None, workdir: Path, gateway: GatewayOptions | None
+) -> None:
     options = tls.options(workdir, "check") if tls is not None else None
-    conn = await RespConnection.open(url, options, select_db=False)
-    try:
-        reply = await conn.call_raw(b"INFO", b"replication")
-    finally:
-        conn.close()
+    if gateway is not None:
+        reply = await _through_gateway(url, options, gateway)
+    else:
+        conn = await RespConnection.open(url, options, select_db=False)
+        try:
+            reply = await conn.call_raw(b"INFO", b"replication")
+        finally:
+            conn.close()
     if isinstance(reply, hiredis.ReplyError):
         raise ProbeFailure("noperm" if str(reply).startswith("NOPERM") else "not_redis")
     if not isinstance(reply, bytes) or b"role:" not in reply:
         raise ProbeFailure("not_redis")
+
+
+async def _through_gateway(
+    url: RedisUrl, options: TlsOptions | None, gateway: GatewayOptions
+) -> Any:
+    """The gateway handshake the syncer makes (the database checks the password behind it),
+    then `INFO replication` through the relay, inflated."""
+    try:
+        reader, writer = await open_gateway(url, options, gateway)
+    except GatewayUnreachable:
+        raise ProbeFailure("gateway_missing") from None
+    except AuthError:
+        raise ProbeFailure("auth") from None
+    except FatalSyncError as exc:
+        if exc.kind in (ErrorKind.TLS, ErrorKind.TLS_CLIENT):
+            raise
+        raise ProbeFailure("gateway_refused") from None
+    except RetryableError as exc:
+        if exc.kind in (ErrorKind.TLS, ErrorKind.TLS_CLIENT, ErrorKind.TIMEOUT):
+            raise
+        raise ProbeFailure("gateway_busy") from None
+    try:
+        writer.write(pack(b"INFO", b"replication"))
+        parser = hiredis.Reader()
+        while (reply := parser.gets()) is False:
+            data = await reader.read(1 << 16)
+            if not data:
+                raise ProbeFailure("closed")
+            parser.feed(data)
+        return reply
+    finally:
+        writer.close()
 
 
 _BY_KIND = {
@@ -103,14 +159,17 @@ def _kind_of(exc: BaseException) -> str:
     return "not_redis"
 
 
-def source_probe(url: RedisUrl, tls: TlsMaterial | None) -> None:
+def source_probe(
+    url: RedisUrl, tls: TlsMaterial | None, gateway: GatewayOptions | None = None
+) -> None:
     """Connect, (TLS,) authenticate and read `INFO replication` within `CHECK_DEADLINE_S`;
-    raise `ProbeFailure` with the class of the failure."""
+    raise `ProbeFailure` with the class of the failure. With `gateway` (compression on), all of
+    it through the sync gateway of the source's host, as the sync job will connect."""
     if url.tls and tls is None:
         tls = TlsMaterial()
 
     async def run(workdir: Path) -> None:
-        await asyncio.wait_for(_check(url, tls, workdir), CHECK_DEADLINE_S)
+        await asyncio.wait_for(_check(url, tls, workdir, gateway), CHECK_DEADLINE_S)
 
     with tempfile.TemporaryDirectory(prefix="source-check-") as workdir:
         try:

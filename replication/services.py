@@ -54,7 +54,7 @@ from replication.models import (
     VerifyState,
 )
 from replication.probe import ProbeFailure, failure_message, source_probe
-from replication.sources import MAX_SOURCES, SourceInput
+from replication.sources import MAX_SOURCES, SourceInput, gateway_options
 from replication.syncer.checkpoint import CHECKPOINT_KEY
 from replication.syncer.preflight import PreflightReport, preflight
 from replication.syncer.urls import RedisUrl, is_hostname
@@ -193,10 +193,16 @@ def replica_source_check(
         if exc.field and not exc.field.endswith(".uri") and exc.field != "replica_sources":
             raise  # a TLS field of the source: it keeps its own name
         raise ApplicationError(exc.message, field=name) from None
+    gateway = gateway_options(
+        compression=source.compression,
+        gateway_port=source.gateway_port,
+        internal=source.source_database_uid is not None,
+    )
     try:
-        source_probe(resolved.url, resolved.tls)
+        source_probe(resolved.url, resolved.tls, gateway)
     except ProbeFailure as exc:
-        raise ApplicationError(failure_message(exc.kind, resolved.url), field=name) from None
+        message = failure_message(exc.kind, resolved.url, gateway)
+        raise ApplicationError(message, field=name) from None
     return resolved
 
 

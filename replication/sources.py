@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from replication.models import ReplicaSource
+from replication.syncer.gateway import DEFAULT_GATEWAY_PORT, GatewayOptions
 
 MAX_SOURCES = 32
 
@@ -21,6 +24,20 @@ class SourceInput:
     client_cert: str = ""
     replication_tls_sni: str = ""
     gateway_port: int | None = None  # compression through a gateway on a port not the default
+
+
+def gateway_options(
+    *, compression: int, gateway_port: int | None, internal: bool
+) -> GatewayOptions | None:
+    """Compression goes through the sync gateway of the source's host: its port given on the
+    source, else the default one (this cluster's own port for its own databases); the level is
+    the source's compression. The sync job and the connection check use the same."""
+    if not compression:
+        return None
+    port = gateway_port
+    if port is None:
+        port = settings.GATEWAY_PORT if internal else DEFAULT_GATEWAY_PORT
+    return GatewayOptions(port, compression)
 
 
 def source_input_of(source: ReplicaSource) -> SourceInput:

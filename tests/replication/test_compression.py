@@ -63,6 +63,33 @@ def test_a_compressed_source_syncs_through_the_gateway_and_counts_both_byte_figu
     assert line in metrics
 
 
+def test_the_connection_check_goes_through_the_gateway_and_says_when_none_answers(
+    admin_api: Any, live_worker: Any, gateway: GatewayProcess
+) -> None:
+    a = create_active(admin_api, name="a")
+    b = create_active(admin_api, name="b")
+    nothing = free_port()
+    source = {"bdb_uid": a.pk, "compression": 6, "gateway_port": nothing}
+    resp = put(admin_api, b, replica_sources=[source])
+    assert resp.status_code == 400, resp.content
+    assert resp.json()["replica_sources[0].uri"] == [
+        f"compression is on, but no sync gateway answers at 127.0.0.1:{nothing} for "
+        f"127.0.0.1:{a.port}: start the source cluster's sync gateway, set this source's "
+        "gateway port if it is not the default, or turn compression off"
+    ]
+    # A Redis where the gateway should be: not a gateway.
+    source = {"bdb_uid": a.pk, "compression": 6, "gateway_port": a.port}
+    resp = put(admin_api, b, replica_sources=[source])
+    assert resp.status_code == 400 and "does not serve" in resp.content.decode(), resp.content
+    # The gateway is there: the check is its handshake (the database checked the password).
+    assert f"database port {a.port}" not in gateway.output()
+    source = {"bdb_uid": a.pk, "compression": 6, "gateway_port": gateway.port}
+    resp = put(admin_api, b, replica_sources=[source])
+    assert resp.status_code == 200, resp.content
+    assert f"database port {a.port}, zlib 6" in gateway.output()
+    wait_status(admin_api, b, "in-sync")
+
+
 def test_without_a_gateway_the_source_stops_with_a_clear_error(
     admin_api: Any, live_worker: Any
 ) -> None:
@@ -70,7 +97,7 @@ def test_without_a_gateway_the_source_stops_with_a_clear_error(
     b = create_active(admin_api, name="b")
     nothing = free_port()
     source = {"bdb_uid": a.pk, "compression": 6, "gateway_port": nothing}
-    assert put(admin_api, b, replica_sources=[source]).status_code == 200
+    assert put(admin_api, b, replica_sources=[source], check_connection=False).status_code == 200
     body = wait_sync_state(admin_api, b, "stopped")
     error = body["replica_sources"][0]["last_error"] or body["last_error"]
     assert f"no sync gateway answers at 127.0.0.1:{nothing}" in error, body
