@@ -392,19 +392,23 @@ def _skip_module2(buf: Buf, p: int) -> int:
     return module_ops_end(buf, read_length(buf, p)[1])
 
 
+# Values that are one RDB string: a string, or a compact encoding's blob.
+ONE_STRING_TYPES = (
+    RDB_TYPE_STRING,
+    RDB_TYPE_HASH_ZIPMAP,
+    RDB_TYPE_LIST_ZIPLIST,
+    RDB_TYPE_SET_INTSET,
+    RDB_TYPE_ZSET_ZIPLIST,
+    RDB_TYPE_HASH_ZIPLIST,
+    RDB_TYPE_HASH_LISTPACK,
+    RDB_TYPE_ZSET_LISTPACK,
+    RDB_TYPE_SET_LISTPACK,
+)
+
+
 def _build_skippers(valkey: bool) -> list[_Skipper | None]:
     table: list[_Skipper | None] = [None] * 256
-    for t in (
-        RDB_TYPE_STRING,
-        RDB_TYPE_HASH_ZIPMAP,
-        RDB_TYPE_LIST_ZIPLIST,
-        RDB_TYPE_SET_INTSET,
-        RDB_TYPE_ZSET_ZIPLIST,
-        RDB_TYPE_HASH_ZIPLIST,
-        RDB_TYPE_HASH_LISTPACK,
-        RDB_TYPE_ZSET_LISTPACK,
-        RDB_TYPE_SET_LISTPACK,
-    ):
+    for t in ONE_STRING_TYPES:
         table[t] = string_end
     table[RDB_TYPE_LIST] = table[RDB_TYPE_SET] = _counted(string_end)
     table[RDB_TYPE_LIST_QUICKLIST] = _counted(string_end)

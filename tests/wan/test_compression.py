@@ -108,8 +108,8 @@ def test_no_gateway_on_the_source_host_stops_the_source_with_a_clear_error(wan: 
     refused = west.api.put(f"/v1/bdbs/{b['uid']}", {"replica_sources": [source]})
     assert refused.status == 400, refused.body
     assert f"no sync gateway answers at {east.address}:9444" in refused.body.decode()
-    body = {"replica_sources": [source], "check_connection": False}  # saved anyway: the job says
-    west.api.put(f"/v1/bdbs/{b['uid']}", body).expect()
+    forced = {"replica_sources": [source], "check_connection": False}  # saved: the job says it
+    west.api.put(f"/v1/bdbs/{b['uid']}", forced).expect()
     body = wait_for(
         lambda: (
             (x := west.api.get(f"/v1/bdbs/{b['uid']}").expect())["replica_sync"] == "stopped" and x
