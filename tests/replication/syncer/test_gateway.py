@@ -90,16 +90,23 @@ def test_a_compressed_link_replicates_under_load_and_resumes_by_partial_sync_aft
         assert proc.stop() == 0
 
 
-@pytest.mark.parametrize("rdbcompression", ["yes", "no"])
+@pytest.mark.parametrize(
+    ("rdbcompression", "diskless"),
+    [("yes", "yes"), ("yes", "no"), ("no", "yes")],
+    ids=["lzf-diskless", "lzf-disk", "raw-diskless"],
+)
 def test_the_wire_carries_under_a_third_of_the_bytes_of_a_text_workload(
     servers: Callable[..., RedisServer],
     engines: Callable[..., EngineThread],
     gateways: Callable[[RedisServer], GatewayProcess],
     rdbcompression: str,
+    diskless: str,
 ) -> None:
     """The gateway rewrites the snapshot with the source's LZF strings raw (rdbrewrite.py): with
-    `rdbcompression yes`, the default, zlib sees text instead of LZF output."""
-    src = servers(password=PASSWORD, args=["--rdbcompression", rdbcompression])
+    `rdbcompression yes`, the default, zlib sees text instead of LZF output. Diskless: the
+    source sends `$EOF:<mark>`; disk-based: `$<length>` (the gateway sends both EOF-marked)."""
+    args = ["--rdbcompression", rdbcompression, "--repl-diskless-sync", diskless]
+    src = servers(password=PASSWORD, args=args)
     dst = servers()
     populate_documents(src.client(), 5000)
     src.client().save()
@@ -115,7 +122,8 @@ def test_the_wire_carries_under_a_third_of_the_bytes_of_a_text_workload(
     st = et.status().as_dict()
     wire, inflated = st["ingress_bytes"], st["ingress_bytes_decompressed"]
     print(
-        f"\n5,000 documents, rdbcompression {rdbcompression}: RDB file {rdb_file} bytes, full "
+        f"\n5,000 documents, rdbcompression {rdbcompression}, diskless {diskless}: RDB file "
+        f"{rdb_file} bytes, full "
         f"sync {full['ingress_bytes']} bytes on the wire, {full['ingress_bytes_decompressed']} "
         f"inflated; with 2,000 streamed: {wire} on the wire, {inflated} inflated "
         f"({inflated / wire:.2f}x)"
