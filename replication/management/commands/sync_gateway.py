@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,29 @@ def _tls(directory: Path, pems: dict[str, Certificate]) -> TlsPair:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def tls_reloader(directory: Path) -> tuple[TlsPair, Callable[[], TlsPair | None]]:
+    """The TLS contexts from the cluster's certificates now, and the gateway's `reload`: the
+    certificates as saved later (a replacement through the API or the Security page), read every
+    couple of seconds, new contexts when they changed, None when not."""
+    pems = _certificates()
+    seen = _signature(pems)
+
+    def reload() -> TlsPair | None:
+        nonlocal seen
+        try:
+            pems = _certificates()
+            now = _signature(pems)
+            if now == seen:
+                return None
+            fresh = _tls(directory, pems)
+            seen = now
+            return fresh
+        finally:
+            close_old_connections()  # a thread of its own, for hours: never a stale connection
+
+    return _tls(directory, pems), reload
+
+
 class Command(BaseCommand):
     help = (
         "Serve compressed replication streams of this node's databases to the syncers of other "
@@ -64,26 +88,9 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        directory = Path(settings.VAR_DIR) / "run" / "gateway"
-        pems = _certificates()
-        seen = _signature(pems)
-        server_tls, database_tls = _tls(directory, pems)
-
-        def reload() -> TlsPair | None:
-            """The cluster's certificates as saved now (a replacement through the API or the
-            Security page), read every couple of seconds: new sessions use them."""
-            nonlocal seen
-            try:
-                pems = _certificates()
-                now = _signature(pems)
-                if now == seen:
-                    return None
-                fresh = _tls(directory, pems)
-                seen = now
-                return fresh
-            finally:
-                close_old_connections()
-
+        (server_tls, database_tls), reload = tls_reloader(
+            Path(settings.VAR_DIR) / "run" / "gateway"
+        )
         config = GatewayConfig(
             host=settings.NODE_ADDRESS,
             port=settings.GATEWAY_PORT,
