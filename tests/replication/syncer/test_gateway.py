@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,7 +15,9 @@ import pytest
 from replication.syncer.checkpoint import BOOKKEEPING_PREFIX
 from replication.syncer.engine import DestinationConfig, SourceConfig
 from replication.syncer.gateway import GatewayOptions, Hello
-from replication.syncer.resp import TlsOptions
+from replication.syncer.rdb import RdbKey, RdbParser
+from replication.syncer.rdbrewrite import inflate_lzf_strings
+from replication.syncer.resp import TlsOptions, pack
 from tests.support.gateway import GatewayProcess
 from tests.support.load import Load, caught_up, populate, populate_documents
 from tests.support.oracle import Recovery, assert_exact, sync_stats
@@ -223,9 +226,12 @@ def test_tls_and_compression_through_a_gateway_with_the_proxy_certificate(
         assert error is not None and "is not a database port here" in str(error)
 
 
+# Socket timeouts here only keep a broken run from hanging (as tests/support/wait.py's deadline).
+
+
 def hello_reply(port: int, hello: Hello, *, tls: ssl.SSLContext | None = None) -> bytes:
     """The gateway's answer to `hello` on a new connection (TLS when `tls`)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as raw:
         conn = raw if tls is None else tls.wrap_socket(raw)
         conn.sendall(hello.pack())
         line = b""
@@ -247,7 +253,7 @@ def test_a_flood_meets_the_session_limit_and_a_syncer_gets_in_once_a_session_end
         idle: list[socket.socket] = []  # two sessions served, relaying, sending nothing
 
         def one_more() -> bool:
-            conn = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+            conn = socket.create_connection(("127.0.0.1", gw.port), timeout=120)
             conn.sendall(hello.pack())
             if conn.recv(100) == b"+OK zlib 6\r\n":
                 idle.append(conn)
@@ -291,7 +297,7 @@ def test_a_replaced_proxy_certificate_reaches_new_sessions_without_a_restart(
 
     def served() -> bytes:
         with (
-            socket.create_connection(("127.0.0.1", gw.port), timeout=10) as raw,
+            socket.create_connection(("127.0.0.1", gw.port), timeout=120) as raw,
             client.wrap_socket(raw) as conn,
         ):
             der = conn.getpeercert(binary_form=True)
@@ -318,3 +324,57 @@ def test_a_replaced_proxy_certificate_reaches_new_sessions_without_a_restart(
         # The new certificate verifies (this gateway has no TLS material for databases: says so).
         reply = hello_reply(gw.port, Hello(src.port, 6, "", PASSWORD), tls=verify)
         assert reply == b"-GATEWAY no TLS material for this host's databases\r\n"
+
+
+def snapshot_in(stream: bytes) -> tuple[bytes, bytes] | None:
+    """The RDB bulk's header and the RDB after `+FULLRESYNC`, once all of it arrived."""
+    at = stream.find(b"+FULLRESYNC")
+    if at < 0 or (end := stream.find(b"\r\n", at)) < 0:
+        return None
+    rest = stream[end + 2 :].lstrip(b"\n")
+    if (nl := rest.find(b"\r\n")) < 0:
+        return None
+    header, body = rest[:nl], rest[nl + 2 :]
+    if header.startswith(b"$EOF:"):
+        j = body.find(header[5:])
+        return (header, body[:j]) if j >= 0 else None
+    n = int(header[1:])
+    return (header, body[:n]) if len(body) >= n else None
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_protocol_1_relays_the_snapshot_unchanged_and_2_rewrites_it(
+    servers: Callable[..., RedisServer], version: int
+) -> None:
+    """A syncer of an older cluster (protocol 1) still gets the database's bytes as they are."""
+    src = servers(password=PASSWORD, args=["--repl-diskless-sync", "no"])
+    populate_documents(src.client(), 50)
+    with (
+        GatewayProcess(range(src.port, src.port + 1)) as gw,
+        socket.create_connection(("127.0.0.1", gw.port), timeout=120) as conn,
+    ):
+        conn.sendall(Hello(src.port, 6, "", PASSWORD, version=version).pack())
+        assert conn.recv(100) == b"+OK zlib 6\r\n"
+        conn.sendall(pack(b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"))
+        conn.sendall(pack(b"PSYNC", b"?", b"-1"))
+        inflater = zlib.decompressobj()
+        stream = b""
+        while (got := snapshot_in(stream)) is None:
+            data = conn.recv(1 << 16)
+            assert data, stream[:200]
+            stream += inflater.decompress(data)
+            if inflater.eof:  # protocol 2 ends a zlib stream after the RDB
+                rest = inflater.unused_data
+                inflater = zlib.decompressobj()
+                stream += inflater.decompress(rest)
+    header, rdb = got
+    parser = RdbParser()
+    keys = [k for k in parser.feed(rdb) if isinstance(k, RdbKey)]
+    assert parser.done and len(keys) == 50
+    lzf = sum(inflate_lzf_strings(k.type, k.payload) is not k.payload for k in keys)
+    if version == 1:
+        assert header[1:].isdigit()  # the database's `$<length>` form
+        assert lzf == 50  # its LZF strings as it wrote them
+    else:
+        assert header.startswith(b"$EOF:")
+        assert lzf == 0
