@@ -491,7 +491,7 @@ class _Supervisor:
             src.last_commands, src.last_ingress = s.commands_applied, s.ingress_bytes
             src.last_inflated = s.ingress_bytes_decompressed
         with contextlib.suppress(Exception):
-            control.stats_append(self.uid, samples)
+            control.stats_append(self.uid, samples, generation=self.plan.generation)
         self._alerts(live)
 
     def _alerts(self, live: list[LiveSource]) -> None:
