@@ -421,6 +421,7 @@ class _Supervisor:
                     last_error_kind=str(st.last_error_kind or ""),
                     rdb_size=st.rdb_size,
                     rdb_transferred=sum(ln.rdb_transferred for ln in st.links),
+                    keys_loaded=sum(ln.keys_loaded for ln in st.links),
                     commands_applied=sum(ln.commands_applied for ln in st.links),
                     ingress_bytes=sum(ln.ingress_bytes for ln in st.links),
                     ingress_bytes_decompressed=sum(
