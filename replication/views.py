@@ -23,7 +23,7 @@ from replication.forms import ExternalSourceForm, ReplicaSourcesForm, pending_ro
 from replication.live import ADVICE, STATUS_LABELS
 from replication.models import ReplicaSync
 from replication.pending import pending_forget, pending_put
-from replication.sources import SourceInput
+from replication.sources import MAX_SOURCES, SourceInput
 
 # Fields of the Add source dialog that a refusal may name besides the URL.
 DIALOG_TLS_FIELDS = ("server_cert", "replication_tls_sni")
@@ -117,6 +117,7 @@ def edit_context(user: User, database: Database, form: ReplicaSourcesForm) -> di
         "replica_rows": rows,
         "replica_candidates": candidates,
         "replica_saved_keys": [r["keep"] for r in form.initial_rows(names)],
+        "replica_max_sources": MAX_SOURCES,
         "external_form": ExternalSourceForm(auto_id="id_external_%s"),
     }
 

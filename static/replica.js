@@ -471,6 +471,9 @@
     const candidates = readJson("replica-candidates", []);
     const saved = readJson("replica-saved", []);
     let rows = readJson("replica-rows", []);
+    const maxSources = Number(section.dataset.maxSources) || 32;
+    const counter = section.querySelector("[data-source-counter]");
+    const limitError = section.querySelector("[data-limit-error]");
 
     function sourcesChanged() {
       const kept = rows.filter((r) => r.keep !== undefined).map((r) => r.keep);
@@ -511,6 +514,26 @@
       }));
       empty.hidden = rows.length > 0;
       hidden.value = JSON.stringify(rows.map(({ error, ...row }) => row));
+      counter.textContent = `${rows.length} of ${maxSources}`;
+      counter.classList.toggle("is-full", rows.length >= maxSources);
+      limitError.hidden = rows.length <= maxSources;
+      if (rows.length > maxSources) {
+        limitError.textContent = `A destination has at most ${maxSources} sources: remove ${rows.length - maxSources}.`;
+      }
+    }
+
+    // The source a checked row would duplicate (same database, or same host:port), or null.
+    function duplicateOf(source, except) {
+      const endpoint = (row) => {
+        if (row.kind !== "internal") return row.name;
+        const c = candidates.find((x) => x.uid === row.database || x.name === row.name);
+        return c ? c.endpoint : null;
+      };
+      const wanted = endpoint(source);
+      return rows.find((row, i) => i !== except && (
+        (source.database !== undefined && row.database === source.database) ||
+        (row.kind === "internal" && source.kind === "internal" && row.name === source.name) ||
+        (wanted !== null && endpoint(row) === wanted))) || null;
     }
 
     // -- the dialog
@@ -599,6 +622,13 @@
     }
 
     section.querySelector("[data-add-source]").addEventListener("click", (event) => {
+      if (rows.length >= maxSources) {
+        // Refused while adding, not at Save: the dialog does not open.
+        limitError.textContent = `A destination has at most ${maxSources} sources: remove one to add another.`;
+        limitError.hidden = false;
+        return;
+      }
+      limitError.hidden = true;
       openDialog(null, event.currentTarget);
     });
     dialog.querySelector("[data-dialog-close]").addEventListener("click", () => dialog.close());
@@ -640,6 +670,12 @@
           }
           const bad = dialog.querySelector(".has-error input, .has-error textarea");
           if (bad) bad.focus();
+          return;
+        }
+        const twin = duplicateOf(data.source, editing);
+        if (twin) {
+          showError(kind() === "internal" ? "database" : "uri",
+            `${twin.name} is already a source of ${section.dataset.destination}: a source is listed once.`);
           return;
         }
         if (editing === null) rows.push(data.source);

@@ -84,7 +84,8 @@ def test_an_hour_ago_is_read_from_the_10s_tier_and_a_day_from_the_1min_tier(
     append(uid, start, 1800)  # 30 minutes of samples, ending 90 minutes ago
     # The 1 s tier keeps its last 15 minutes of samples only.
     assert len(control.stats_read(uid, 1)) == control.STATS_SECONDS
-    assert len(stats(api := admin_api, uid, interval="1sec", stime=iso(start))) == 900
+    api = admin_api
+    assert len(stats(api, uid, interval="1sec", stime=iso(start))) == 900
 
     tens = stats(api, uid, interval="10sec", stime=iso(now - 3 * 3600))
     assert len(tens) == 180
