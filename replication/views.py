@@ -71,6 +71,12 @@ def database_rows(databases: list[Database]) -> list[tuple[Database, dict[str, A
 def panel_context(database: Database) -> dict[str, Any]:
     """The Replica Of panel of a database page: live snapshot, chart series, labels, advice."""
     live = selectors.database_live_status(database)
+    # Asked of the database's shards at each page load (a reload shows them anew).
+    replicas = (
+        console_selectors.database_replicas(database)
+        if database.status == DatabaseStatus.ACTIVE
+        else []
+    )
     return {
         "live": live,
         "replica_badge": replica_badge(live),
@@ -78,12 +84,9 @@ def panel_context(database: Database) -> dict[str, Any]:
         "replica_advice": ADVICE,
         "source_usable": database.status != DatabaseStatus.DELETE_PENDING,
         "source_destinations": selectors.destinations_of(database),
-        # Asked of the database's shards at each page load (a refresh shows them anew).
-        "connected_replicas": (
-            console_selectors.database_replicas(database)
-            if database.status == DatabaseStatus.ACTIVE
-            else []
-        ),
+        "connected_replicas": replicas,
+        # The connection column only when some replica's connection could be told apart.
+        "replicas_matched": any(r.connection for r in replicas or []),
         "replica_events": selectors.replica_events_of(database, limit=20),
         "verify_runs": selectors.verify_runs_of(database),
         "verify_kinds": VERIFY_KINDS,

@@ -126,7 +126,7 @@
   };
 
   // One chart: a line (two for the ingress: on the wire and decompressed) per key of `keys`.
-  function chart(title, unit, keys, format = number) {
+  function chart(title, unit, keys, format = number, legends = null) {
     const svg = document.createElementNS(svgNS, "svg");
     svg.setAttribute("viewBox", `0 0 ${CHART_W} ${CHART_H}`);
     svg.setAttribute("preserveAspectRatio", "none");
@@ -148,10 +148,12 @@
     const now = h("span", { class: "chart-now" });
     const max = h("span", { class: "chart-max" });
     const start = h("span", { text: RANGES["15m"].label });
+    const legend = legends ? h("div", { class: "chart-legend" }, ...legends.map((text, i) =>
+      h("span", { class: i ? "chart-key chart-key-2" : "chart-key", text }))) : null;
     const figure = h("figure", { class: "chart", "data-chart": keys[0] },
       h("figcaption", {}, h("span", { class: "chart-title", text: title }), now),
       h("div", { class: "chart-box" }, max, svg),
-      h("div", { class: "chart-axis" }, start, h("span", { text: "now" })));
+      h("div", { class: "chart-axis" }, start, h("span", { text: "now" })), legend);
     return { figure, lines, now, max, start, unit, format };
   }
 
@@ -227,7 +229,7 @@
       const error = h("div", { class: "source-error", role: "alert", hidden: true });
       const lag = chart("Lag", "ms", ["lag"]);
       const commands = chart("Commands/s", "/s", ["commands"]);
-      const ingress = chart("Ingress/s (wire, decompressed)", "/s", ["wire", "inflated"], bytes);
+      const ingress = chart("Ingress/s", "/s", ["wire", "inflated"], bytes, ["on the wire", "decompressed"]);
       const charts = h("div", { class: "charts" }, lag.figure, commands.figure, ingress.figure);
       const li = h("li", { class: "source", "data-source": String(source.uid) },
         h("div", { class: "source-head" }, name, badge, detail, ratio), progress, error, charts);

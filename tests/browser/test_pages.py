@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis
@@ -15,6 +17,8 @@ from console.models import Database
 from replication import control
 from replication import services as replica_services
 from replication.endpoints import internal_source_url
+from replication.live import LiveSource
+from replication.models import ReplicaOf
 from replication.sources import SourceInput
 from tests.support.browser import off_loop, sign_in
 from tests.support.databases import create_active
@@ -169,9 +173,26 @@ def test_the_range_selector_fetches_and_draws_each_range(
         destination=b,
         sources=[SourceInput(uri="redis://192.0.2.1:6379")],
     )
-    off_loop(replica_services.replica_sync_set, actor=admin_user, destination=b, state="stopped")
+    off_loop(replica_services.replica_sync_set, actor=admin_user, destination=b, state="paused")
     wait_for(lambda: not control.lock_held(b.pk), what="no sync job to hold bravo")
     control.history_clear(b.pk, range(1, 33))
+    # Its last applied command two days ago: "last update" shows the date, not only a time.
+    two_days_ago = datetime.now(tz=UTC) - timedelta(days=2)
+    replica = ReplicaOf.objects.get(destination=b)
+    replica_services.replica_sources_live_save(
+        destination_id=b.pk,
+        generation=replica.generation,
+        sources=[
+            LiveSource(
+                uid=1,
+                name="192.0.2.1:6379",
+                source_database_id=None,
+                status="in-sync",
+                lag=100,
+                last_update=two_days_ago,
+            )
+        ],
+    )
     # What the sync wrote before it was stopped: 30 min six hours ago, 10 min from 40 min ago,
     # and 5 min that ended 3 min ago; nothing in between (it was paused), nothing since.
     now = time.time()
@@ -198,6 +219,9 @@ def test_the_range_selector_fetches_and_draws_each_range(
         return int(lag.get_attribute("data-segments") or 0)
 
     loaded("15m", "1sec")
+    detail = page.locator("[data-replica-panel] [data-source-detail]").first.inner_text()
+    berlin = two_days_ago.astimezone(ZoneInfo("Europe/Berlin"))  # the browser's zone
+    assert detail == f"last update {berlin:%Y-%m-%d %H:%M:%S}", detail
     assert 295 <= points() <= 301 and segments() == 1
     assert "max 100" in page.locator("[data-replica-panel] .chart").first.inner_text()
     shot(page, "range-15m")
@@ -223,7 +247,7 @@ def test_the_range_selector_fetches_and_draws_each_range(
         axis = page.locator("[data-replica-panel] .chart-axis").first.inner_text()
         assert f"{labels[key]} ago" in axis
         shot(page, f"range-{key}")
-    # Stopped: the newest point is 3 minutes old; the chart says so, it draws no 0 since.
+    # Paused: the newest point is 3 minutes old; the chart says so, it draws no 0 since.
     page.get_by_role("button", name="15 min", exact=True).click()
     loaded("15m", "1sec")
     ingress = chart_line(page, "wire")
@@ -300,3 +324,57 @@ def test_the_source_side_names_destinations_and_lists_connected_replicas(
     page.get_by_role("button", name="Delete database").click()
     page.locator(".alert-error", has_text="bravo").wait_for()
     assert Database.objects.filter(pk=a.pk).exists()
+
+
+def test_a_full_sync_shows_bytes_keys_rate_and_eta_beside_the_percent(
+    live_worker: Any, admin_api: Any, admin_user: Any, new_page: Any, shot: Any
+) -> None:
+    a = create_active(admin_api, name="alpha", memory_size=512 * 1024 * 1024)
+    b = create_active(admin_api, name="bravo", memory_size=512 * 1024 * 1024)
+    with redis.Redis(port=a.port, username="admin", password=a.internal_password) as client:
+        for start in range(0, 600_000, 20_000):
+            client.mset({f"key:{i}": f"value-{i:08d}" * 8 for i in range(start, start + 20_000)})
+    page = new_page()
+    sign_in(page, "admin", ADMIN_PASSWORD)
+    page.goto(f"/databases/{b.pk}/")
+    page.locator("[data-live-indicator][data-state=live]").wait_for()
+    # Every figure the row shows while it syncs, as rendered.
+    page.evaluate(
+        """() => { window.__figures = [];
+           new MutationObserver(() => document.querySelectorAll("[data-progress-figures]")
+             .forEach((el) => window.__figures.push(el.textContent)))
+             .observe(document.body, { subtree: true, childList: true, characterData: true }); }"""
+    )
+    off_loop(
+        replica_services.replica_sources_set,
+        actor=admin_user,
+        destination=b,
+        sources=[SourceInput(source_database_uid=a.pk)],
+    )
+    full = re.compile(
+        r"^[\d.]+ (bytes|KB|MB) (of [\d.]+ (bytes|KB|MB)|received) · [\d,]+ keys · "
+        r"[\d.,]+ (bytes|KB|MB|keys)/s · ETA \d+ (s|min)"
+    )
+
+    def figures() -> list[str]:
+        return list(page.evaluate("window.__figures"))
+
+    def seen_full() -> bool:
+        if any(full.match(f) for f in figures()):
+            return True
+        if page.locator("[data-replica-panel] li.source[data-status=syncing]").count():
+            shot(page, "full-sync-progress")
+        return False
+
+    wait_for(seen_full, what="bytes, keys, rate and ETA during the full sync", interval=0.2)
+    wait_for(
+        lambda: (
+            page.locator("[data-replica-panel] [data-source-status]").first.inner_text() == "Synced"
+        ),
+        what="bravo to be synced",
+        timeout=120,
+    )
+    keys = [
+        int(m.group(1).replace(",", "")) for f in figures() if (m := re.search(r"([\d,]+) keys ·", f))
+    ]
+    assert keys == sorted(keys) and keys[-1] > 0, keys
