@@ -29,15 +29,28 @@ from tests.support.wait import wait_for
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
-def edit_page(page: Any, db: Database) -> Any:
+def edit_page(new_page: Any, db: Database) -> Any:
+    """A new admin's tab on Database → Edit of `db`."""
+    page = new_page()
+    sign_in(page, "admin", ADMIN_PASSWORD)
     page.goto(f"/databases/{db.pk}/edit/")
-    section = page.get_by_role("group", name="Replica Of")
-    section.wait_for()
-    return section
+    page.get_by_role("group", name="Replica Of").wait_for()
+    return page
 
 
 def counter(page: Any) -> str:
     return str(page.locator("[data-source-counter]").inner_text())
+
+
+def add_internal(page: Any, name: str) -> Any:
+    """+ Add source database, Current cluster, `name`, Add source; returns the dialog."""
+    page.get_by_role("button", name="+ Add source database").click()
+    dialog = page.get_by_role("dialog", name="Connect a Replica Of source database")
+    dialog.get_by_label("Current cluster").check()
+    dialog.get_by_role("radio", name=re.compile(name)).check()
+    dialog.get_by_role("button", name="Add source").click()
+    dialog.wait_for(state="hidden")
+    return dialog
 
 
 def edit_rows(page: Any) -> list[str]:
@@ -52,17 +65,11 @@ def test_the_add_source_dialog_counts_refuses_duplicates_and_a_refused_save_keep
     a = create_active(admin_api, name="alpha")
     b = create_active(admin_api, name="bravo")
     c = create_active(admin_api, name="charlie")
-    page = new_page()
-    sign_in(page, "admin", ADMIN_PASSWORD)
-    edit_page(page, b)
+    page = edit_page(new_page, b)
     assert counter(page) == "0 of 32"
 
     # alpha, from this cluster: 1 of 32; alpha again is disabled, with the reason.
-    page.get_by_role("button", name="+ Add source database").click()
-    dialog = page.get_by_role("dialog", name="Connect a Replica Of source database")
-    dialog.get_by_role("radio", name=re.compile("alpha")).check()
-    dialog.get_by_role("button", name="Add source").click()
-    dialog.wait_for(state="hidden")
+    dialog = add_internal(page, "alpha")
     assert counter(page) == "1 of 32"
     page.get_by_role("button", name="+ Add source database").click()
     again = dialog.locator("label.candidate", has_text="alpha")
@@ -82,11 +89,7 @@ def test_the_add_source_dialog_counts_refuses_duplicates_and_a_refused_save_keep
 
     # charlie too: 2 of 32. Meanwhile charlie is made a replica of bravo: Save is refused (a
     # cycle), and the page comes back with both rows, the counter, and the reason.
-    page.get_by_role("button", name="+ Add source database").click()
-    dialog.get_by_label("Current cluster").check()
-    dialog.get_by_role("radio", name=re.compile("charlie")).check()
-    dialog.get_by_role("button", name="Add source").click()
-    dialog.wait_for(state="hidden")
+    add_internal(page, "charlie")
     assert counter(page) == "2 of 32"
     off_loop(
         replica_services.replica_sources_set,
@@ -118,15 +121,9 @@ def test_the_32nd_source_fills_the_counter_and_a_33rd_is_refused_while_adding(
         sources=[SourceInput(uri=f"redis://192.0.2.{n}:6379") for n in range(1, 32)],
     )
     off_loop(replica_services.replica_sync_set, actor=admin_user, destination=b, state="stopped")
-    page = new_page()
-    sign_in(page, "admin", ADMIN_PASSWORD)
-    edit_page(page, b)
+    page = edit_page(new_page, b)
     assert counter(page) == "31 of 32"
-    page.get_by_role("button", name="+ Add source database").click()
-    dialog = page.get_by_role("dialog", name="Connect a Replica Of source database")
-    dialog.get_by_role("radio", name=re.compile("alpha")).check()
-    dialog.get_by_role("button", name="Add source").click()
-    dialog.wait_for(state="hidden")
+    dialog = add_internal(page, "alpha")
     assert counter(page) == "32 of 32"
     # The 33rd: the dialog does not open, the limit is said beside the button.
     page.get_by_role("button", name="+ Add source database").click()
@@ -360,11 +357,10 @@ def test_a_full_sync_shows_bytes_keys_rate_and_eta_beside_the_percent(
         return list(page.evaluate("window.__figures"))
 
     def seen_full() -> bool:
-        if any(full.match(f) for f in figures()):
-            return True
-        if page.locator("[data-replica-panel] li.source[data-status=syncing]").count():
-            shot(page, "full-sync-progress")
-        return False
+        shown = page.locator("[data-progress-figures]")
+        if shown.count() and full.match(shown.first.inner_text()):
+            shot(page, "full-sync-progress")  # the walk's picture, when everything is there
+        return any(full.match(f) for f in figures())
 
     wait_for(seen_full, what="bytes, keys, rate and ETA during the full sync", interval=0.2)
     wait_for(
@@ -374,7 +370,6 @@ def test_a_full_sync_shows_bytes_keys_rate_and_eta_beside_the_percent(
         what="bravo to be synced",
         timeout=120,
     )
-    keys = [
-        int(m.group(1).replace(",", "")) for f in figures() if (m := re.search(r"([\d,]+) keys ·", f))
-    ]
+    counts = [re.search(r"([\d,]+) keys ·", f) for f in figures()]
+    keys = [int(m.group(1).replace(",", "")) for m in counts if m]
     assert keys == sorted(keys) and keys[-1] > 0, keys
