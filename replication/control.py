@@ -17,7 +17,8 @@ Keys (all under `replicaof:<destination uid>:`):
   up into buckets of `step` seconds (`TIERS`: 10 s for 12 hours, 1 min for a week), each a JSON
   array `[bucket start, largest lag or null, commands, ingress bytes, decompressed bytes]`; the
   bucket being filled lives in the hash until a sample of the next bucket pushes it to the list.
-  Bounded: 900 + 4,320 + 10,080 entries per source (about 0.8 MB; 32 sources about 27 MB).
+  Bounded: 900 + 4,320 + 10,080 entries per source (MEMORY USAGE of the three full lists:
+  0.76 MB; 32 sources: 24 MB).
   Written by one Lua script with the 1 s sample, and only while the writer's generation is the
   wanted one, so a job of the previous sources never writes into the new sources' history.
 - `totals:<source uid>` (hash): `commands`, `ingress_bytes`, `ingress_bytes_decompressed` summed
