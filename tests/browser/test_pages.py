@@ -21,9 +21,8 @@ from replication.live import LiveSource
 from replication.models import ReplicaOf
 from replication.sources import SourceInput
 from tests.support.browser import off_loop, sign_in
-from tests.support.databases import create_active
+from tests.support.databases import create_active, native_replica
 from tests.support.personas import ADMIN_PASSWORD
-from tests.support.servers import RedisServer
 from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -266,23 +265,8 @@ def test_the_source_side_names_destinations_and_lists_connected_replicas(
         destination=b,
         sources=[SourceInput(source_database_uid=a.pk)],
     )
-    native = RedisServer(
-        args=[
-            "--replicaof",
-            "127.0.0.1",
-            str(a.port),
-            "--masteruser",
-            "admin",
-            "--masterauth",
-            a.internal_password,
-        ]
-    ).start()
+    native = native_replica(a)
     try:
-        with native.client() as replica:
-            wait_for(
-                lambda: replica.info("replication").get("master_link_status") == "up",
-                what="the native replica to follow alpha",
-            )
         page = new_page()
         sign_in(page, "admin", ADMIN_PASSWORD)
 

@@ -10,8 +10,7 @@ import pytest
 import redis
 
 from console import selectors
-from tests.support.databases import create_active
-from tests.support.servers import RedisServer
+from tests.support.databases import create_active, native_replica
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
@@ -22,23 +21,8 @@ def test_a_native_replica_is_listed_with_its_offset_and_lag_and_gone_once_stoppe
 ) -> None:
     db = create_active(admin_api, name="source")
     assert selectors.database_replicas(db) == []
-    native = RedisServer(
-        args=[
-            "--replicaof",
-            "127.0.0.1",
-            str(db.port),
-            "--masteruser",
-            "admin",
-            "--masterauth",
-            db.internal_password,
-        ]
-    ).start()
+    native = native_replica(db)
     try:
-        with native.client() as replica:
-            wait_for(
-                lambda: replica.info("replication").get("master_link_status") == "up",
-                what="the replica to follow",
-            )
         with redis.Redis(port=db.port, username="admin", password=db.internal_password) as c:
             c.set("k", "v" * 1000)
             wait_for(
