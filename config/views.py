@@ -133,4 +133,5 @@ def database_delete(request: HttpRequest, uid: int) -> HttpResponse:
             return redirect("database-list")
     context = database_context(database, "configuration")
     context["error"] = error
+    context["source_destinations"] = replica_selectors.destinations_of(database)
     return render(request, "console/database_delete.html", context, status=400 if error else 200)

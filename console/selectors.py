@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+from dataclasses import dataclass
 
 import redis
 from django.conf import settings
@@ -110,6 +111,61 @@ def database_key_count(database: Database) -> int | None:
         finally:
             client.close()
     return total
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectedReplica:
+    """A replica connected to a shard now, as the shard reports it."""
+
+    shard: int
+    address: str  # the replica's address as it announced it (INFO replication: ip, port)
+    connection: str  # its connection's address (CLIENT LIST TYPE replica), "" when ambiguous
+    state: str  # online, wait_bgsave, send_bulk, …
+    offset: int  # the replication offset it acknowledged
+    behind_bytes: int  # the shard's offset minus the replica's
+    lag_s: int | None  # seconds since its last acknowledgement
+
+
+def database_replicas(database: Database) -> list[ConnectedReplica] | None:
+    """The replicas connected to each shard of the database now: other clusters' syncers,
+    native Redis replicas, and this cluster's own sync jobs alike (they all speak the replication
+    protocol); None when a shard does not answer."""
+    spec = database_spec(database)
+    found: list[ConnectedReplica] = []
+    for shard in spec.shards:
+        client = provisioning.admin_client(spec, shard, timeout=2.0)
+        try:
+            info = client.info("replication")
+            connections = client.client_list(_type="replica")
+        except (redis.RedisError, OSError):
+            return None
+        finally:
+            client.close()
+        master_offset = int(info.get("master_repl_offset", 0))
+        by_ip: dict[str, list[str]] = {}
+        for c in connections:
+            addr = str(c.get("addr", ""))
+            by_ip.setdefault(addr.rsplit(":", 1)[0], []).append(addr)
+        for name in sorted((k for k in info if k.startswith("slave")), key=lambda k: int(k[5:])):
+            r = info[name]
+            if not isinstance(r, dict):
+                continue
+            ip = str(r.get("ip", ""))
+            same_ip = by_ip.get(ip, [])
+            offset = int(r.get("offset", 0))
+            lag = r.get("lag")
+            found.append(
+                ConnectedReplica(
+                    shard=shard.index,
+                    address=f"{ip}:{r.get('port', '')}",
+                    connection=same_ip[0] if len(same_ip) == 1 else "",
+                    state=str(r.get("state", "")),
+                    offset=offset,
+                    behind_bytes=max(0, master_offset - offset),
+                    lag_s=None if lag is None else int(lag),
+                )
+            )
+    return found
 
 
 def database_spec(database: Database) -> provisioning.DatabaseSpec:

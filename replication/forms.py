@@ -99,6 +99,17 @@ def _settings_of(source: SourceInput | ReplicaSource) -> dict[str, Any]:
     }
 
 
+def _display_row(row: dict[str, Any]) -> dict[str, Any]:
+    """What the page shows again of a row that was refused: its reference and name, never a
+    posted URL (it may hold a password)."""
+    shown: dict[str, Any] = {k: row[k] for k in ("keep", "database", "pending") if k in row}
+    return {
+        **shown,
+        "name": str(row.get("name", ""))[:300] or "(external)",
+        "kind": "internal" if "database" in row else str(row.get("kind", "external"))[:20],
+    }
+
+
 def _row_of_source(source: ReplicaSource, name: str) -> dict[str, Any]:
     """A saved source as a row of the edit list: referred to by uid, its URL never sent."""
     internal = source.source_database_id is not None
@@ -173,13 +184,30 @@ class ReplicaSourcesForm(forms.Form):
             raise forms.ValidationError("The source list is not valid JSON.") from None
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise forms.ValidationError("The source list must be a list of sources.")
-        if len(rows) > MAX_SOURCES:
-            raise forms.ValidationError(f"A destination has at most {MAX_SOURCES} sources.")
+        # Every row is kept for the page rendered again, refused ones with their error under
+        # them: a refused Save never throws away what the operator entered.
+        refused: list[str] = []
         for row in rows:
-            self.rows.append(self._clean_row(row))
-            self.inputs.append(self._source_input(self.rows[-1]))
+            try:
+                self.rows.append(self._clean_row(row))
+            except forms.ValidationError as exc:
+                refused.append(exc.messages[0])
+                self.rows.append({**_display_row(row), "error": exc.messages[0]})
+            else:
+                self.inputs.append(self._source_input(self.rows[-1]))
         kept = [r["keep"] for r in self.rows if "keep" in r]
         self.changed = len(kept) != len(self.rows) or set(kept) != set(self.saved)
+        if len(rows) > MAX_SOURCES:
+            raise forms.ValidationError(
+                f"A destination has at most {MAX_SOURCES} sources: {len(rows)} are listed, "
+                f"remove {len(rows) - MAX_SOURCES}."
+            )
+        if refused:
+            raise forms.ValidationError(
+                refused[0]
+                if len(refused) == 1
+                else f"{len(refused)} sources were refused: see the messages under them."
+            )
         return str(raw)
 
     def _clean_row(self, row: dict[str, Any]) -> dict[str, Any]:

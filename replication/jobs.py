@@ -418,6 +418,7 @@ class _Supervisor:
                     last_error_kind=str(st.last_error_kind or ""),
                     rdb_size=st.rdb_size,
                     rdb_transferred=sum(ln.rdb_transferred for ln in st.links),
+                    keys_loaded=sum(ln.keys_loaded for ln in st.links),
                     commands_applied=sum(ln.commands_applied for ln in st.links),
                     ingress_bytes=sum(ln.ingress_bytes for ln in st.links),
                     ingress_bytes_decompressed=sum(
@@ -488,7 +489,7 @@ class _Supervisor:
             src.last_commands, src.last_ingress = s.commands_applied, s.ingress_bytes
             src.last_inflated = s.ingress_bytes_decompressed
         with contextlib.suppress(Exception):
-            control.stats_append(self.uid, samples)
+            control.stats_append(self.uid, samples, generation=self.plan.generation)
         self._alerts(live)
 
     def _alerts(self, live: list[LiveSource]) -> None:

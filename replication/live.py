@@ -117,6 +117,7 @@ class LiveSource:
     last_error_kind: str = ""
     rdb_size: int | None = None
     rdb_transferred: int | None = None
+    keys_loaded: int | None = None  # keys of the full sync loaded so far (None: not known here)
     commands_applied: int = 0
     ingress_bytes: int = 0  # on the wire
     ingress_bytes_decompressed: int = 0  # after inflating (equal without compression)
@@ -157,6 +158,8 @@ class LiveSourceSerializer(serializers.Serializer[Any]):
     last_error_kind = serializers.CharField(read_only=True)
     rdb_size = serializers.IntegerField(read_only=True, allow_null=True)
     rdb_transferred = serializers.IntegerField(read_only=True, allow_null=True)
+    # Only a running job knows it (its pushes); a saved row has none: null.
+    keys_loaded = serializers.IntegerField(read_only=True, allow_null=True, default=None)
     commands_applied = serializers.IntegerField(read_only=True)
     ingress_bytes = serializers.IntegerField(read_only=True)
     ingress_bytes_decompressed = serializers.IntegerField(read_only=True)

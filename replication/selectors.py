@@ -67,6 +67,14 @@ def destinations_count(database: Database) -> int:
     return len(database.replica_destinations.all())
 
 
+def destinations_of(database: Database) -> list[Database]:
+    """The databases of this cluster that use `database` as a source, by name."""
+    return sorted(
+        {s.destination for s in database.replica_destinations.select_related("destination")},
+        key=lambda d: d.name,
+    )
+
+
 def database_live(database: Database) -> LiveStatus:
     """The Replica Of state of a database as saved (the sync job saves it every second)."""
     replica_of = replica_of_state(database)

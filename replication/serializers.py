@@ -21,6 +21,7 @@ from replication.models import (
     ReplicaSync,
     VerifyRun,
 )
+from replication.series import INTERVALS_S
 from replication.sources import MAX_SOURCES
 from replication.syncer.urls import UrlError, parse_redis_url
 
@@ -136,9 +137,7 @@ class SyncSourceStatsSerializer(serializers.Serializer[Any]):
 
 
 class SyncStatsQuerySerializer(serializers.Serializer[Any]):
-    interval = serializers.ChoiceField(
-        choices=["1sec", "10sec", "1min", "5min", "15min", "1hour"], required=False, default="1min"
-    )
+    interval = serializers.ChoiceField(choices=list(INTERVALS_S), required=False, default="1min")
     stime = serializers.DateTimeField(required=False, allow_null=True, default=None)
     etime = serializers.DateTimeField(required=False, allow_null=True, default=None)
 

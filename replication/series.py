@@ -1,7 +1,10 @@
-"""The lag and throughput series of sources (one sample a second, the last hour, control Redis).
+"""The lag and throughput series of sources, kept in tiers in the control Redis (control.py):
+one sample a second for 15 minutes, 10 s buckets for 12 hours, 1 min buckets for a week.
 
-`source_series` feeds the charts; `source_intervals` the API's `sync_source_stats`, which sums
-bytes and commands over each interval and reports the largest lag seen in it.
+`source_intervals` feeds the API's `sync_source_stats` and the page's charts: it sums bytes and
+commands over each interval and reports the largest lag seen in it, read from the finest tier
+that still holds the asked start and whose step divides the interval. Intervals in which nothing
+was sampled (the sync was paused, stopped, or no job ran) are absent: a gap, never a 0.
 """
 
 from __future__ import annotations
@@ -12,14 +15,38 @@ from typing import Any
 
 from replication import control
 
-INTERVALS_S = {"1sec": 1, "10sec": 10, "1min": 60, "5min": 300, "15min": 900, "1hour": 3600}
+INTERVALS_S = {
+    "1sec": 1,
+    "10sec": 10,
+    "1min": 60,
+    "5min": 300,
+    "15min": 900,
+    "1hour": 3600,
+    "12hour": 12 * 3600,
+    "1week": 7 * 24 * 3600,
+}
+# (step s, seconds kept), finest first: the 1 s samples, then control.TIERS.
+TIERS: tuple[tuple[int, int], ...] = (
+    (1, control.STATS_SECONDS),
+    *((step, step * kept) for step, kept in control.TIERS),
+)
 
 
-def source_series(destination_uid: int, source_uid: int, seconds: int) -> list[dict[str, Any]]:
-    """Samples of the last `seconds` (keys `t` unix s, `lag` ms or None, `commands` and
-    `ingress_bytes` per second), oldest first."""
-    since = time.time() - seconds
-    return [s for s in control.stats_read(destination_uid, source_uid) if s["t"] >= since]
+def tier_for(step: int, start: float | None, now: float) -> int:
+    """The tier (its step) to read intervals of `step` seconds from `start` (None: as far back
+    as kept): the finest that divides `step` and still holds `start`, else the one of those
+    that reaches back furthest."""
+    usable = [(s, kept) for s, kept in TIERS if step % s == 0]
+    for s, kept in usable:
+        if start is not None and start >= now - kept:
+            return s
+    return max(usable, key=lambda t: t[1])[0]
+
+
+def _samples(destination_uid: int, source_uid: int, tier: int) -> list[dict[str, Any]]:
+    if tier == 1:
+        return control.stats_read(destination_uid, source_uid)
+    return control.tier_read(destination_uid, source_uid, tier)
 
 
 def _iso(t: float) -> str:
@@ -35,12 +62,13 @@ def source_intervals(
     etime: datetime | None = None,
 ) -> list[dict[str, Any]]:
     step = INTERVALS_S[interval]
-    start = stime.timestamp() if stime else 0.0
+    start = stime.timestamp() if stime else None
     end = etime.timestamp() if etime else float("inf")
+    tier = tier_for(step, start, time.time())
     buckets: dict[int, dict[str, Any]] = {}
-    for s in control.stats_read(destination_uid, source_uid):
+    for s in _samples(destination_uid, source_uid, tier):
         t = float(s["t"])
-        if not start <= t < end:
+        if not (start or 0.0) <= t < end:
             continue
         key = int(t // step) * step
         b = buckets.setdefault(

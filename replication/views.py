@@ -18,14 +18,13 @@ from console import selectors as console_selectors
 from console.decorators import admin_required, page_user
 from console.errors import ApplicationError
 from console.models import Database, DatabaseStatus, User
-from replication import graph, selectors, series, services
+from replication import graph, selectors, services
 from replication.forms import ExternalSourceForm, ReplicaSourcesForm, pending_row
 from replication.live import ADVICE, STATUS_LABELS
 from replication.models import ReplicaSync
 from replication.pending import pending_forget, pending_put
-from replication.sources import SourceInput
+from replication.sources import MAX_SOURCES, SourceInput
 
-CHART_SECONDS = 15 * 60
 # Fields of the Add source dialog that a refusal may name besides the URL.
 DIALOG_TLS_FIELDS = ("server_cert", "replication_tls_sni")
 
@@ -72,18 +71,22 @@ def database_rows(databases: list[Database]) -> list[tuple[Database, dict[str, A
 def panel_context(database: Database) -> dict[str, Any]:
     """The Replica Of panel of a database page: live snapshot, chart series, labels, advice."""
     live = selectors.database_live_status(database)
-    charts = {
-        str(s["uid"]): series.source_series(database.pk, s["uid"], CHART_SECONDS)
-        for s in live["sources"]
-    }
+    # Asked of the database's shards at each page load (a reload shows them anew).
+    replicas = (
+        console_selectors.database_replicas(database)
+        if database.status == DatabaseStatus.ACTIVE
+        else []
+    )
     return {
         "live": live,
         "replica_badge": replica_badge(live),
-        "replica_series": charts,
         "replica_labels": STATUS_LABELS,
         "replica_advice": ADVICE,
-        "chart_seconds": CHART_SECONDS,
         "source_usable": database.status != DatabaseStatus.DELETE_PENDING,
+        "source_destinations": selectors.destinations_of(database),
+        "connected_replicas": replicas,
+        # The connection column only when some replica's connection could be told apart.
+        "replicas_matched": any(r.connection for r in replicas or []),
         "replica_events": selectors.replica_events_of(database, limit=20),
         "verify_runs": selectors.verify_runs_of(database),
         "verify_kinds": VERIFY_KINDS,
@@ -117,6 +120,7 @@ def edit_context(user: User, database: Database, form: ReplicaSourcesForm) -> di
         "replica_rows": rows,
         "replica_candidates": candidates,
         "replica_saved_keys": [r["keep"] for r in form.initial_rows(names)],
+        "replica_max_sources": MAX_SOURCES,
         "external_form": ExternalSourceForm(auto_id="id_external_%s"),
     }
 

@@ -50,6 +50,14 @@
   const localTime = (iso) => new Date(iso).toLocaleTimeString([], {
     hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
   });
+  // A time of today as the time; of another day with its date first (YYYY-MM-DD, local).
+  const when = (iso) => {
+    const d = new Date(iso);
+    const today = new Date();
+    if (d.toDateString() === today.toDateString()) return localTime(iso);
+    const pad = (n) => String(n).padStart(2, "0");
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${localTime(iso)}`;
+  };
   const number = (n) => Math.round(n).toLocaleString();
 
   // ------------------------------------------------------------ badges
@@ -92,11 +100,33 @@
 
   // ------------------------------------------------------------ charts (SVG, no library)
 
+  // The ranges of the charts: each reads `sync_source_stats` at an interval the control Redis
+  // keeps that long (replication/series.py), and is fetched again every `refresh` ms.
+  const RANGES = {
+    "15m": { seconds: 900, interval: "1sec", step: 1, refresh: 5000, label: "15 min ago" },
+    "1h": { seconds: 3600, interval: "10sec", step: 10, refresh: 10000, label: "1 h ago" },
+    "12h": { seconds: 43200, interval: "1min", step: 60, refresh: 60000, label: "12 h ago" },
+    "1w": { seconds: 604800, interval: "15min", step: 900, refresh: 300000, label: "1 week ago" },
+  };
   const CHART_W = 300;
   const CHART_H = 70;
+  const svgNS = "http://www.w3.org/2000/svg";
 
-  function chart(title, unit) {
-    const svgNS = "http://www.w3.org/2000/svg";
+  const bytes = (n) => {
+    const units = ["bytes", "KB", "MB", "GB", "TB"];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+    return `${i ? n.toFixed(n < 10 ? 1 : 0) : Math.round(n)} ${units[i]}`;
+  };
+  const duration = (s) => {
+    s = Math.max(0, Math.round(s));
+    if (s < 60) return `${s} s`;
+    if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+    return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  };
+
+  // One chart: a line (two for the ingress: on the wire and decompressed) per key of `keys`.
+  function chart(title, unit, keys, format = number, legends = null) {
     const svg = document.createElementNS(svgNS, "svg");
     svg.setAttribute("viewBox", `0 0 ${CHART_W} ${CHART_H}`);
     svg.setAttribute("preserveAspectRatio", "none");
@@ -105,42 +135,68 @@
     const grid = document.createElementNS(svgNS, "path");
     grid.setAttribute("class", "chart-grid");
     grid.setAttribute("d", `M0 ${CHART_H / 2} H${CHART_W} M0 ${CHART_H - 0.5} H${CHART_W}`);
-    const area = document.createElementNS(svgNS, "polygon");
-    area.setAttribute("class", "chart-area");
-    const line = document.createElementNS(svgNS, "polyline");
-    line.setAttribute("class", "chart-line");
-    svg.append(grid, area, line);
+    svg.append(grid);
+    const lines = keys.map((key, i) => {
+      const area = document.createElementNS(svgNS, "path");
+      area.setAttribute("class", i ? "chart-area chart-area-2" : "chart-area");
+      const line = document.createElementNS(svgNS, "path");
+      line.setAttribute("class", i ? "chart-line chart-line-2" : "chart-line");
+      line.dataset.key = key;
+      svg.append(area, line);
+      return { key, area, line };
+    });
     const now = h("span", { class: "chart-now" });
     const max = h("span", { class: "chart-max" });
-    const figure = h("figure", { class: "chart" },
+    const start = h("span", { text: RANGES["15m"].label });
+    const legend = legends ? h("div", { class: "chart-legend" }, ...legends.map((text, i) =>
+      h("span", { class: i ? "chart-key chart-key-2" : "chart-key", text }))) : null;
+    const figure = h("figure", { class: "chart", "data-chart": keys[0] },
       h("figcaption", {}, h("span", { class: "chart-title", text: title }), now),
       h("div", { class: "chart-box" }, max, svg),
-      h("div", { class: "chart-axis" }, h("span", { text: "15 min ago" }), h("span", { text: "now" })));
-    return { figure, line, area, now, max, unit };
+      h("div", { class: "chart-axis" }, start, h("span", { text: "now" })), legend);
+    return { figure, lines, now, max, start, unit, format };
   }
 
-  function drawChart(c, points, key, windowS) {
+  // Draws `points` (t in unix s) of the range; intervals with no sample (paused, stopped, no
+  // job) are gaps in the line, never drawn as 0 nor bridged.
+  function drawChart(c, points, range) {
     const end = Date.now() / 1000;
-    const start = end - windowS;
-    const shown = points.filter((p) => p.t >= start && p[key] !== null && p[key] !== undefined);
-    const top = Math.max(1, ...shown.map((p) => p[key]));
-    const coords = shown.map((p) => {
-      const x = ((p.t - start) / windowS) * CHART_W;
-      const y = CHART_H - (p[key] / top) * (CHART_H - 4) - 1;
-      return `${x.toFixed(1)},${y.toFixed(1)}`;
-    });
-    c.line.setAttribute("points", coords.join(" "));
-    c.line.dataset.points = String(coords.length);
-    if (coords.length) {
-      const first = coords[0].split(",")[0];
-      const last = coords[coords.length - 1].split(",")[0];
-      c.area.setAttribute("points", `${first},${CHART_H} ${coords.join(" ")} ${last},${CHART_H}`);
-    } else {
-      c.area.setAttribute("points", "");
+    const start = end - range.seconds;
+    c.start.textContent = range.label;
+    const shown = points.filter((p) => p.t >= start - range.step);
+    let top = 1;
+    for (const { key } of c.lines) {
+      for (const p of shown) if (p[key] !== null && p[key] !== undefined) top = Math.max(top, p[key]);
     }
-    const latest = shown.length ? shown[shown.length - 1][key] : null;
-    c.now.textContent = latest === null ? "no data yet" : `${number(latest)} ${c.unit}`;
-    c.max.textContent = `max ${number(top)}`;
+    const x = (t) => Math.max(0, ((t - start) / range.seconds) * CHART_W).toFixed(1);
+    const y = (v) => (CHART_H - (v / top) * (CHART_H - 4) - 1).toFixed(1);
+    for (const { key, line, area } of c.lines) {
+      const segments = [];
+      let current = null;
+      let prev = null;
+      for (const p of shown) {
+        const v = p[key];
+        if (v === null || v === undefined) { current = null; prev = null; continue; }
+        if (!current || (prev !== null && p.t - prev > 2 * range.step + 1)) {
+          current = [];
+          segments.push(current);
+        }
+        current.push([x(p.t), y(v)]);
+        prev = p.t;
+      }
+      line.setAttribute("d", segments.map((seg) => "M" + seg.map((pt) => pt.join(",")).join(" L")).join(" "));
+      area.setAttribute("d", segments.map((seg) =>
+        `M${seg[0][0]},${CHART_H} L` + seg.map((pt) => pt.join(",")).join(" L") + ` L${seg[seg.length - 1][0]},${CHART_H} Z`).join(" "));
+      line.dataset.points = String(segments.reduce((n, seg) => n + seg.length, 0));
+      line.dataset.segments = String(segments.length);
+    }
+    const key = c.lines[0].key;
+    const valued = shown.filter((p) => p[key] !== null && p[key] !== undefined);
+    const latest = valued.length ? valued[valued.length - 1] : null;
+    if (!latest) c.now.textContent = "no data";
+    else if (end - latest.t > 2 * range.step + 10) c.now.textContent = `no data since ${when(new Date(latest.t * 1000).toISOString())}`;
+    else c.now.textContent = `${c.format(latest[key])} ${c.unit}`;
+    c.max.textContent = `max ${c.format(top)}`;
   }
 
   // ------------------------------------------------------------ the live panel
@@ -148,13 +204,17 @@
   function setupPanel(panel) {
     const uid = Number(panel.dataset.liveDb);
     const admin = panel.dataset.admin === "1";
-    const windowS = Number(panel.dataset.chartSeconds) || 900;
     const list = panel.querySelector("[data-source-list]");
     const aggregate = panel.querySelector("[data-replica-aggregate]");
     const none = panel.querySelector("[data-replica-none]");
-    const series = readJson("replica-series", {});
-    const rows = new Map(); // source uid -> row elements and chart state
+    const rangeBox = panel.querySelector("[data-chart-range]");
+    const rows = new Map(); // `uid:name` -> row elements and chart state
     let generationKey = "";
+    let range = RANGES["15m"];
+    let rangeKey = "15m";
+    let fetchTimer = null;
+    let fetchSeq = 0;
+    const rowKey = (source) => `${source.uid}:${source.name}`;
 
     function buildRow(source) {
       const name = h("span", { class: "source-name", text: source.name });
@@ -164,39 +224,95 @@
       const ratio = h("span", { class: "source-ratio", "data-source-ratio": true, hidden: true });
       const bar = h("progress", { max: "100", value: "0", "aria-label": `Full sync of ${source.name}` });
       const percent = h("span", { class: "progress-percent" });
-      const progress = h("div", { class: "progress", hidden: true }, bar, percent);
+      const figures = h("span", { class: "progress-figures", "data-progress-figures": true });
+      const progress = h("div", { class: "progress", hidden: true }, bar, percent, figures);
       const error = h("div", { class: "source-error", role: "alert", hidden: true });
-      const lag = chart("Lag", "ms");
-      const commands = chart("Commands/s", "/s");
-      const charts = h("div", { class: "charts" }, lag.figure, commands.figure);
+      const lag = chart("Lag", "ms", ["lag"]);
+      const commands = chart("Commands/s", "/s", ["commands"]);
+      const ingress = chart("Ingress/s", "/s", ["wire", "inflated"], bytes, ["on the wire", "decompressed"]);
+      const charts = h("div", { class: "charts" }, lag.figure, commands.figure, ingress.figure);
       const li = h("li", { class: "source", "data-source": String(source.uid) },
         h("div", { class: "source-head" }, name, badge, detail, ratio), progress, error, charts);
-      const points = (series[String(source.uid)] || []).map((p) => ({
-        t: p.t, lag: p.lag, commands: p.commands,
-      }));
-      return { li, badge, detail, ratio, bar, percent, progress, error, lag, commands, points, sample: null };
+      return { li, badge, detail, ratio, bar, percent, figures, progress, error, charts: [lag, commands, ingress], points: [], rate: null };
     }
 
-    function addPoint(row, source, when) {
-      // One point a second at most; commands/s from the change of the applied counter.
-      const t = when / 1000;
-      const last = row.sample;
-      if (last && t - last.t < 1) return;
-      let rate = null;
-      if (last && source.commands_applied >= last.commands) {
-        rate = (source.commands_applied - last.commands) / (t - last.t);
+    function draw(row) { for (const c of row.charts) drawChart(c, row.points, range); }
+
+    // The series of every source for the chosen range, from the API (the same figures as
+    // GET /v1/bdbs/{uid}/sync_source_stats); rates per second of each interval.
+    async function fetchSeries() {
+      clearTimeout(fetchTimer);
+      const seq = ++fetchSeq;
+      const wanted = range;
+      const stime = new Date(Date.now() - wanted.seconds * 1000).toISOString();
+      const url = `${panel.dataset.statsUrl}?interval=${wanted.interval}&stime=${encodeURIComponent(stime)}`;
+      try {
+        const response = await fetch(url, { credentials: "same-origin" });
+        if (response.ok && seq === fetchSeq) {
+          const body = await response.json();
+          const bySource = new Map(body.sync_source_stats.map((s) => [s.uid, s.intervals]));
+          for (const row of rows.values()) {
+            const intervals = bySource.get(row.uid) || [];
+            row.points = intervals.map((i) => ({
+              t: Date.parse(i.stime) / 1000,
+              lag: i.lag,
+              commands: i.commands / wanted.step,
+              wire: i.ingress_bytes / wanted.step,
+              inflated: i.ingress_bytes_decompressed / wanted.step,
+            }));
+            draw(row);
+          }
+          panel.dataset.chartLoaded = `${rangeKey}:${wanted.interval}`;
+        }
+      } catch (err) { /* the next refresh tries again */ }
+      if (seq === fetchSeq) fetchTimer = setTimeout(fetchSeries, wanted.refresh);
+    }
+
+    rangeBox.querySelectorAll("[data-range]").forEach((button) => {
+      button.addEventListener("click", () => {
+        rangeKey = button.dataset.range;
+        range = RANGES[rangeKey];
+        panel.dataset.chartRange = rangeKey;
+        delete panel.dataset.chartLoaded;
+        rangeBox.querySelectorAll("[data-range]").forEach((b) => {
+          b.setAttribute("aria-pressed", String(b === button));
+        });
+        for (const row of rows.values()) { row.points = []; draw(row); }
+        fetchSeries();
+      });
+    });
+
+    // Bytes, keys, rate and ETA of a full sync, beside the %; the rate from the change of the
+    // transferred bytes (or loaded keys) between two statuses a second or more apart.
+    function progressFigures(row, source, t) {
+      const done = source.rdb_transferred || 0;
+      const keys = source.keys_loaded;
+      const pct = source.progress;
+      const last = row.rate;
+      if (!last || t < last.t) row.rate = { t, done, keys, pct, bps: null, kps: null, pps: null };
+      else if (t - last.t >= 1) {
+        const dt = t - last.t;
+        row.rate = {
+          t, done, keys, pct,
+          bps: (done - last.done) / dt,
+          kps: keys !== null && keys !== undefined && last.keys !== null && last.keys !== undefined ? (keys - last.keys) / dt : null,
+          pps: pct !== null && last.pct !== null ? (pct - last.pct) / dt : null,
+        };
       }
-      row.sample = { t, commands: source.commands_applied };
-      if (rate !== null || source.lag !== null) {
-        row.points.push({ t, lag: source.lag, commands: rate });
-      }
-      const cutoff = t - windowS;
-      while (row.points.length && row.points[0].t < cutoff) row.points.shift();
+      const r = row.rate;
+      const parts = [source.rdb_size ? `${bytes(done)} of ${bytes(source.rdb_size)}` : `${bytes(done)} received`];
+      if (keys !== null && keys !== undefined) parts.push(`${number(keys)} keys`);
+      if (r.bps !== null && r.bps > 0) parts.push(`${bytes(r.bps)}/s`);
+      else if (r.kps !== null && r.kps > 0) parts.push(`${number(r.kps)} keys/s`);
+      let eta = "ETA –";
+      if (source.rdb_size && r.bps > 0) eta = `ETA ${duration((source.rdb_size - done) / r.bps)}`;
+      else if (pct !== null && r.pps > 0) eta = `ETA ${duration((100 - pct) / r.pps)}`;
+      parts.push(eta);
+      return parts.join(" · ");
     }
 
     function renderSource(row, source, status) {
       const sync = status.replica_sync;
-      row.last = sync === "enabled" ? source : null;
       let key = source.status;
       if (sync === "stopped" || sync === "paused") key = sync;
       renderBadge(key, row.badge);
@@ -207,19 +323,21 @@
         const pct = source.progress === null ? 0 : Math.max(0, Math.min(100, source.progress));
         row.bar.value = pct;
         row.percent.textContent = `${Math.floor(pct)} %`;
-        detail = source.rdb_size ? `${number(source.rdb_transferred || 0)} of ${number(source.rdb_size)} bytes` : "full sync";
+        row.figures.textContent = progressFigures(row, source, (Date.parse(status.time) || Date.now()) / 1000);
+        detail = "full sync";
       } else if (key === "in-sync") {
         detail = `lag ${source.lag === null ? "–" : number(source.lag)} ms`;
         // The source cannot be sampled now: the lag is unknown, at least this much.
         if (source.lag !== null && source.lag_exact === false) detail = `lag ≥ ${number(source.lag)} ms`;
-        if (source.last_update) detail += ` · last update ${localTime(source.last_update)}`;
+        if (source.last_update) detail += ` · last update ${when(source.last_update)}`;
       } else if (key === "out-of-sync") {
         detail = `retry ${source.retries}`;
         if (source.lag !== null && source.lag_exact === false) detail += ` · lag ≥ ${number(source.lag)} ms`;
         if (source.last_error) detail += ` · ${source.last_error}`;
       } else if (key === "paused") {
-        detail = source.last_update ? `last update ${localTime(source.last_update)}` : "";
+        detail = source.last_update ? `last update ${when(source.last_update)}` : "";
       }
+      if (key !== "syncing") row.rate = null;
       row.detail.textContent = detail;
       const wire = source.ingress_bytes || 0;
       const inflated = source.ingress_bytes_decompressed || 0;
@@ -248,25 +366,29 @@
         }
         row.error.replaceChildren(...parts);
       }
-      addPoint(row, source, Date.parse(status.time) || Date.now());
-      drawChart(row.lag, row.points, "lag", windowS);
-      drawChart(row.commands, row.points, "commands", windowS);
     }
 
     function render(status) {
-      const key = status.sources.map((s) => `${s.uid}:${s.name}`).join("|");
+      const key = status.sources.map(rowKey).join("|");
       if (key !== generationKey) {
+        // Other sources (a source in the place of another has another name): rows, and their
+        // charts, are new; the history the server keeps was dropped with the old sources.
+        const changed = generationKey !== "";
         generationKey = key;
         const kept = new Map(rows);
         rows.clear();
         list.replaceChildren();
         for (const source of status.sources) {
-          const row = kept.get(source.uid) || buildRow(source);
-          rows.set(source.uid, row);
+          const row = kept.get(rowKey(source)) || buildRow(source);
+          row.uid = source.uid;
+          rows.set(rowKey(source), row);
           list.append(row.li);
+          draw(row);
         }
+        rangeBox.hidden = status.sources.length === 0;
+        if (changed) fetchSeries();
       }
-      for (const source of status.sources) renderSource(rows.get(source.uid), source, status);
+      for (const source of status.sources) renderSource(rows.get(rowKey(source)), source, status);
       none.hidden = status.sources.length > 0;
       aggregate.replaceChildren();
       if (status.replica_sync !== "disabled") aggregate.append(renderBadge(status.status));
@@ -281,20 +403,9 @@
     document.addEventListener("live:status", (event) => {
       if (event.detail.database === uid) render(event.detail);
     });
-    // Keep the charts moving when no status arrives. A running job pushes every change of lag or
-    // of the applied-commands counter, so while the socket is open, silence from an in-sync
-    // source means "same lag, no commands": that is drawn. Otherwise only the time axis moves.
-    setInterval(() => {
-      const connected = document.documentElement.dataset.live === "live";
-      for (const row of rows.values()) {
-        const quiet = row.sample && Date.now() / 1000 - row.sample.t >= 2;
-        if (connected && quiet && row.last && row.last.status === "in-sync") {
-          addPoint(row, row.last, Date.now());
-        }
-        drawChart(row.lag, row.points, "lag", windowS);
-        drawChart(row.commands, row.points, "commands", windowS);
-      }
-    }, 2000);
+    fetchSeries();
+    // The time axis moves between fetches.
+    setInterval(() => { for (const row of rows.values()) draw(row); }, 2000);
   }
 
   // ------------------------------------------------------------ source URL dialog
@@ -362,6 +473,9 @@
     const candidates = readJson("replica-candidates", []);
     const saved = readJson("replica-saved", []);
     let rows = readJson("replica-rows", []);
+    const maxSources = Number(section.dataset.maxSources) || 32;
+    const counter = section.querySelector("[data-source-counter]");
+    const limitError = section.querySelector("[data-limit-error]");
 
     function sourcesChanged() {
       const kept = rows.filter((r) => r.keep !== undefined).map((r) => r.keep);
@@ -402,6 +516,26 @@
       }));
       empty.hidden = rows.length > 0;
       hidden.value = JSON.stringify(rows.map(({ error, ...row }) => row));
+      counter.textContent = `${rows.length} of ${maxSources}`;
+      counter.classList.toggle("is-full", rows.length >= maxSources);
+      limitError.hidden = rows.length <= maxSources;
+      if (rows.length > maxSources) {
+        limitError.textContent = `A destination has at most ${maxSources} sources: remove ${rows.length - maxSources}.`;
+      }
+    }
+
+    // The source a checked row would duplicate (same database, or same host:port), or null.
+    function duplicateOf(source, except) {
+      const endpoint = (row) => {
+        if (row.kind !== "internal") return row.name;
+        const c = candidates.find((x) => x.uid === row.database || x.name === row.name);
+        return c ? c.endpoint : null;
+      };
+      const wanted = endpoint(source);
+      return rows.find((row, i) => i !== except && (
+        (source.database !== undefined && row.database === source.database) ||
+        (row.kind === "internal" && source.kind === "internal" && row.name === source.name) ||
+        (wanted !== null && endpoint(row) === wanted))) || null;
     }
 
     // -- the dialog
@@ -490,6 +624,13 @@
     }
 
     section.querySelector("[data-add-source]").addEventListener("click", (event) => {
+      if (rows.length >= maxSources) {
+        // Refused while adding, not at Save: the dialog does not open.
+        limitError.textContent = `A destination has at most ${maxSources} sources: remove one to add another.`;
+        limitError.hidden = false;
+        return;
+      }
+      limitError.hidden = true;
       openDialog(null, event.currentTarget);
     });
     dialog.querySelector("[data-dialog-close]").addEventListener("click", () => dialog.close());
@@ -531,6 +672,12 @@
           }
           const bad = dialog.querySelector(".has-error input, .has-error textarea");
           if (bad) bad.focus();
+          return;
+        }
+        const twin = duplicateOf(data.source, editing);
+        if (twin) {
+          showError(kind() === "internal" ? "database" : "uri",
+            `${twin.name} is already a source of ${section.dataset.destination}: a source is listed once.`);
           return;
         }
         if (editing === null) rows.push(data.source);

@@ -197,3 +197,33 @@ def test_a_token_of_another_session_or_database_is_refused(
         )
         assert "was not kept" in response.context["replica_form"].errors["sources"][0]
     assert not ReplicaSource.objects.filter(destination=b).exists()
+
+
+def test_a_save_refused_for_the_source_count_or_one_row_keeps_every_row(
+    admin_client: Client, pair: tuple[Database, Database]
+) -> None:
+    from replication.models import ReplicaSource
+
+    a, b = pair
+    url = reverse("database-edit", kwargs={"uid": b.pk})
+    many = [{"database": a.pk, "name": f"row-{n}", "kind": "internal"} for n in range(33)]
+    response = admin_client.post(url, edit_data(many, confirm_flush="on"))
+    assert response.status_code == 200
+    errors = response.context["replica_form"].errors["sources"]
+    assert "at most 32 sources: 33 are listed, remove 1" in errors[0]
+    assert [r["name"] for r in response.context["replica_rows"]] == [f"row-{n}" for n in range(33)]
+    page = response.content.decode()
+    assert "33 of 32" in page  # the counter beside + Add source database
+
+    # A refused row in the middle: it keeps its place and its message, and so do the others.
+    rows = [
+        {"database": a.pk, "name": "a", "kind": "internal"},
+        {"pending": "made-up", "name": "gone"},
+        {"uri": "redis://:typed-secret-7@127.0.0.1:1", "name": "typed"},
+    ]
+    response = admin_client.post(url, edit_data(rows, confirm_flush="on"))
+    shown = response.context["replica_rows"]
+    assert [r["name"] for r in shown] == ["a", "gone", "typed"]
+    assert "was not kept" in shown[1]["error"] and "error" not in shown[0]
+    assert "typed-secret-7" not in response.content.decode()
+    assert not ReplicaSource.objects.filter(destination=b).exists()

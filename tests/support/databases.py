@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis
 
 from console.models import Database, DatabaseStatus
+from tests.support.servers import RedisServer
 from tests.support.wait import wait_for
 
 MB = 1024 * 1024
@@ -49,3 +50,29 @@ def tls_replica_pair(api, *, keys: int) -> tuple[Database, Database, redis.Redis
         what="b in-sync",
     )
     return a, b, src
+
+
+def native_replica(db: Database) -> RedisServer:
+    """A plain `redis-server --replicaof` the database (as its `admin` user), started and
+    following it; the caller stops it."""
+    replica = RedisServer(
+        args=[
+            "--replicaof",
+            "127.0.0.1",
+            str(db.port),
+            "--masteruser",
+            "admin",
+            "--masterauth",
+            db.internal_password,
+        ]
+    ).start()
+    try:
+        with replica.client() as client:
+            wait_for(
+                lambda: client.info("replication").get("master_link_status") == "up",
+                what=f"a replica to follow {db.name}",
+            )
+    except BaseException:
+        replica.stop()
+        raise
+    return replica
