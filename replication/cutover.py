@@ -46,11 +46,13 @@ from django.db import close_old_connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from console import provisioning
 from console import selectors as console_selectors
 from console.errors import ApplicationError
-from console.models import Database, User
+from console.models import Database, DatabaseStatus, User
+from console.selectors import database_spec
 from console.services import audit_record
-from replication import selectors, services
+from replication import control, selectors, services
 from replication.jobs import endpoints_of, job_workdir, worker_shutting_down
 from replication.models import (
     Cutover,
@@ -61,7 +63,7 @@ from replication.models import (
     VerifyState,
 )
 from replication.sources import SourceInput, source_input_of
-from replication.syncer.checkpoint import CHECKPOINT_KEY, Checkpoint
+from replication.syncer.checkpoint import BOOKKEEPING_PREFIX, CHECKPOINT_KEY, Checkpoint
 from replication.syncer.engine import DestinationConfig, SourceConfig
 from replication.syncer.errors import Side, SyncError
 from replication.syncer.resp import RespConnection
@@ -545,17 +547,51 @@ def _step_verify(cutover: Cutover) -> bool:
 
 
 def _step_stop(cutover: Cutover) -> bool:
+    """Remove the sources (the data stays), then wait until the node has rewritten the ACL of
+    the running processes: only then do applications' writes pass, and only then is it done."""
     destination = cutover.destination
     if selectors.replica_sources_of(destination):
         if cutover.actor is None:
             raise ApplicationError("the user who started the migration no longer exists")
         services.replica_sources_set(actor=cutover.actor, destination=destination, sources=[])
+        return False
+    destination.refresh_from_db()
+    if destination.status == DatabaseStatus.ERROR:
+        return _advance(
+            cutover,
+            cutover.step,
+            CutoverState.FAILED,
+            error=f"making {destination.name} writable failed: {destination.status_reason}",
+        )
+    if destination.read_only or destination.status != DatabaseStatus.ACTIVE:
+        return False
+    if control.lock_held(destination.pk):
+        return False  # the sync job is ending; its bookkeeping keys go once it has
+    removed = bookkeeping_remove(destination)
     return _advance(
         cutover,
         CutoverStep.DONE,
         CutoverState.DONE,
-        detail=f"Replica Of removed, data kept: {destination.name} is writable",
+        detail=f"Replica Of removed, data kept: {destination.name} is writable "
+        f"({removed} bookkeeping key(s) of the syncer deleted)",
     )
+
+
+def bookkeeping_remove(destination: Database) -> int:
+    """Delete the syncer's checkpoint and epoch markers from a destination that is no longer a
+    replica (the applications' keyspace holds only their data again); returns how many."""
+    spec = database_spec(destination)
+    pattern = BOOKKEEPING_PREFIX.decode() + "*"
+    removed = 0
+    for shard in spec.shards:
+        client = provisioning.admin_client(spec, shard)
+        try:
+            keys = list(client.scan_iter(match=pattern, count=1000))
+            if keys:
+                removed += sum(int(client.delete(k)) for k in keys)
+        finally:
+            client.close()
+    return removed
 
 
 STEPS: dict[str, Callable[[Cutover], bool]] = {

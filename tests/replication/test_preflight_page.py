@@ -29,6 +29,9 @@ def test_edit_refuses_a_failed_preflight_unless_overridden(admin_api, admin_clie
     assert error.startswith("pre-flight failed:") and "cannot fit" in error, error
     assert "raise the destination's memory limit" in error
     assert b"Save even though the pre-flight failed (audited)" in refused.content
+    # The lines themselves, with their level and fix, are on the page.
+    assert b'data-preflight-level="fail"' in refused.content
+    assert b"raise the destination&#x27;s memory limit" in refused.content
     assert not b.replica_sources.exists()
     saved = admin_client.post(
         url, edit_data(rows, confirm_flush="on", memory_mb=2, preflight_override="on")
