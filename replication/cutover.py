@@ -682,6 +682,17 @@ async def _checkpoints(dest: list[RespConnection]) -> dict[str, Checkpoint]:
     return found
 
 
+async def _offsets(primaries: Sequence[_Primary]) -> bool:
+    """Read every primary's replication id and offset; True when one moved since last read."""
+    moved = False
+    for p in primaries:
+        info = _info(await p.conn.call(b"INFO", b"replication"))
+        replid, offset = info.get("master_replid", ""), int(info.get("master_repl_offset", 0))
+        moved = moved or (p.replid, p.offset) != (replid, offset)
+        p.replid, p.offset = replid, offset
+    return moved
+
+
 async def drain(
     sources: Sequence[SourceConfig], destination: DestinationConfig, *, pause_ms: int
 ) -> dict[str, Any]:
@@ -730,13 +741,10 @@ async def drain(
                         "pause of 0 ms"
                     )
                 p.paused = True
+        # Every source answered its PAUSE: a write sent from now on waits for the UNPAUSE.
         result["paused_at"] = started
-        for p in primaries:
-            info = _info(await p.conn.call(b"INFO", b"replication"))
-            p.replid, p.offset = (
-                info.get("master_replid", ""),
-                int(info.get("master_repl_offset", 0)),
-            )
+        result["pause_effective_at"] = time.time()
+        await _offsets(primaries)
         limit = (pause_ms / 1000.0) if pause_ms else DRAIN_WAIT_S
         deadline = time.monotonic() + limit
         while True:
@@ -744,15 +752,19 @@ async def drain(
             behind = [
                 p for p in primaries if p.replid not in ckpts or ckpts[p.replid].offset < p.offset
             ]
-            if not behind:
+            # Reached: with a pause, the offsets are read once more to be sure that it held (a
+            # source whose offset moved, e.g. a write from a client the pause exempts, is
+            # waited for again).
+            if not behind and (not pause_ms or not await _offsets(primaries)):
                 break
             if time.monotonic() > deadline:
-                names = ", ".join(p.url.address for p in behind)
+                names = ", ".join(p.url.address for p in behind) or "the sources"
                 raise DrainRefused(
                     f"the destination did not reach the offsets of {names} within "
                     f"{limit * 1000:.0f} ms: raise the pause, or retry when the lag is lower"
                 )
-            await asyncio.sleep(DRAIN_POLL_S)
+            if behind:
+                await asyncio.sleep(DRAIN_POLL_S)
         result["drained_ms"] = round((time.time() - started) * 1000, 1)
         result["sources"] = [
             {"address": p.url.address, "replid": p.replid, "offset": p.offset} for p in primaries
@@ -760,6 +772,7 @@ async def drain(
     except SyncError as exc:
         raise DrainRefused(f"drain: {exc}") from None
     finally:
+        result["unpause_sent_at"] = time.time()
         for p in primaries:
             if p.paused:
                 try:
