@@ -115,6 +115,12 @@ def database_edit(request: HttpRequest, uid: int) -> HttpResponse:
             if replica.changed:
                 replica_views.replica_form_saved(request, database)
             messages.success(request, f"Changes to {database.name} saved.")
+            # The pre-flight passed; its warnings (with their fixes) are worth reading now.
+            for check in (c for r in preflight_shown for c in r.checks if c.level == "warn"):
+                fix = f" Fix: {check.fix}" if check.fix else ""
+                messages.warning(
+                    request, f"Pre-flight warning: {check.subject}: {check.message}.{fix}"
+                )
             return redirect("database-detail", uid=database.pk)
     context = database_context(database, "configuration")
     context.update(form=form, has_password=bool(database.password))

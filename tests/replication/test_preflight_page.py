@@ -10,7 +10,7 @@ from console.models import AuditEntry
 from tests.support.databases import create_active
 from tests.support.pages import edit_data
 
-from .test_sync_jobs import admin
+from .test_sync_jobs import admin, make_replica
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,3 +40,24 @@ def test_edit_refuses_a_failed_preflight_unless_overridden(admin_api, admin_clie
     assert [s.source_database_id for s in b.replica_sources.all()] == [a.pk]
     entry = AuditEntry.objects.get(action="replica_sources.preflight_override", object_id=b.pk)
     assert entry.actor_name == "admin" and "cannot fit" in entry.detail
+
+
+def test_run_preflight_from_the_database_page(admin_api, admin_client, viewer_client, live_worker):
+    a = create_active(admin_api, name="a")
+    b = create_active(admin_api, name="b")
+    admin(a).set("k", "v")
+    page = admin_client.get(reverse("database-detail", kwargs={"uid": b.pk}))
+    assert b"Migrate with Replica Of" in page.content
+    assert b"Run pre-flight" not in page.content  # no sources yet
+    make_replica(admin_api, b, a)
+    page = admin_client.get(reverse("database-detail", kwargs={"uid": b.pk}))
+    assert b"Run pre-flight" in page.content
+
+    url = reverse("replica-preflight", kwargs={"uid": b.pk})
+    assert viewer_client.post(url).status_code == 403
+    shown = admin_client.post(url)
+    assert shown.status_code == 200
+    assert b"Pre-flight passed." in shown.content
+    assert b'data-preflight-level="pass"' in shown.content and b"reachable" in shown.content
+    assert b"RESTORE payloads apply as they are" in shown.content
+    assert a.internal_password.encode() not in shown.content
