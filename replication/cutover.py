@@ -154,7 +154,9 @@ def _enqueue(cutover_id: int) -> None:
     Cutover.objects.filter(pk=cutover_id).update(
         lease_token="", lease_until=timezone.now() + timedelta(seconds=Cutover.LEASE_S)
     )
-    current_app.send_task(DRIVE_TASK, args=[cutover_id], queue="sync")
+    current_app.send_task(
+        DRIVE_TASK, args=[cutover_id], queue="sync", expires=Cutover.LEASE_S * 3
+    )
 
 
 def _locked(destination: Database) -> Cutover:
