@@ -154,9 +154,7 @@ def _enqueue(cutover_id: int) -> None:
     Cutover.objects.filter(pk=cutover_id).update(
         lease_token="", lease_until=timezone.now() + timedelta(seconds=Cutover.LEASE_S)
     )
-    current_app.send_task(
-        DRIVE_TASK, args=[cutover_id], queue="sync", expires=Cutover.LEASE_S * 3
-    )
+    current_app.send_task(DRIVE_TASK, args=[cutover_id], queue="sync", expires=Cutover.LEASE_S * 3)
 
 
 def _locked(destination: Database) -> Cutover:
@@ -273,14 +271,12 @@ def cutover_act(
             if not cutover.preflight.get("failed"):
                 raise ApplicationError("the pre-flight did not fail", field="action")
             cutover.preflight_overridden = True
-            failed = [c for c in cutover.preflight.get("checks", []) if c["level"] == "fail"]
             _move(
                 cutover,
                 step=CutoverStep.CONFIRM_FLUSH,
                 state=CutoverState.WAITING,
                 actor=actor,
-                detail="pre-flight overridden: "
-                + "; ".join(f"{c['subject']}: {c['name']}: {c['message']}" for c in failed),
+                detail="pre-flight overridden: " + _failed_lines(cutover.preflight),
                 fields=["preflight_overridden"],
             )
         elif action == "confirm_flush" and waiting and step == CutoverStep.CONFIRM_FLUSH:
@@ -324,6 +320,15 @@ def cutover_act(
     return cutover
 
 
+def _failed_lines(report: dict[str, Any]) -> str:
+    """The failed lines of a saved pre-flight, as the audit log says them."""
+    return "; ".join(
+        f"{c['subject']}: {c['name']}: {c['message']}"
+        for c in report.get("checks", [])
+        if c["level"] == "fail"
+    )
+
+
 def _sources_apply(cutover: Cutover, actor: User) -> None:
     """The flush is confirmed: the wanted sources are set (a new generation flushes and loads
     them), or the current ones synced again from scratch."""
@@ -334,13 +339,11 @@ def _sources_apply(cutover: Cutover, actor: User) -> None:
     else:
         services.replica_sync_restart(actor=actor, destination=destination)
     if cutover.preflight_overridden:
-        report = cutover.preflight
-        failed = [c for c in report.get("checks", []) if c["level"] == "fail"]
         audit_record(
             actor=actor,
             action="replica_sources.preflight_override",
             obj=destination,
-            detail="; ".join(f"{c['subject']}: {c['name']}: {c['message']}" for c in failed),
+            detail=_failed_lines(cutover.preflight),
         )
 
 

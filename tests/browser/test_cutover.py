@@ -90,14 +90,13 @@ def test_migrate_with_replica_of_in_the_browser(
     wait_for(lambda: len(writer.writes) > 50, what="writes flowing to alpha")
     with page.expect_navigation():
         cut.click()
-    row = wait_for(
-        lambda: (
-            (c := Cutover.objects.get(destination=b)).step
-            in (CutoverStep.VERIFY, CutoverStep.STOP, CutoverStep.DONE)
-            and c
-        ),
-        what="the drain to end",
-    )
+
+    def drained() -> Cutover | None:
+        row = Cutover.objects.get(destination=b)
+        done = (CutoverStep.VERIFY, CutoverStep.STOP, CutoverStep.DONE)
+        return row if row.step in done else None
+
+    row = wait_for(drained, what="the drain to end")
     time.sleep(0.3)  # writes after the pause too
     writer.stop.set()
     writer.join(10)

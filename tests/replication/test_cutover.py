@@ -76,10 +76,12 @@ def test_the_migration_survives_the_loss_of_its_driver(admin_api, viewer_api, li
     # lost (a paused sync is not "Synchronization complete").
     step(admin_api, b, "confirm_flush")
     assert put(admin_api, b, replica_sync="paused").status_code == 200
-    row = wait_for(
-        lambda: (c := Cutover.objects.get(pk=body["uid"])).lease_token and c,
-        what="a driver claiming the full sync step",
-    )
+
+    def claimed() -> Cutover | None:
+        row = Cutover.objects.get(pk=body["uid"])
+        return row if row.lease_token else None
+
+    row = wait_for(claimed, what="a driver claiming the full sync step")
     first_driver = row.lease_token
     live_worker.kill_sync()
     live_worker.start_sync()

@@ -9,6 +9,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -40,7 +41,9 @@ def _checkpoint(src: RedisServer, dst: RedisServer, *, behind: int = 0) -> None:
     dst.client().hset(CHECKPOINT_KEY, "source-1", ckpt.encode())
 
 
-def _run(src: RedisServer, dst: RedisServer, pause_ms: int, url: str | None = None) -> dict:
+def _run(
+    src: RedisServer, dst: RedisServer, pause_ms: int, url: str | None = None
+) -> dict[str, Any]:
     return asyncio.run(
         drain(
             [SourceConfig(parse_redis_url(url or src.url))],
