@@ -75,6 +75,21 @@ urlpatterns = [
         name="api-bdb-replica-verify-runs",
     ),
     path(
+        "bdbs/<int:uid>/actions/replica_migrate",
+        replica_apis.ReplicaMigrateApi.as_view(),
+        name="api-bdb-replica-migrate",
+    ),
+    path(
+        "bdbs/<int:uid>/actions/replica_migrate_step",
+        replica_apis.ReplicaMigrateStepApi.as_view(),
+        name="api-bdb-replica-migrate-step",
+    ),
+    path(
+        "bdbs/<int:uid>/replica_migrate",
+        replica_apis.ReplicaMigrateStatusApi.as_view(),
+        name="api-bdb-replica-migrate-status",
+    ),
+    path(
         "bdbs/<int:uid>/flush",
         bdb_apis.BdbFlushApi.as_view(resource=bdb_apis.bdb_data),
         name="api-bdb-flush",

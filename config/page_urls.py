@@ -24,6 +24,17 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path(
         "databases/<int:uid>/replica-of/verify/", replica_views.verify_action, name="replica-verify"
     ),
+    path(
+        "databases/<int:uid>/replica-of/preflight/",
+        replica_views.preflight_action,
+        name="replica-preflight",
+    ),
+    path("databases/<int:uid>/migrate/", replica_views.cutover_page, name="replica-migrate"),
+    path(
+        "databases/<int:uid>/migrate/action/",
+        replica_views.cutover_action,
+        name="replica-migrate-action",
+    ),
     path("databases/<int:uid>/source-url/", replica_views.source_url, name="replica-source-url"),
     path(
         "databases/<int:uid>/source-url/regenerate/",

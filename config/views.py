@@ -48,12 +48,16 @@ def database_detail(request: HttpRequest, uid: int) -> HttpResponse:
     return render(request, "console/database_configuration.html", context)
 
 
-def _preflight(database: Database, replica: ReplicaSourcesForm) -> PreflightReport | None:
+def _preflight(
+    database: Database, replica: ReplicaSourcesForm, shown: list[PreflightReport]
+) -> PreflightReport | None:
     """The pre-flight of the new sources: its failures refuse the Save (ApplicationError) unless
-    the operator ticked the override; returns the overridden report, if any."""
+    the operator ticked the override; returns the overridden report, if any. The report goes
+    into `shown` (the re-rendered page lists its lines)."""
     if not replica.inputs:
         return None
     report = replica_services.replica_preflight(destination=database, sources=replica.inputs)
+    shown.append(report)
     if not report.failures:
         return None
     if not replica.cleaned_data.get("preflight_override"):
@@ -81,12 +85,13 @@ def database_edit(request: HttpRequest, uid: int) -> HttpResponse:
     # the source list even when only the memory field was wrong); both saves commit together.
     valid = request.method == "POST" and all([form.is_valid(), replica.is_valid()])
     preflight_failed = False
+    preflight_shown: list[PreflightReport] = []
     if valid:
         try:
             overridden = None
             if replica.changed:
                 replica_services.replica_sources_check(destination=database, sources=replica.inputs)
-                overridden = _preflight(database, replica)
+                overridden = _preflight(database, replica, preflight_shown)
             with transaction.atomic():
                 services.database_update(
                     actor=page_user(request), database=database, **form.service_kwargs()
@@ -110,11 +115,18 @@ def database_edit(request: HttpRequest, uid: int) -> HttpResponse:
             if replica.changed:
                 replica_views.replica_form_saved(request, database)
             messages.success(request, f"Changes to {database.name} saved.")
+            # The pre-flight passed; its warnings (with their fixes) are worth reading now.
+            for check in (c for r in preflight_shown for c in r.checks if c.level == "warn"):
+                fix = f" Fix: {check.fix}" if check.fix else ""
+                messages.warning(
+                    request, f"Pre-flight warning: {check.subject}: {check.message}.{fix}"
+                )
             return redirect("database-detail", uid=database.pk)
     context = database_context(database, "configuration")
     context.update(form=form, has_password=bool(database.password))
     context.update(replica_views.edit_context(page_user(request), database, replica))
     context["replica_preflight_failed"] = preflight_failed
+    context["replica_preflight"] = preflight_shown[0].as_dict() if preflight_shown else None
     return render(request, "console/database_edit.html", context)
 
 

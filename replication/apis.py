@@ -30,13 +30,16 @@ from console.fields import single_query
 from console.models import Database, User
 from console.permissions import IsAdmin
 from console.schema import STATE_REFUSALS
-from replication import selectors, series, services
+from replication import cutover, selectors, series, services
 from replication.metrics import metrics_text
 from replication.models import AlertName
 from replication.serializers import (
     AlertSettingsOutSerializer,
     AlertSettingsSerializer,
     BdbReplicaUpdateSerializer,
+    CutoverActionSerializer,
+    CutoverSerializer,
+    CutoverStartSerializer,
     PreflightSerializer,
     ReplicaEventSerializer,
     ReplicaEventsQuerySerializer,
@@ -274,6 +277,78 @@ class ReplicaVerifyRunsApi(APIView):
     def get(self, request: Request, uid: int) -> Response:
         db = _database(request, uid)
         return Response(VerifyRunSerializer(selectors.verify_runs_of(db), many=True).data)
+
+
+class ReplicaMigrateApi(APIView):
+    """Begin a guided migration into the database ("Migrate with Replica Of"): pre-flight, then
+    (after `confirm_flush`) full sync, Synchronization complete, (after `cutover`) pause and
+    drain, verify, stop; poll GET /v1/bdbs/{uid}/replica_migrate."""
+
+    permission_classes = [IsAdmin]
+
+    @extend_schema(
+        request=CutoverStartSerializer,
+        responses={202: CutoverSerializer},
+        extensions={
+            STATE_REFUSALS: "no sources, a source is not acceptable, or a migration is in progress"
+        },
+    )
+    def post(self, request: Request, uid: int) -> Response:
+        db = _database(request, uid)
+        body = CutoverStartSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        items = body.validated_data.get("replica_sources") or []
+        row = cutover.cutover_start(
+            actor=request.user,  # type: ignore[arg-type]
+            destination=db,
+            sources=_wanted_sources(db, items) if items else None,
+            lag_threshold_ms=body.validated_data["lag_threshold_ms"],
+            pause_ms=body.validated_data["pause_ms"],
+        )
+        return Response(CutoverSerializer(selectors.cutover_of(db) or row).data, status=202)
+
+
+class ReplicaMigrateStepApi(APIView):
+    """The operator's move of the migration in progress: `retry`, `override` (a failed
+    pre-flight, audited), `confirm_flush`, `cutover`, `proceed` (verify differences, audited),
+    `cancel`."""
+
+    permission_classes = [IsAdmin]
+
+    @extend_schema(
+        request=CutoverActionSerializer,
+        responses={200: CutoverSerializer},
+        extensions={
+            STATE_REFUSALS: "no migration in progress, or the action does not fit its step"
+        },
+    )
+    def post(self, request: Request, uid: int) -> Response:
+        db = _database(request, uid)
+        body = CutoverActionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        cutover.cutover_act(
+            actor=request.user,  # type: ignore[arg-type]
+            destination=db,
+            action=body.validated_data["action"],
+            pause_ms=body.validated_data["pause_ms"],
+        )
+        return Response(CutoverSerializer(selectors.cutover_of(db)).data)
+
+
+class ReplicaMigrateStatusApi(APIView):
+    """The database's newest migration; 404 when it never had one."""
+
+    @extend_schema(
+        responses={
+            200: CutoverSerializer,
+            404: OpenApiResponse(description="No such database, or it never had a migration."),
+        }
+    )
+    def get(self, request: Request, uid: int) -> Response:
+        row = selectors.cutover_of(_database(request, uid))
+        if row is None:
+            raise NotFound("the database never had a migration")
+        return Response(CutoverSerializer(row).data)
 
 
 class FlushApi(_ResourceActionApi):

@@ -250,3 +250,77 @@ class ReplicaAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} of {self.destination_id}/{self.source_uid}"
+
+
+class CutoverStep(models.TextChoices):
+    """The steps of a guided migration, in their order (replication.cutover)."""
+
+    PREFLIGHT = "preflight", "Pre-flight"
+    CONFIRM_FLUSH = "confirm_flush", "Confirm the flush"
+    FULL_SYNC = "full_sync", "Full sync"
+    SYNC_COMPLETE = "sync_complete", "Synchronization complete"
+    DRAIN = "drain", "Pause writes and drain"
+    VERIFY = "verify", "Verify"
+    STOP = "stop", "Stop Replica Of"
+    DONE = "done", "Connection details"
+
+
+class CutoverState(models.TextChoices):
+    RUNNING = "running", "Running"  # a driver task works on the step
+    WAITING = "waiting", "Waiting for the operator"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Cutover(models.Model):
+    """One guided migration of a destination ("Migrate with Replica Of"): its step, state, the
+    times and results of each step; the newest per destination is the one the page shows."""
+
+    ACTIVE: ClassVar[tuple[str, ...]] = (CutoverState.RUNNING, CutoverState.WAITING)
+    # A running step whose driver has not renewed its lease for this long lost its worker:
+    # reconcile queues a new driver, which continues from the step saved here.
+    LEASE_S: ClassVar[int] = 10
+
+    destination = models.ForeignKey(Database, on_delete=models.CASCADE, related_name="cutovers")
+    step = models.CharField(
+        max_length=16, choices=CutoverStep.choices, default=CutoverStep.PREFLIGHT, editable=False
+    )
+    state = models.CharField(
+        max_length=16, choices=CutoverState.choices, default=CutoverState.RUNNING, editable=False
+    )
+    actor = models.ForeignKey(
+        "console.User", null=True, blank=True, on_delete=models.SET_NULL, editable=False
+    )
+    actor_name = models.CharField(max_length=150, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+    finished = models.DateTimeField(null=True, blank=True, editable=False)
+    # "Synchronization complete": every source in sync with a lag under this.
+    lag_threshold_ms = models.PositiveIntegerField(default=1000)
+    # CLIENT PAUSE … WRITE on the sources while the last writes drain; 0: no pause.
+    pause_ms = models.PositiveIntegerField(default=3000)
+    # The sources to set when the flush is confirmed (JSON list of SourceInput, may hold
+    # passwords: encrypted); empty: the destination's current sources, synced again from scratch.
+    wanted_sources = EncryptedTextField(blank=True, default="", editable=False)
+    # {step: {"started": iso, "finished": iso}}
+    times = models.JSONField(default=dict, blank=True, editable=False)
+    preflight = models.JSONField(default=dict, blank=True, editable=False)  # PreflightReport
+    preflight_overridden = models.BooleanField(default=False, editable=False)
+    # The full sync as last seen: per source status, %, bytes; the destination's keys; ETA.
+    progress = models.JSONField(default=dict, blank=True, editable=False)
+    # The drain: the pause window and the offsets reached, or why it was refused.
+    drain = models.JSONField(default=dict, blank=True, editable=False)
+    verify_run = models.ForeignKey(
+        VerifyRun, null=True, blank=True, on_delete=models.SET_NULL, editable=False
+    )
+    verify_overridden = models.BooleanField(default=False, editable=False)
+    error = models.TextField(blank=True, default="", editable=False)
+    lease_token = models.CharField(max_length=32, blank=True, default="", editable=False)
+    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"cutover {self.pk} of {self.destination_id} ({self.step}, {self.state})"

@@ -13,6 +13,7 @@ from replication.alerts import Thresholds
 from replication.live import LiveStatus, live_message
 from replication.models import (
     AlertSettings,
+    Cutover,
     ReplicaAlert,
     ReplicaEvent,
     ReplicaOf,
@@ -106,6 +107,15 @@ def replica_events_of(database: Database, *, limit: int = 50) -> list[ReplicaEve
 def verify_runs_of(database: Database) -> list[VerifyRun]:
     """The database's last verify runs, newest first."""
     return list(VerifyRun.objects.filter(destination=database)[: VerifyRun.KEEP])
+
+
+def cutover_of(database: Database) -> Cutover | None:
+    """The database's newest migration (the one its page and the API show)."""
+    return (
+        Cutover.objects.filter(destination=database)
+        .select_related("destination", "destination__node", "verify_run")
+        .first()
+    )
 
 
 def syncer_state(database: Database) -> dict[str, Any] | None:

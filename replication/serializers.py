@@ -15,6 +15,8 @@ from replication.live import LiveSourceSerializer
 from replication.models import (
     AlertName,
     AlertSettings,
+    Cutover,
+    CutoverStep,
     ReplicaAlert,
     ReplicaEvent,
     ReplicaSource,
@@ -341,3 +343,131 @@ def alert_state_data(
         data["change_time"] = alert.change_time.isoformat().replace("+00:00", "Z")
         data["change_value"] = {"state": alert.state, **alert.change_value}
     return data
+
+
+class CutoverStartSerializer(serializers.Serializer[Any]):
+    """POST /v1/bdbs/{uid}/actions/replica_migrate."""
+
+    # Empty or absent: the destination's current sources, synced again from scratch.
+    replica_sources = ReplicaSourceInputSerializer(many=True, required=False)
+    lag_threshold_ms = StrictIntegerField(
+        required=False,
+        default=1000,
+        min_value=1,
+        max_value=3_600_000,
+        help_text="Synchronization complete: every source in sync with a lag under this",
+    )
+    pause_ms = StrictIntegerField(
+        required=False,
+        default=3000,
+        min_value=0,
+        max_value=60_000,
+        help_text="CLIENT PAUSE … WRITE on the sources while the last writes drain; 0: no pause",
+    )
+
+
+class CutoverActionSerializer(serializers.Serializer[Any]):
+    """POST /v1/bdbs/{uid}/actions/replica_migrate_step."""
+
+    action = serializers.ChoiceField(
+        choices=["retry", "override", "confirm_flush", "cutover", "proceed", "cancel"]
+    )
+    pause_ms = StrictIntegerField(
+        required=False, allow_null=True, default=None, min_value=0, max_value=60_000
+    )
+
+
+class CutoverStepSerializer(serializers.Serializer[Any]):
+    step = serializers.CharField()
+    name = serializers.CharField()
+    started = serializers.CharField(allow_null=True)
+    finished = serializers.CharField(allow_null=True)
+
+
+class CutoverConnectionSerializer(serializers.Serializer[Any]):
+    host = serializers.CharField()
+    port = serializers.IntegerField()
+    tls = serializers.BooleanField()
+    user = serializers.CharField()
+    password_set = serializers.BooleanField()
+    uri = serializers.CharField()
+    sharded = serializers.BooleanField()
+
+
+def cutover_steps(cutover: Cutover) -> list[dict[str, Any]]:
+    """Every step in order with its start and end times (None: not reached)."""
+    return [
+        {
+            "step": step.value,
+            "name": step.label,
+            "started": cutover.times.get(step.value, {}).get("started"),
+            "finished": cutover.times.get(step.value, {}).get("finished"),
+        }
+        for step in CutoverStep
+    ]
+
+
+def cutover_connection(cutover: Cutover) -> dict[str, Any]:
+    """What to hand to applications: the destination's endpoint for its `default` user."""
+    db = cutover.destination
+    tls = db.tls_mode == "enabled"
+    scheme = "rediss" if tls else "redis"
+    auth = "default:<password>@" if db.password else ""
+    return {
+        "host": db.host,
+        "port": db.port,
+        "tls": tls,
+        "user": "default",
+        "password_set": bool(db.password),
+        "uri": f"{scheme}://{auth}{db.host}:{db.port}",
+        "sharded": db.is_sharded,
+    }
+
+
+class CutoverSerializer(serializers.ModelSerializer[Cutover]):
+    """A guided migration: its step and state, each step's times, the pre-flight lines, the
+    full sync's progress, the drain, the verify run, and at the end the connection details."""
+
+    uid = serializers.IntegerField(source="pk", read_only=True)
+    bdb_uid = serializers.IntegerField(source="destination_id", read_only=True)
+    actor = serializers.CharField(source="actor_name", read_only=True)
+    steps = serializers.SerializerMethodField()
+    verify = serializers.SerializerMethodField()
+    connection = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Cutover
+        fields = [
+            "uid",
+            "bdb_uid",
+            "step",
+            "state",
+            "actor",
+            "created",
+            "updated",
+            "finished",
+            "lag_threshold_ms",
+            "pause_ms",
+            "steps",
+            "preflight",
+            "preflight_overridden",
+            "progress",
+            "drain",
+            "verify",
+            "verify_overridden",
+            "error",
+            "connection",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(CutoverStepSerializer(many=True))
+    def get_steps(self, cutover: Cutover) -> list[dict[str, Any]]:
+        return cutover_steps(cutover)
+
+    @extend_schema_field(VerifyRunSerializer(allow_null=True))
+    def get_verify(self, cutover: Cutover) -> dict[str, Any] | None:
+        return dict(VerifyRunSerializer(cutover.verify_run).data) if cutover.verify_run else None
+
+    @extend_schema_field(CutoverConnectionSerializer(allow_null=True))
+    def get_connection(self, cutover: Cutover) -> dict[str, Any] | None:
+        return cutover_connection(cutover) if cutover.step == CutoverStep.DONE else None

@@ -8,7 +8,7 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_shutting_down
 
-from replication import jobs, services, verify_job
+from replication import cutover, jobs, services, verify_job
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +27,22 @@ def replica_verify_task(run_id: int) -> None:
     log.info("verify %s ended: %s", run_id, outcome)
 
 
+# The driver of a migration (replication.cutover): runs while its step does (a full sync may take
+# hours); if its worker is lost, reconcile queues another once its lease expires.
+@shared_task(name="replication.tasks.cutover_drive_task", acks_late=False, ignore_result=True)
+def cutover_drive_task(cutover_id: int) -> None:
+    outcome = cutover.cutover_drive(cutover_id=cutover_id)
+    log.info("migration %s: %s", cutover_id, outcome)
+
+
 @shared_task(name="replication.tasks.sync_reconcile_task", ignore_result=True)
 def sync_reconcile_task() -> None:
     requeued = services.sync_jobs_reconcile()
     if requeued:
         log.info("re-queued the sync jobs of databases %s", requeued)
+    drivers = cutover.cutovers_reconcile()
+    if drivers:
+        log.info("queued drivers of the migrations %s", drivers)
 
 
 # Delivery of an alert's raise or clear (replication.services): e-mail once, the webhook retried

@@ -18,12 +18,14 @@ from console import selectors as console_selectors
 from console.decorators import admin_required, page_user
 from console.errors import ApplicationError
 from console.models import Database, DatabaseStatus, User
-from replication import graph, selectors, services
+from console.views import database_context
+from replication import cutover, graph, selectors, services
 from replication.forms import ExternalSourceForm, ReplicaSourcesForm, pending_row
 from replication.live import ADVICE, STATUS_LABELS
-from replication.models import ReplicaSync
+from replication.models import CutoverState, CutoverStep, ReplicaSync
 from replication.pending import pending_forget, pending_put
-from replication.sources import MAX_SOURCES, SourceInput
+from replication.serializers import CutoverSerializer, cutover_connection, cutover_steps
+from replication.sources import MAX_SOURCES, SourceInput, source_input_of
 
 # Fields of the Add source dialog that a refusal may name besides the URL.
 DIALOG_TLS_FIELDS = ("server_cert", "replication_tls_sni")
@@ -262,3 +264,104 @@ def password_regenerate(request: HttpRequest, uid: int) -> JsonResponse:
     except ApplicationError as exc:
         return _field_errors(exc, "password")
     return JsonResponse({"regenerated": True})
+
+
+# ---------------------------------------------------------------- pre-flight and migration
+
+
+def _int_field(request: HttpRequest, name: str, default: int) -> int:
+    raw = request.POST.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise ApplicationError(f"{name.replace('_', ' ')} must be a whole number", field=name)
+    return int(raw)
+
+
+@require_POST
+@admin_required
+def preflight_action(request: HttpRequest, uid: int) -> HttpResponse:
+    """The database page's Run pre-flight: the lines of its current sources, nothing saved."""
+    database = console_selectors.database_get_for_user(user=page_user(request), uid=uid)
+    context = database_context(database, "configuration")
+    try:
+        wanted = [source_input_of(s) for s in selectors.replica_sources_of(database)]
+        services.replica_sources_check(destination=database, sources=wanted)
+        context["preflight"] = services.replica_preflight(
+            destination=database, sources=wanted
+        ).as_dict()
+    except ApplicationError as exc:
+        context["preflight_error"] = exc.message
+    return render(request, "replication/preflight.html", context)
+
+
+def cutover_context(database: Database) -> dict[str, Any]:
+    """The migration page: the newest migration with its steps, and what a new one may use."""
+    row = selectors.cutover_of(database)
+    sources = selectors.replica_sources_of(database)
+    return {
+        "cutover": row,
+        "cutover_data": CutoverSerializer(row).data if row else None,
+        "cutover_steps": cutover_steps(row) if row else [],
+        "cutover_active": row is not None
+        and row.state in (CutoverState.RUNNING, CutoverState.WAITING),
+        "cutover_connection": cutover_connection(row)
+        if row and row.step == CutoverStep.DONE
+        else None,
+        "current_sources": sources,
+        "max_pause_ms": cutover.MAX_PAUSE_MS,
+    }
+
+
+@require_GET
+def cutover_page(request: HttpRequest, uid: int) -> HttpResponse:
+    database = console_selectors.database_get_for_user(user=page_user(request), uid=uid)
+    context = database_context(database, "migrate")
+    context.update(cutover_context(database))
+    refused = graph.cycle_candidates(database)
+    context["candidates"] = [
+        db
+        for db in console_selectors.database_list(user=page_user(request)).order_by("name")
+        if db.pk != database.pk and db.status == DatabaseStatus.ACTIVE and db.pk not in refused
+    ]
+    return render(request, "replication/cutover.html", context)
+
+
+@require_POST
+@admin_required
+def cutover_action(request: HttpRequest, uid: int) -> HttpResponse:
+    """The migration page's buttons: Start, and each step's move (retry, override, confirm the
+    flush, cut over, proceed, cancel)."""
+    destination = console_selectors.database_get_for_user(user=page_user(request), uid=uid)
+    actor = page_user(request)
+    action = request.POST.get("action", "")
+    try:
+        if action == "start":
+            raw = request.POST.get("source", "")
+            sources = None
+            if raw.isdigit():
+                readable = console_selectors.database_list(user=actor)
+                if not readable.filter(pk=int(raw)).exists():
+                    raise ApplicationError("choose a database", field="source")
+                sources = [SourceInput(source_database_uid=int(raw))]
+            elif raw != "current":
+                raise ApplicationError("choose the sources to migrate from", field="source")
+            cutover.cutover_start(
+                actor=actor,
+                destination=destination,
+                sources=sources,
+                lag_threshold_ms=_int_field(request, "lag_threshold_ms", 1000),
+                pause_ms=_int_field(request, "pause_ms", 3000),
+            )
+            messages.success(request, "Migration started: pre-flight first.")
+        else:
+            pause = request.POST.get("pause_ms")
+            cutover.cutover_act(
+                actor=actor,
+                destination=destination,
+                action=action,
+                pause_ms=_int_field(request, "pause_ms", 0) if pause is not None else None,
+            )
+    except ApplicationError as exc:
+        messages.error(request, f"Not done: {exc.message}.")
+    return redirect("replica-migrate", uid=destination.pk)
