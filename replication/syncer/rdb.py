@@ -142,7 +142,12 @@ class RdbEnd:
     checksum_ok: bool  # also True when the file carries no checksum (rdbchecksum no, or RDB < 5)
 
 
-RdbItem = RdbKey | RdbAux | RdbSelectDb | RdbFunction | RdbModuleAux | RdbEnd
+# bytes: a key already turned into a command by the parser's `packer` (RdbParser).
+RdbItem = RdbKey | RdbAux | RdbSelectDb | RdbFunction | RdbModuleAux | RdbEnd | bytes
+
+# RdbParser.packer: (key, type, buffer, start, end, expire_ms) -> the key as one packed command,
+# from the value's bytes buffer[start:end]; or None to have it returned as an RdbKey instead.
+Packer = Callable[[bytes, int, bytes, int, int, int], bytes | None]
 
 # A continuation of a value skipper: called with (buffer, offset of the first unread element), it
 # returns where the value ends (or raises _Short again).
@@ -451,6 +456,10 @@ class RdbParser:
 
     It keeps only the incomplete item plus the last chunk in memory. After the end marker `done`
     is True and any further bytes (e.g. a diskless transfer's EOF mark) are kept in `tail`.
+
+    `packer` (None by default): a key whose bytes are in one chunk is first offered to it, and
+    what it returns, a packed command, takes the key's place among the items (no RdbKey, no
+    copy of the payload but the one the packer makes): the full sync's fast path (dump.py).
     """
 
     def __init__(self) -> None:
@@ -470,6 +479,7 @@ class RdbParser:
         self._resume: _Resume | None = None
         self._at = 0
         self._error: str | None = None
+        self.packer: Packer | None = None
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[RdbItem]:
         """Append bytes; return every item completed by them (may be empty). Raises RdbError.
@@ -577,6 +587,7 @@ class RdbParser:
         db = self._db
         expire = self._expire
         keys = self.keys
+        packer = self.packer
         start = pos
         try:
             while True:
@@ -605,7 +616,8 @@ class RdbParser:
                         end = skip(buf, p)
                     if end > n:
                         raise _Short(end)
-                    append(RdbKey(db, key, t, buf[p:end], expire, valkey))
+                    cmd = None if packer is None else packer(key, t, buf, p, end, expire)
+                    append(RdbKey(db, key, t, buf[p:end], expire, valkey) if cmd is None else cmd)
                     expire = -1
                     keys += 1
                     pos = end
