@@ -111,8 +111,11 @@ async def stream(ctx: LinkContext, state: LinkState, link: SourceLink, writer: W
                     continue
                 names = set(map(bytes.upper, map(itemgetter(0), parsed)))
                 look = _OWN_KEYS in raw
-                if gap is None and not look and special.isdisjoint(names) and names.isdisjoint(
-                    _FLUSH_NAMES
+                if (
+                    gap is None
+                    and not look
+                    and special.isdisjoint(names)
+                    and names.isdisjoint(_FLUSH_NAMES)
                 ):
                     notable = ()  # plain data commands only, forwarded as they came
                     ncmds += len(parsed)
