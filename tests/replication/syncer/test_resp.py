@@ -10,6 +10,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import hiredis
 import pytest
@@ -253,20 +254,16 @@ def test_frame_non_commands_are_protocol_errors(bad: bytes) -> None:
         p.frame(STREAM)
 
 
+def _command_lists(words: list[bytes], max_arg: int, max_args: int, max_commands: int) -> Any:
+    """Lists of commands: arguments among `words` or any bytes up to `max_arg` long."""
+    argument = st.one_of(st.sampled_from(words), st.binary(max_size=max_arg))
+    command = st.lists(argument, min_size=1, max_size=max_args)
+    return st.lists(command, min_size=1, max_size=max_commands)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
-    commands=st.lists(
-        st.lists(
-            st.one_of(
-                st.sampled_from([b"PING", b"select", b"SET", b"x" * 1000, b""]),
-                st.binary(max_size=1100),
-            ),
-            min_size=1,
-            max_size=12,
-        ),
-        min_size=1,
-        max_size=15,
-    ),
+    commands=_command_lists([b"PING", b"select", b"SET", b"x" * 1000, b""], 1100, 12, 15),
     chunk=st.integers(1, 3000),
 )
 def test_fuzz_frame_agrees_with_feed(commands: list[list[bytes]], chunk: int) -> None:
@@ -305,17 +302,8 @@ def _from_text(text: bytes) -> re.Pattern[bytes]:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    commands=st.lists(
-        st.lists(
-            st.one_of(
-                st.sampled_from([b"PING", b"select", b"SET", b"DEL", b"PXAT", b"x" * 999, b""]),
-                st.binary(max_size=1001),
-            ),
-            min_size=1,
-            max_size=10,
-        ),
-        min_size=1,
-        max_size=12,
+    commands=_command_lists(
+        [b"PING", b"select", b"SET", b"DEL", b"PXAT", b"x" * 999, b""], 1001, 10, 12
     ),
     cut=st.integers(0, 50),
     flip=st.tuples(st.integers(0, 20_000), st.integers(0, 255)),
