@@ -175,9 +175,9 @@ class SnapshotLoad:
                 st.ingress_bytes, st.ingress_bytes_decompressed = link.wire_bytes, link.bytes_in
             horizon = self._horizon_ms(start, start_ms)
             for item in items:
-                if type(item) is bytes:  # packed by the parser, in database `db`
-                    batch.append(item)
-                    nkeys += 1
+                if type(item) is rdb.RdbPacked:  # keys packed by the parser, in database `db`
+                    batch += item.cmds
+                    nkeys += len(item.cmds)
                     if nkeys >= _LOAD_BATCH:
                         await flush()
                 elif type(item) is rdb.RdbSelectDb:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from replication.syncer.checkpoint import BOOKKEEPING_PREFIX
 from replication.syncer.dump import dump_payload, restore_command, restore_packed, restore_packer
-from replication.syncer.rdb import RdbKey, RdbParser, RdbSelectDb
+from replication.syncer.rdb import RdbKey, RdbPacked, RdbParser, RdbSelectDb
 from replication.syncer.resp import pack
 from tests.replication.syncer.rdb_fixtures import (
     VALKEY_SERVER,
@@ -156,7 +156,9 @@ def _packed_load(data: bytes, floor: int, chunk: int) -> list[object]:
     items: list[object] = list(parser.feed(data[:9]))  # the header: the version is known
     parser.packer = restore_packer(parser.version, BOOKKEEPING_PREFIX, [floor])
     for i in range(9, len(data), chunk):
-        items += parser.feed(data[i : i + chunk])
+        for item in parser.feed(data[i : i + chunk]):
+            assert type(item) is not RdbPacked or item.cmds
+            items += item.cmds if type(item) is RdbPacked else [item]
     parser.close()
     return items
 
