@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import threading
@@ -28,8 +30,86 @@ RESULTS = REPO / "bench" / "results"
 SOURCE_ARGS = ["--repl-diskless-sync-delay", "0"]
 
 
-def server(*args: str) -> RedisServer:
-    return RedisServer(args=[*SOURCE_ARGS, *args]).start()
+def server(*args: str, cpus: set[int] | None = None) -> RedisServer:
+    """A redis-server with the benches' defaults; `cpus`: pinned there (every thread)."""
+    srv = RedisServer(args=[*SOURCE_ARGS, *args]).start()
+    if cpus is not None:
+        pin(srv.pid, cpus)
+    return srv
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Run every thread of process `pid` on `cpus` only (a thread started later inherits its
+    creator's set, a forked child its parent's: redis-server's snapshot child included)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(tid), cpus)
+
+
+class Pinning:
+    """Where a bench runs its processes (the issue's "measure what matters").
+
+    With two CPUs or more and pinning on: the source and the load generator (this process, its
+    marker threads, redis-benchmark, redis-cli) on one CPU, the replica side (a native replica,
+    or the syncer and its destination) on another, so that ours and native get equal CPU and
+    the source's ops/s measures the replication protocol, not CPU taken from it. Otherwise
+    every process may use every CPU (`--no-pin`)."""
+
+    def __init__(self, enabled: bool) -> None:
+        allowed = sorted(os.sched_getaffinity(0))
+        self.active = enabled and len(allowed) >= 2
+        self.all = set(allowed)
+        self.source = {allowed[0]} if self.active else self.all
+        self.replica = {allowed[1]} if self.active else self.all
+        if self.active:
+            pin(os.getpid(), self.source)  # children (servers, redis-benchmark) inherit it
+
+    def describe(self) -> str:
+        if not self.active:
+            why = "--no-pin" if len(self.all) >= 2 else f"only {len(self.all)} CPU"
+            return f"unpinned ({why}): every process on CPUs {sorted(self.all)}"
+        return (
+            f"pinned: source and load generator on CPU {min(self.source)}, "
+            f"replica side (native replica, or syncer + destination) on CPU {min(self.replica)}"
+        )
+
+    def source_server(self, *args: str) -> RedisServer:
+        return server(*args, cpus=self.source if self.active else None)
+
+    def replica_server(self, *args: str) -> RedisServer:
+        return server(*args, cpus=self.replica if self.active else None)
+
+    def syncer(self, *args: str) -> Syncer:
+        s = Syncer(*args)
+        if self.active:
+            pin(s.proc.pid, self.replica)
+        return s
+
+
+def pin_argument(ap: Any) -> None:
+    """--no-pin and --runs, shared by the benches."""
+    ap.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    ap.add_argument(
+        "--runs", type=int, default=1, help="repeat, interleaved (native, ours, native, ours …)"
+    )
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process `pid`, its reaped children included (a source's
+    snapshot child is reaped by the server once the transfer ends)."""
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system + t.children_user + t.children_system)
+
+
+def min_median(values: Sequence[float], fmt: str = "{:.2f}") -> str:
+    """'min / median' of repeated runs (a single run: its value)."""
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(min(values))} / {fmt.format(statistics.median(values))}"
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
 def pipe_commands(cli: Sequence[str], commands: Iterable[bytes], batch: int = 10000) -> None:

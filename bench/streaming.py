@@ -1,12 +1,15 @@
 """Streaming: lag and throughput under redis-benchmark, our syncer beside a native replica.
 
-    .venv/bin/python bench/streaming.py [-n 2000000] [--mix 300000]
+    .venv/bin/python bench/streaming.py [-n 2000000] [--mix 300000] [--runs 5] [--no-pin]
 
 For each of (native REPLICAOF, syncer), on a fresh source: attach, wait for the initial sync,
 then run `redis-benchmark -t set -n N -P 16 -r 1000000 -d 100` against the source while a marker
 key is written to the source every 10 ms and polled on the destination. Reports lag p50/p99/max,
 catch-up time after the load, commands applied per second, the source's accepted ops/s, and the CPU
-seconds the replica side used (destination server, and the syncer process) during the load.
+seconds of each process during the load (source, destination server, and the syncer process).
+Native and ours run interleaved `--runs` times (min / median in the table); processes are pinned
+to CPUs unless `--no-pin` (bench.common.Pinning): redis-benchmark and the source on one, the
+replica side on the other.
 Then the same for DESIGN §6's mix (`-t set,incr,lpush,hset,sadd,zadd`, --mix commands each,
 run one test after the other): its INCR, LPUSH, HSET, SADD and ZADD are not blind writes, so
 the syncer applies them in MULTI … EXEC (checkpoint.py).
@@ -24,17 +27,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     BackgroundThreads,
+    Pinning,
     Syncer,
     loaded,
     machine_load,
-    server,
+    min_median,
+    pin_argument,
+    process_cpu,
+    summary,
     table,
     wait,
     write_results,
@@ -69,11 +75,6 @@ class Marker(BackgroundThreads):
             time.sleep(0.001)
 
 
-def _cpu_seconds(ps: psutil.Process) -> float:
-    t = ps.cpu_times()
-    return float(t.user + t.system)
-
-
 # The issue's load, and DESIGN §6's mix (redis-benchmark runs its tests one after the other).
 WORKLOADS = {"set": "set", "mix": "set,incr,lpush,hset,sadd,zadd"}
 
@@ -100,9 +101,9 @@ def run_load(src: RedisServer, n: int, tests: str = "set") -> tuple[float, float
     return elapsed, total / sum(n / r for r in final.values()), total
 
 
-def measure(kind: str, n: int, workload: str = "set") -> dict[str, Any]:
-    src = server()
-    dst = server()
+def measure(pins: Pinning, kind: str, n: int, workload: str = "set") -> dict[str, Any]:
+    src = pins.source_server()
+    dst = pins.replica_server()
     syncer: Syncer | None = None
     try:
         if kind == "native":
@@ -111,12 +112,10 @@ def measure(kind: str, n: int, workload: str = "set") -> dict[str, Any]:
                 lambda: dst.client().info("replication").get("master_link_status") == "up", "native"
             )
         else:
-            syncer = Syncer(src.url, "--to", dst.url)
+            syncer = pins.syncer(src.url, "--to", dst.url)
             wait(lambda: loaded(dst), "syncer loaded")
         cpu0 = syncer.cpu_seconds() if syncer else 0.0
-        assert dst.proc is not None
-        dst_ps = psutil.Process(dst.proc.pid)
-        dst_cpu0 = _cpu_seconds(dst_ps)
+        dst_cpu0, src_cpu0 = process_cpu(dst.pid), process_cpu(src.pid)
         load_before = machine_load()
         with Marker(src.client(), dst.client()) as marker:
             time.sleep(0.3)
@@ -139,11 +138,14 @@ def measure(kind: str, n: int, workload: str = "set") -> dict[str, Any]:
             "samples": len(lags),
             "catch_up_s": caught_up,
             "applied_per_s": applied_per_s,
-            "destination_cpu_s": _cpu_seconds(dst_ps) - dst_cpu0,
+            "destination_cpu_s": process_cpu(dst.pid) - dst_cpu0,
+            "source_cpu_s": process_cpu(src.pid) - src_cpu0,
             "machine_load_before": load_before,
         }
         if syncer is not None:
-            result["syncer_cpu_s"] = syncer.cpu_seconds() - cpu0
+            syncer_cpu = syncer.cpu_seconds() - cpu0
+            result["syncer_cpu_s"] = syncer_cpu
+            result["syncer_cpu_s_per_million"] = syncer_cpu / total * 1e6
             result["syncer_peak_rss_bytes"] = syncer.peak_rss
         return result
     finally:
@@ -159,42 +161,86 @@ def main() -> None:
     ap.add_argument(
         "--mix", type=int, default=300_000, help="commands per test of the mix (0: skip it)"
     )
+    pin_argument(ap)
     args = ap.parse_args()
-    results = [measure("native", args.n), measure("syncer", args.n)]
-    if args.mix:
-        results += [measure("native", args.mix, "mix"), measure("syncer", args.mix, "mix")]
+    pins = Pinning(not args.no_pin)
+    print(pins.describe())
+    loads = [("set", args.n)] + ([("mix", args.mix)] if args.mix else [])
+    results: list[dict[str, Any]] = []
+    for i in range(args.runs):
+        for workload, n in loads:
+            for kind in ("native", "syncer"):
+                r = measure(pins, kind, n, workload)
+                r["run"] = i
+                results.append(r)
+                print(
+                    f"run {i + 1}/{args.runs} {workload} {kind}: p99 {r['lag_p99_ms']:.1f} ms, "
+                    f"src ops/s {r['source_ops_per_s']:.0f}; before: {r['machine_load_before']}"
+                )
     rows = [
         (
             *("workload", "replica", "src ops/s", "lag p50", "p99", "max ms", "catch-up s"),
-            *("applied/s", "dest CPU s", "syncer CPU s"),
+            *("applied/s", "src CPU s", "dest CPU s", "syncer CPU s", "syncer CPU s/M"),
         )
     ]
-    for r in results:
-        rows.append(
-            (
-                r["workload"],
-                r["kind"],
-                f"{r['source_ops_per_s']:.0f}",
-                f"{r['lag_p50_ms']:.1f}",
-                f"{r['lag_p99_ms']:.1f}",
-                f"{r['lag_max_ms']:.1f}",
-                f"{r['catch_up_s']:.2f}",
-                f"{r['applied_per_s']:.0f}",
-                f"{r['destination_cpu_s']:.2f}",
-                f"{r['syncer_cpu_s']:.2f}" if "syncer_cpu_s" in r else "-",
+    ratios: dict[str, dict[str, float]] = {}
+    for workload, _ in loads:
+        for kind in ("native", "syncer"):
+            rs = [r for r in results if r["workload"] == workload and r["kind"] == kind]
+
+            def col(key: str, fmt: str = "{:.2f}", rs: list[dict[str, Any]] = rs) -> str:
+                return min_median([r[key] for r in rs], fmt) if key in rs[0] else "-"
+
+            rows.append(
+                (
+                    workload,
+                    kind,
+                    col("source_ops_per_s", "{:.0f}"),
+                    col("lag_p50_ms", "{:.1f}"),
+                    col("lag_p99_ms", "{:.1f}"),
+                    col("lag_max_ms", "{:.1f}"),
+                    col("catch_up_s"),
+                    col("applied_per_s", "{:.0f}"),
+                    col("source_cpu_s"),
+                    col("destination_cpu_s"),
+                    col("syncer_cpu_s"),
+                    col("syncer_cpu_s_per_million"),
+                )
             )
-        )
+        nat = [r for r in results if r["workload"] == workload and r["kind"] == "native"]
+        our = [r for r in results if r["workload"] == workload and r["kind"] == "syncer"]
+        per_run = [
+            o["source_ops_per_s"] / n["source_ops_per_s"] for n, o in zip(nat, our, strict=True)
+        ]
+        ratios[workload] = summary(per_run)
+        p99s = [o["lag_p99_ms"] for o in our]
+        ratios[workload + "_p99_ms"] = summary(p99s)
+    print(f"{args.runs} run(s), min / median; {pins.describe()}")
     print(table(rows))
-    for r in results:
-        print(f"{r['workload']} {r['kind']}: before the load, {r['machine_load_before']}")
-    ratios = {}
-    for native, ours in zip(results[::2], results[1::2], strict=True):
-        slow = ours["source_ops_per_s"] / native["source_ops_per_s"]
-        ratios[ours["workload"]] = slow
-        print(f"{ours['workload']}: source ops/s with syncer / with native replica: {slow:.2f}")
+    for workload, _ in loads:
+        r = ratios[workload]
+        print(
+            f"{workload}: source ops/s with syncer / with native replica, per run: "
+            f"min {r['min']:.2f}, median {r['median']:.2f}; syncer p99 lag per run: "
+            + ", ".join(
+                f"{o['lag_p99_ms']:.1f}"
+                for o in results
+                if o["workload"] == workload and o["kind"] == "syncer"
+            )
+            + " ms"
+        )
     print(machine_load())
     path = write_results(
-        "streaming", {"n": args.n, "mix": args.mix, "results": results, "ops_ratio": ratios}
+        "streaming",
+        {
+            "n": args.n,
+            "mix": args.mix,
+            "runs": args.runs,
+            "pinned": pins.active,
+            "placement": pins.describe(),
+            "results": results,
+            "ops_ratio": ratios,
+        },
     )
     print(f"wrote {path}")
 

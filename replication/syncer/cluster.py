@@ -426,8 +426,11 @@ class ClusterWriter:
                     on_done=ckpt_done,
                 )
 
-    async def load(self, cmds: list[Command], on_done: Callable[[], None] | None) -> None:
-        # needs_args: the engine gives this writer arguments, never packed commands.
+    async def load(
+        self, cmds: list[Command], on_done: Callable[[], None] | None, *, one_line: bool = False
+    ) -> None:
+        # needs_args: the engine gives this writer arguments, never packed commands; its replies
+        # (MOVED/ASK included) are matched one by one whatever `one_line` says.
         await self._send(self._route(cast(list[list[bytes]], cmds)), None, "", on_done)
 
     async def commit_load(self, link_id: str, ckpt: Checkpoint) -> None:

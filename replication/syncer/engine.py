@@ -62,7 +62,7 @@ from .link import STALE_AFTER_S, Link
 from .resp import CommandStreamParser, RespConnection, TlsOptions
 from .source import discover_primaries
 from .status import LinkStatus, Phase, SourceStatus
-from .stream import SPECIAL
+from .stream import FRAMER_STOPS
 from .urls import RedisUrl, UrlError, parse_redis_url
 from .writer import MAX_IN_FLIGHT, StandaloneWriter, Writer
 
@@ -225,7 +225,7 @@ class SyncEngine:
         # The stream framer's regex takes ~0.3 s of CPU to compile: done in a thread while we
         # connect and load, not when the first stream commands are waiting.
         self._framer_ready = asyncio.ensure_future(
-            asyncio.to_thread(CommandStreamParser.prepare, SPECIAL)
+            asyncio.to_thread(CommandStreamParser.prepare, FRAMER_STOPS)
         )
         body = asyncio.create_task(self._main(), name="syncer engine")
         try:

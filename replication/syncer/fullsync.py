@@ -154,20 +154,38 @@ class SnapshotLoad:
         # A writer that does not route by arguments is sent RESTOREs packed as they are built.
         packs = not writer.needs_args
 
+        # The fast path (standalone destination, RESTORE): once the probe said RESTORE, the parser
+        # packs keys itself (dump.restore_packer) and leaves to the loop below only the keys that
+        # expire before `floor[0]` (skipped or graced) and the syncer's own keys.
+        floor = [0]
+        # The batch holds only RESTOREs (one-line replies: read without an object per reply).
+        one_line = True
+
         async def flush() -> None:
-            nonlocal batch, nkeys
+            nonlocal batch, nkeys, one_line
             if batch:
-                await writer.load(batch, loaded(nkeys))
-                batch, nkeys = [], 0
+                await writer.load(batch, loaded(nkeys), one_line=one_line)
+                batch, nkeys, one_line = [], 0, True
 
         async for chunk in link.rdb_chunks():
+            floor[0] = max(snapshot_ms, self._horizon_ms(start, start_ms))
             items = parser.feed(chunk)
             with state.lock:
                 st.rdb_size, st.rdb_transferred = link.rdb_size, link.rdb_transferred
                 st.ingress_bytes, st.ingress_bytes_decompressed = link.wire_bytes, link.bytes_in
             horizon = self._horizon_ms(start, start_ms)
             for item in items:
-                if type(item) is rdb.RdbKey:
+                if type(item) is rdb.RdbPacked:  # keys packed by the parser, in database `db`
+                    batch += item.cmds
+                    nkeys += len(item.cmds)
+                    if nkeys >= _LOAD_BATCH:
+                        await flush()
+                elif type(item) is rdb.RdbSelectDb:
+                    if item.db != db:
+                        await flush()
+                        await writer.select(item.db)
+                        db = item.db
+                elif type(item) is rdb.RdbKey:
                     if item.key.startswith(BOOKKEEPING_PREFIX):
                         continue  # a syncer's own key on the source (a chain): never copied
                     if item.db != db:
@@ -186,9 +204,14 @@ class SnapshotLoad:
                         await flush()
                         mode = await self._probe(writer, item, parser.version, decode, dump)
                         state.update(restore_mode=mode)
+                        if mode == "restore" and packs:
+                            parser.packer = dump.restore_packer(
+                                parser.version, BOOKKEEPING_PREFIX, floor
+                            )
                         st.keys_loaded += 1
                         continue
                     if mode != "restore":
+                        one_line = False
                         batch.extend(self._decoded(decode, item))
                     elif packs:
                         batch.append(dump.restore_packed(item.key, item, parser.version))
@@ -203,6 +226,7 @@ class SnapshotLoad:
                             snapshot_ms = int(item.value) * 1000
                 elif type(item) is rdb.RdbFunction:
                     state.loaded_any = True
+                    one_line = False  # FUNCTION LOAD answers with the library's name
                     batch.append([b"FUNCTION", b"LOAD", b"REPLACE", item.code])
                 elif type(item) is rdb.RdbEnd:
                     if not item.checksum_ok:

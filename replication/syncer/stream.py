@@ -15,7 +15,6 @@ fix-up, `_fixup_ttls`).
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Callable, Iterable
 from operator import itemgetter
@@ -32,7 +31,7 @@ from .source import SourceLink
 from .status import Phase
 from .writer import StreamBatch, Writer
 
-__all__ = ["SPECIAL", "stream"]
+__all__ = ["FRAMER_STOPS", "SPECIAL", "stream"]
 
 # Stream commands that are ours to handle, not the destination's (the rest is forwarded).
 SPECIAL = frozenset({b"PING", b"REPLCONF", b"SELECT", b"MULTI", b"EXEC"})
@@ -42,10 +41,15 @@ SPECIAL = frozenset({b"PING", b"REPLCONF", b"SELECT", b"MULTI", b"EXEC"})
 _GATHER_S = 0.002
 _SMALL_READ = 64 << 10
 _ACK_PERIOD_S = 1.0
-# What a read of the stream must be looked at closely for (one pass, C-level): a command on one
-# of the syncer's own keys (the source is itself a destination: a chain A → B → C must not copy
-# B's checkpoint into C's), or a flush (this copy's epoch markers go with it: written again).
-_LOOK = re.compile(rb"__replicaof:\{syncer|(?i:\r\nflush(?:all|db)\r\n)")
+# Commands to follow: a flush takes this copy's epoch markers with it (written again at once).
+_FLUSH_NAMES = frozenset({b"FLUSHALL", b"FLUSHDB"})
+# The commands the fast framer never takes into its runs (CommandStreamParser.frame), so that
+# they come back to us one by one: ours to handle, and the flushes to follow.
+FRAMER_STOPS = SPECIAL | _FLUSH_NAMES
+# A read that holds this is looked at command by command: it may hold a command on one of the
+# syncer's own keys (the source is itself a destination: a chain A → B → C must not copy B's
+# checkpoint into C's). A substring search, at memory speed.
+_OWN_KEYS = BOOKKEEPING_PREFIX
 
 
 async def stream(ctx: LinkContext, state: LinkState, link: SourceLink, writer: Writer) -> None:
@@ -65,7 +69,7 @@ async def stream(ctx: LinkContext, state: LinkState, link: SourceLink, writer: W
     if ctx.framer_ready is not None:
         await asyncio.shield(ctx.framer_ready)
     special = SPECIAL
-    parser = CommandStreamParser(special, origin=state.at_source)
+    parser = CommandStreamParser(FRAMER_STOPS, origin=state.at_source)
     needs_args = writer.needs_args
     acker = asyncio.create_task(_ack_loop(state, link))
     state.streaming = True
@@ -96,7 +100,7 @@ async def stream(ctx: LinkContext, state: LinkState, link: SourceLink, writer: W
                 if not raw:
                     continue
                 blind = may_skip_multi and parser.blind and not runs
-                look = _LOOK.search(raw) is not None
+                look = _OWN_KEYS in raw
                 if look:  # every command of this read, to find the ones to drop or follow
                     parsed = _commands(raw)
                     ends = parser.ends(parsed)
@@ -105,11 +109,13 @@ async def stream(ctx: LinkContext, state: LinkState, link: SourceLink, writer: W
                 raw, parsed = parser.feed(data)
                 if not parsed:
                     continue
-                look = _LOOK.search(raw) is not None
+                names = set(map(bytes.upper, map(itemgetter(0), parsed)))
+                look = _OWN_KEYS in raw
                 if (
                     gap is None
                     and not look
-                    and special.isdisjoint(map(bytes.upper, map(itemgetter(0), parsed)))
+                    and special.isdisjoint(names)
+                    and names.isdisjoint(_FLUSH_NAMES)
                 ):
                     notable = ()  # plain data commands only, forwarded as they came
                     ncmds += len(parsed)
@@ -121,14 +127,12 @@ async def stream(ctx: LinkContext, state: LinkState, link: SourceLink, writer: W
             start = 0
             for at, end, args in notable:
                 name = args[0].upper()
-                flushed = False
-                if look:
-                    if len(args) > 1 and args[1].startswith(BOOKKEEPING_PREFIX):
-                        if at > start:
-                            runs.append(mv[start:at])
-                        start = end  # the source's own syncer bookkeeping: never applied
-                        continue
-                    flushed = name == b"FLUSHALL" or (name == b"FLUSHDB" and db == 0)
+                if look and len(args) > 1 and args[1].startswith(BOOKKEEPING_PREFIX):
+                    if at > start:
+                        runs.append(mv[start:at])
+                    start = end  # the source's own syncer bookkeeping: never applied
+                    continue
+                flushed = name == b"FLUSHALL" or (name == b"FLUSHDB" and db == 0)
                 if name in special and name != b"SELECT":
                     if at > start:
                         runs.append(mv[start:at])

@@ -426,7 +426,10 @@ class Writer(Protocol):
     def epoch_keys(self) -> list[bytes]: ...  # one epoch marker per primary (checkpoint.py)
     async def flushall(self) -> None: ...
     async def probe(self, cmd: Sequence[bytes]) -> Any: ...
-    async def load(self, cmds: list[Command], on_done: Callable[[], None] | None) -> None: ...
+    # one_line: every command answers with one line (+OK, :n or an error), e.g. RESTORE.
+    async def load(
+        self, cmds: list[Command], on_done: Callable[[], None] | None, *, one_line: bool = False
+    ) -> None: ...
     async def select(self, db: int) -> None: ...
     async def commit_load(self, link_id: str, ckpt: Checkpoint) -> None: ...
     async def apply_stream(self, batch: StreamBatch) -> None: ...
@@ -516,10 +519,19 @@ class StandaloneWriter:
             await self.pipe.send(pack(b"SELECT", db), 1)
             self.db = db
 
-    async def load(self, cmds: list[Command], on_done: Callable[[], None] | None) -> None:
+    async def load(
+        self, cmds: list[Command], on_done: Callable[[], None] | None, *, one_line: bool = False
+    ) -> None:
+        """Send commands of the snapshot. With `one_line` (RESTOREs: +OK or an error each) their
+        replies are checked in the received bytes up to a PING's (`UNTIL_PONG`), with no Python
+        object per reply."""
         packcmd = pack_command
         packed = [c if type(c) is bytes else packcmd(tuple(c)) for c in cmds]
-        await self.pipe.send(packed, len(cmds), on_done=on_done)
+        if one_line:
+            packed.append(_PING)
+            await self.pipe.send(packed, UNTIL_PONG, on_done=on_done)
+        else:
+            await self.pipe.send(packed, len(cmds), on_done=on_done)
 
     async def commit_load(self, link_id: str, ckpt: Checkpoint) -> None:
         """Record a checkpoint after everything before it was acknowledged."""

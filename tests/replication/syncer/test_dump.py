@@ -10,8 +10,9 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replication.syncer.dump import dump_payload, restore_command, restore_packed
-from replication.syncer.rdb import RdbKey
+from replication.syncer.checkpoint import BOOKKEEPING_PREFIX
+from replication.syncer.dump import dump_payload, restore_command, restore_packed, restore_packer
+from replication.syncer.rdb import RdbKey, RdbPacked, RdbParser, RdbSelectDb
 from replication.syncer.resp import pack
 from tests.replication.syncer.rdb_fixtures import (
     VALKEY_SERVER,
@@ -146,3 +147,82 @@ def test_million_element_list_and_50mb_string(redis_a: RedisServer, redis_b: Red
 def test_packed_restore_is_the_packed_command(key: bytes, expire: int, payload: bytes) -> None:
     item = RdbKey(db=0, key=key, type=0, payload=payload, expire_ms=expire)
     assert restore_packed(key, item, 10) == pack(*restore_command(key, item, 10))
+
+
+def _packed_load(data: bytes, floor: int, chunk: int) -> list[object]:
+    """What the full sync's fast path gets from the parser: packed RESTOREs where the packer
+    took the key, RdbKey where it declined or the key spanned chunks, in order."""
+    parser = RdbParser()
+    items: list[object] = list(parser.feed(data[:9]))  # the header: the version is known
+    parser.packer = restore_packer(parser.version, BOOKKEEPING_PREFIX, [floor])
+    for i in range(9, len(data), chunk):
+        for item in parser.feed(data[i : i + chunk]):
+            assert type(item) is not RdbPacked or item.cmds
+            items += item.cmds if type(item) is RdbPacked else [item]
+    parser.close()
+    return items
+
+
+@pytest.mark.parametrize("source", ["redis_a", "valkey_a"])
+@pytest.mark.parametrize("chunk", [1 << 20, 4096, 7])
+def test_packer_gives_restore_packed_byte_for_byte(
+    request: pytest.FixtureRequest, source: str, chunk: int
+) -> None:
+    server: RedisServer = request.getfixturevalue(source)
+    populate(server, valkey=source.startswith("valkey"))
+    c = server.client()
+    c.set(BOOKKEEPING_PREFIX + b"}:own", b"x")  # declined: the full sync skips it
+    c.set("soon", b"v", pxat=4_000_000_000_000)  # expires before the floor: declined
+    c.set("later", b"v", pxat=4_000_000_000_001)  # after: packed with its expiry
+    data = snapshot(server)
+    version = rdb_version(data)
+    plain = parse(data)
+    expected = [
+        restore_packed(i.key, i, version)
+        for i in keys_of(plain)
+        if not i.key.startswith(BOOKKEEPING_PREFIX) and not 0 <= i.expire_ms <= 4_000_000_000_000
+    ]
+    items = _packed_load(data, 4_000_000_000_000, chunk)
+    packed = [i for i in items if type(i) is bytes]
+    declined = [i for i in items if type(i) is RdbKey]
+    # Keys that spanned two chunks come as RdbKey too (the parser offers only whole ones).
+    assert len(packed) + len(declined) == len(keys_of(plain))
+    got = packed + [
+        restore_packed(i.key, i, version)
+        for i in declined
+        if not i.key.startswith(BOOKKEEPING_PREFIX) and not 0 <= i.expire_ms <= 4_000_000_000_000
+    ]
+    assert sorted(got) == sorted(expected)
+    assert {i.key for i in declined} >= {BOOKKEEPING_PREFIX + b"}:own", b"soon"}
+    assert any(b"\r\nlater\r\n$13\r\n4000000000001\r\n" in i for i in packed)
+    if chunk == 1 << 20:  # every key whole in the chunk: only those the packer declines
+        assert all(
+            i.key.startswith(BOOKKEEPING_PREFIX) or 0 <= i.expire_ms <= 4_000_000_000_000
+            for i in declined
+        )
+    # Database changes stay in place among the packed keys.
+    assert [i.db for i in items if type(i) is RdbSelectDb] == [
+        i.db for i in plain if type(i) is RdbSelectDb
+    ]
+
+
+def test_packed_restores_load_like_the_server(redis_a: RedisServer, redis_b: RedisServer) -> None:
+    populate(redis_a)
+    data = snapshot(redis_a)
+    conn = redis_b.client().connection_pool.get_connection()
+    try:
+        for item in _packed_load(data, 0, 65536):
+            if type(item) is RdbSelectDb:
+                conn.send_packed_command([pack(b"SELECT", item.db)])
+            elif type(item) is RdbKey:
+                conn.send_packed_command(
+                    [pack(*restore_command(item.key, item, rdb_version(data)))]
+                )
+            elif type(item) is bytes:
+                conn.send_packed_command([item])
+            else:
+                continue
+            assert conn.read_response() == b"OK"
+    finally:
+        conn.disconnect()
+    assert_same_keyspace(keyspace(redis_a), keyspace(redis_b))

@@ -63,6 +63,35 @@ def test_a_flush_behind_the_syncers_back_is_loaded_again(
     assert any(e.kind is EventKind.FLUSH for e in events)
 
 
+@pytest.mark.parametrize("flush", [("flushall",), ("FlushAll", "ASYNC"), ("flushdb",)])
+def test_a_flush_in_the_sources_stream_is_followed_by_the_markers(
+    servers: Servers, engines: Engines, flush: tuple[str, ...]
+) -> None:
+    """A flush of the source (in any case, amid plain writes framed by the fast framer) takes
+    the epoch markers with it on the destination: they are written again in the same batch, so
+    the copy is never seen without them (no reload)."""
+    src, dst = servers(), servers()
+    populate(src.client(), 500)
+    et = engines([src.url], dst.url)
+    in_sync_and_caught_up(et, src)
+    token = dst.client().get(EPOCH_KEY)
+    c = src.client()
+    pipe = c.pipeline(transaction=False)
+    for i in range(300):
+        pipe.set(f"before:{i}", "v" * 100)
+    pipe.execute_command(*flush)
+    for i in range(300):
+        pipe.set(f"after:{i}", "v" * 100)
+    pipe.execute()
+    in_sync_and_caught_up(et, src)
+    assert dst.client().get(EPOCH_KEY) == token
+    assert_same_data([src.client()], [dst.client()])
+    assert et.engine.full_sync_rounds == 1
+    assert any(
+        e.kind is EventKind.FLUSH and "the source flushed" in e.message for e in et.engine.events()
+    )
+
+
 def test_a_restarted_syncer_finds_a_flushed_destination_incomplete(
     servers: Servers, engines: Engines
 ) -> None:

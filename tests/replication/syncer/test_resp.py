@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import hiredis
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from replication.syncer import resp
 from replication.syncer.errors import (
     AuthError,
     ErrorKind,
@@ -251,20 +254,16 @@ def test_frame_non_commands_are_protocol_errors(bad: bytes) -> None:
         p.frame(STREAM)
 
 
+def _command_lists(words: list[bytes], max_arg: int, max_args: int, max_commands: int) -> Any:
+    """Lists of commands: arguments among `words` or any bytes up to `max_arg` long."""
+    argument = st.one_of(st.sampled_from(words), st.binary(max_size=max_arg))
+    command = st.lists(argument, min_size=1, max_size=max_args)
+    return st.lists(command, min_size=1, max_size=max_commands)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
-    commands=st.lists(
-        st.lists(
-            st.one_of(
-                st.sampled_from([b"PING", b"select", b"SET", b"x" * 1000, b""]),
-                st.binary(max_size=1100),
-            ),
-            min_size=1,
-            max_size=12,
-        ),
-        min_size=1,
-        max_size=15,
-    ),
+    commands=_command_lists([b"PING", b"select", b"SET", b"x" * 1000, b""], 1100, 12, 15),
     chunk=st.integers(1, 3000),
 )
 def test_fuzz_frame_agrees_with_feed(commands: list[list[bytes]], chunk: int) -> None:
@@ -295,6 +294,37 @@ def test_fuzz_frame_mutated_streams_end_cleanly(
     assert len(consumed) + p.buffered == len(stream)
     raw, cmds = CommandStreamParser().feed(consumed)
     assert raw == consumed and b"".join(pack(*c) for c in cmds) == consumed
+
+
+def _from_text(text: bytes) -> re.Pattern[bytes]:
+    return re.compile(text.replace(resp._BULK, resp._bulk_pattern(resp._FAST_LEN)), re.DOTALL)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    commands=_command_lists(
+        [b"PING", b"select", b"SET", b"DEL", b"PXAT", b"x" * 999, b""], 1001, 10, 12
+    ),
+    cut=st.integers(0, 50),
+    flip=st.tuples(st.integers(0, 20_000), st.integers(0, 255)),
+)
+def test_spliced_patterns_match_like_the_whole_text_compiled(
+    commands: list[list[bytes]], cut: int, flip: tuple[int, int]
+) -> None:
+    """The framer's patterns are compiled from a parse with the bulk trie spliced in
+    (`_compile_with_bulks`): they must match exactly what compiling the whole text matches."""
+    stream = bytearray(b"".join(pack(*c) for c in commands))
+    if flip[0] < len(stream):
+        stream[flip[0]] = flip[1]  # a mutated stream too
+    data = bytes(stream[: max(0, len(stream) - cut)])
+    pairs = [
+        (resp._plain_run(STOP), _from_text(resp._plain_run_text(STOP))),
+        (resp._blind_run(), _from_text(resp._blind_run_text())),
+    ]
+    for spliced, whole in pairs:
+        for pos in {0, len(data) // 3, len(data) // 2}:
+            a, b = spliced.match(data, pos), whole.match(data, pos)
+            assert a is not None and b is not None and a.end() == b.end()
 
 
 # -- blind writes (batches that may skip MULTI, checkpoint.py) ----------------------------------

@@ -12,7 +12,7 @@ import pytest
 from replication.syncer.errors import FatalSyncError, OutOfMemoryError
 from replication.syncer.resp import RespConnection, pack
 from replication.syncer.urls import parse_redis_url
-from replication.syncer.writer import UNTIL_EXEC, UNTIL_PONG, Pipeline
+from replication.syncer.writer import UNTIL_EXEC, UNTIL_PONG, Pipeline, StandaloneWriter
 from tests.support.proxy import TcpProxy
 from tests.support.servers import RedisServer
 
@@ -172,3 +172,35 @@ def test_replies_cut_anywhere_still_count_right(servers: Servers) -> None:
         proxy.throttle(100)  # 5 bytes every 50 ms
         done = asyncio.run(run(proxy.port))
     assert done == [x for n in range(7) for x in (("blind", n + 1), ("multi", n))]
+
+
+def test_a_load_of_restores_reads_their_replies_in_the_bytes(servers: Servers) -> None:
+    """`load(one_line=True)`: RESTOREs answered +OK, counted up to a PING; a refused payload
+    (a bad checksum) stops the load with the destination's error."""
+    src, dst = servers(), servers()
+    c = src.client()
+    for i in range(300):
+        c.set(f"k{i}", "v" * 100)
+    dumps = [(f"k{i}".encode(), c.dump(f"k{i}")) for i in range(300)]
+    packed = [pack(b"RESTORE", k, b"0", d, b"REPLACE") for k, d in dumps if isinstance(d, bytes)]
+    bad = bytearray(packed[7])
+    bad[-20] ^= 0xFF  # inside the payload's value: its CRC no longer matches
+
+    async def run() -> tuple[int, BaseException]:
+        w = StandaloneWriter(parse_redis_url(dst.url))
+        await w.open()
+        done = []
+        try:
+            await w.load(list(packed), lambda: done.append(1), one_line=True)
+            await w.wait_idle()
+            await w.load([*packed[:5], bytes(bad)], lambda: done.append(2), one_line=True)
+            with pytest.raises(FatalSyncError) as info:
+                await w.wait_idle()
+            return len(done), info.value
+        finally:
+            await w.aclose()
+
+    n_done, err = asyncio.run(run())
+    assert n_done == 1
+    assert "checksum" in str(err) or "payload" in str(err)
+    assert dst.client().dbsize() == 300
