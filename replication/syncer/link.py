@@ -323,10 +323,16 @@ class Link:
                 link.bytes_in += snapshot.bytes_in  # the stream's counters go on from both
                 snapshot.close()
         st = state.status
+        buffered = ""
+        if snapshot is not link:
+            buffered = (
+                " (the command stream since, buffered here meanwhile: up to "
+                f"{st.stream_buffer_peak} bytes held, {st.stream_spilled} of them on disk)"
+            )
         events.emit(
             EventKind.FULL_SYNC_DONE,
             f"snapshot loaded: {st.keys_loaded} keys, {st.rdb_transferred} bytes in "
-            f"{time.monotonic() - started:.1f} s; streaming from offset {reply.offset}",
+            f"{time.monotonic() - started:.1f} s; streaming from offset {reply.offset}{buffered}",
             source=state.source,
             link=state.link_id,
         )

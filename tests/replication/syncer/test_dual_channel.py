@@ -5,6 +5,7 @@ classic handshake; and the stream buffer as a unit."""
 from __future__ import annotations
 
 import random
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,15 +13,19 @@ from pathlib import Path
 import pytest
 
 from replication.syncer.dualchannel import StreamBuffer, parse_endoff
+from replication.syncer.engine import DestinationConfig, SourceConfig
 from replication.syncer.events import EventKind
+from replication.syncer.resp import TlsOptions
 from replication.syncer.status import LinkStatus
 from tests.support.compare import assert_same_data
 from tests.support.load import Load, populate
+from tests.support.proxy import TcpProxy
 from tests.support.servers import RedisServer
 from tests.support.wait import wait_for
 
 from .conftest import EngineThread, in_sync_and_caught_up
 from .rdb_fixtures import VALKEY_SERVER
+from .test_tls import pki  # noqa: F401  (the fixture)
 
 Servers = Callable[..., RedisServer]
 Engines = Callable[..., EngineThread]
@@ -154,6 +159,56 @@ def test_main_connection_cut_during_the_snapshot_continues_after_it(
     in_sync_and_caught_up(et, src)
     link = link_of(et)
     assert (link.full_syncs, link.partial_syncs) == (1, 1)
+    assert_same_data([src.client()], [dst.client()])
+    assert_log_exactly_once(src, dst)
+
+
+@pytest.mark.integration
+def test_a_source_that_cannot_continue_offers_dual_channel_for_the_new_load(
+    servers: Servers, engines: Engines
+) -> None:
+    """A PSYNC from a saved position the source's backlog no longer holds is answered
+    +DUALCHANNELSYNC: that connection is kept through the flush and the load goes over dual
+    channel (the classic handshake's +FULLRESYNC offer, link.py)."""
+    src = servers(binary=VALKEY_SERVER, args=[*DUAL, "--repl-backlog-size", "16384"])
+    populate(src.client(), 3000)
+    dst = servers(binary=VALKEY_SERVER)
+    et = engines([src.url], dst.url)
+    in_sync_and_caught_up(et, src)
+    et.stop()
+    for i in range(200):
+        src.client().set(f"big:{i}", b"x" * 1000)  # 200 kB: past the 16 kB backlog
+    again = engines([src.url], dst.url)
+    with Load(src.client()):
+        again.wait_phase("in-sync")
+        time.sleep(0.3)
+    in_sync_and_caught_up(again, src)
+    link = link_of(again)
+    assert (link.full_sync_channel, link.full_syncs, link.partial_syncs) == ("dual-channel", 1, 0)
+    assert any("cannot continue" in m for m in messages(again, EventKind.FULL_SYNC_STARTED))
+    assert_same_data([src.client()], [dst.client()])
+    assert_log_exactly_once(src, dst)
+
+
+@pytest.mark.integration
+def test_dual_channel_over_tls(servers: Servers, engines: Engines, pki: dict[str, str]) -> None:  # noqa: F811
+    """Both connections over TLS with our client certificate (the Valkey binary here is built
+    without TLS: a TLS endpoint that requires client certificates stands in front of it)."""
+    src = servers(binary=VALKEY_SERVER, args=DUAL)
+    populate(src.client(), 3000)
+    dst = servers(binary=VALKEY_SERVER)
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=pki["ca"])
+    served.load_cert_chain(pki["server_crt"], pki["server_key"])
+    served.verify_mode = ssl.CERT_REQUIRED
+    tls = TlsOptions(cert=pki["crt"], key=pki["key"], ca=pki["ca"])
+    with TcpProxy(src.port, tls=served) as proxy, Load(src.client()):
+        url = f"rediss://127.0.0.1:{proxy.port}"
+        et = engines([SourceConfig(url, tls)], DestinationConfig(dst.url))
+        et.wait_phase("in-sync")
+        time.sleep(0.3)
+        in_sync_and_caught_up(et, src)
+        assert proxy.connections_total >= 3  # the lag sampler, the main and the rdb connection
+    assert link_of(et).full_sync_channel == "dual-channel"
     assert_same_data([src.client()], [dst.client()])
     assert_log_exactly_once(src, dst)
 
