@@ -15,9 +15,11 @@ import pytest
 from replication.syncer.dualchannel import StreamBuffer, parse_endoff
 from replication.syncer.engine import DestinationConfig, SourceConfig
 from replication.syncer.events import EventKind
+from replication.syncer.gateway import GatewayOptions
 from replication.syncer.resp import TlsOptions
 from replication.syncer.status import LinkStatus
 from tests.support.compare import assert_same_data
+from tests.support.gateway import GatewayProcess
 from tests.support.load import Load, populate
 from tests.support.proxy import TcpProxy
 from tests.support.servers import RedisServer
@@ -271,6 +273,26 @@ def test_classic_handshake_when_dual_channel_is_not_offered(
     assert len(started) == 1 and "classic handshake" in started[0] and why in started[0]
     assert_same_data([src.client()], [dst.client()])
     assert_log_exactly_once(src, dst)
+
+
+@pytest.mark.integration
+def test_through_the_sync_gateway_the_classic_handshake_runs(
+    servers: Servers, engines: Engines
+) -> None:
+    src = servers(binary=VALKEY_SERVER, args=DUAL, password="source-secret")
+    populate(src.client(), 3000)
+    dst = servers(binary=VALKEY_SERVER)
+    gw = GatewayProcess(range(src.port, src.port + 1)).start()
+    try:
+        source = SourceConfig(src.url, gateway=GatewayOptions(gw.port, 6))
+        et = engines([source], DestinationConfig(dst.url))
+        in_sync_and_caught_up(et, src)
+    finally:
+        gw.stop()
+    assert link_of(et).full_sync_channel == "classic"
+    started = messages(et, EventKind.FULL_SYNC_STARTED)
+    assert len(started) == 1 and "classic handshake: through the sync gateway" in started[0]
+    assert_same_data([src.client()], [dst.client()])
 
 
 @pytest.mark.integration
