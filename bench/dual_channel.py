@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Self
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -70,24 +71,34 @@ class Run:
     verified: str = "skipped"
 
 
-class Sampler:
-    """The source's replica buffer figures, sampled every 20 ms until stopped (peaks kept)."""
+class _Background:
+    """`_run()` in a thread from `with` on, until its exit sets `_stop`."""
 
-    def __init__(self, src: RedisServer) -> None:
-        self.client = src.client()
-        self.peaks = dict.fromkeys(
-            ("mem_clients_slaves", "mem_total_replication_buffers", "recent_max_output", "omem"), 0
-        )
+    def __init__(self) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> Sampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Sampler(_Background):
+    """The source's replica buffer figures, sampled every 20 ms until stopped (peaks kept)."""
+
+    def __init__(self, src: RedisServer) -> None:
+        super().__init__()
+        self.client = src.client()
+        self.peaks = dict.fromkeys(
+            ("mem_clients_slaves", "mem_total_replication_buffers", "recent_max_output", "omem"), 0
+        )
 
     def _run(self) -> None:
         while not self._stop.wait(_SAMPLE_S):
@@ -105,23 +116,14 @@ class Sampler:
                 self.peaks[name] = max(self.peaks[name], value)
 
 
-class Writer:
+class Writer(_Background):
     """`rate` SETs per second to the source, pipelined, until stopped."""
 
     def __init__(self, src: RedisServer, rate: int) -> None:
+        super().__init__()
         self.client = src.client()
         self.rate = rate
         self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Writer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def _run(self) -> None:
         value = os.urandom(100)

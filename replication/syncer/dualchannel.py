@@ -45,7 +45,8 @@ import asyncio
 import collections
 import os
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import IO
 
@@ -75,6 +76,12 @@ MEMORY_LIMIT = 32 << 20
 SPILL_LIMIT = 16 << 30
 # The replay hands back at most this much per read (one stream batch).
 _REPLAY_READ = 4 << 20
+# While the snapshot loads, the buffer reads the main connection again this long after a read
+# that took less than `_GATHER_BELOW`: a few reads per second instead of one per packet (the
+# loader needs the CPU; the kernel holds the bytes meanwhile, not the source).
+_GATHER_S = 0.01
+_GATHER_BELOW = 1 << 20
+_REPORT_EVERY_S = 0.1
 _REPLID_LEN = 40
 
 
@@ -220,11 +227,19 @@ class BufferedStream:
         self._task = asyncio.create_task(self._pump(), name=f"stream buffer {self.link.where}")
 
     async def _pump(self) -> None:
+        reported = 0.0
         try:
             while not self.buffer.full:
-                self.buffer.append(await self.link.read_socket())
-                if self.report is not None:
+                data = await self.link.read_socket()
+                self.buffer.append(data)
+                now = time.monotonic()
+                if self.report is not None and (
+                    now - reported >= _REPORT_EVERY_S or self.buffer.full
+                ):
                     self.report(self.buffer)
+                    reported = now
+                if len(data) < _GATHER_BELOW:
+                    await asyncio.sleep(_GATHER_S)
             self.stalled = True
         except SyncError as exc:
             self.error = exc
@@ -305,6 +320,14 @@ class RdbChannel(SourceLink):
         return DualChannelRefused(
             f"{self.where}: the rdb connection was refused ({reply[1:80]})", origin=self.origin
         )
+
+    async def rdb_chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in super().rdb_chunks():
+            yield chunk
+            # A read of bytes that arrived already does not yield to the event loop: without
+            # this the load could keep the buffer from reading the main connection for long
+            # stretches, and the source would hold the stream meanwhile after all.
+            await asyncio.sleep(0)
 
     def send_ack(self, offset: int) -> None:
         self.main.send_ack(offset)

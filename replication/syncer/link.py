@@ -295,9 +295,9 @@ class Link:
     ) -> None:
         state = self.state
         events = self.ctx.events
-        snapshot = link
+        snapshot, buffered = link, None
         if reply.dual and self.ctx.dual_channel is not None:
-            snapshot, reply, _ = await open_dual_channel(
+            snapshot, reply, buffered = await open_dual_channel(
                 link, self.ctx.dual_channel, self._buffer_report
             )
             how = "dual channel: the snapshot on a second connection, the stream buffered here"
@@ -323,16 +323,17 @@ class Link:
                 link.bytes_in += snapshot.bytes_in  # the stream's counters go on from both
                 snapshot.close()
         st = state.status
-        buffered = ""
-        if snapshot is not link:
-            buffered = (
+        held = ""
+        if buffered is not None:
+            self._buffer_report(buffered.buffer)
+            held = (
                 " (the command stream since, buffered here meanwhile: up to "
                 f"{st.stream_buffer_peak} bytes held, {st.stream_spilled} of them on disk)"
             )
         events.emit(
             EventKind.FULL_SYNC_DONE,
             f"snapshot loaded: {st.keys_loaded} keys, {st.rdb_transferred} bytes in "
-            f"{time.monotonic() - started:.1f} s; streaming from offset {reply.offset}{buffered}",
+            f"{time.monotonic() - started:.1f} s; streaming from offset {reply.offset}{held}",
             source=state.source,
             link=state.link_id,
         )
