@@ -138,7 +138,7 @@ class Writer(_Background):
             self.sent = i
             ahead = i / self.rate - (time.monotonic() - t0)
             if ahead > 0:
-                time.sleep(ahead)
+                self._stop.wait(ahead)
 
 
 def valkey(*args: str) -> RedisServer:
