@@ -296,8 +296,8 @@ def main() -> None:
             "syncer CPU s",
         )
     ]
-    for mode in dict.fromkeys(r.mode for r in runs):
-        of = [r for r in runs if r.mode == mode]
+    for name in dict.fromkeys(r.mode for r in runs):
+        of = [r for r in runs if r.mode == name]
 
         def med(get: Callable[[Run], float | int | None], of: list[Run] = of) -> float | None:
             values = [v for v in map(get, of) if v is not None]
@@ -309,7 +309,7 @@ def main() -> None:
         cpu = med(lambda r: r.syncer_cpu_s)
         rows.append(
             (
-                mode,
+                name,
                 f"{med(lambda r: r.load_s):.2f}",
                 f"{med(lambda r: r.caught_up_s):.2f}",
                 f"{med(lambda r: r.writes):.0f}",

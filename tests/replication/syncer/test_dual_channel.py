@@ -345,14 +345,14 @@ def test_stream_buffer_keeps_order_through_memory_and_spill_file(tmp_path: Path)
 def test_stream_buffer_is_full_at_its_spill_bound(tmp_path: Path) -> None:
     buf = StreamBuffer(memory_limit=10, spill_limit=100, spill_dir=str(tmp_path))
     buf.append(b"x" * 10)
-    assert not buf.full and buf.spilled == 0
+    assert (buf.full, buf.spilled) == (False, 0)
     buf.append(b"y" * 99)
-    assert not buf.full
+    assert (buf.full, buf.spilled) == (False, 99)
     buf.append(b"z")
-    assert buf.full
+    assert (buf.full, buf.held) == (True, 110)
     assert buf.pop(1000) == b"x" * 10
     assert buf.pop(1000) == b"y" * 99 + b"z"
-    assert not buf.full and buf.held == 0
+    assert (buf.full, buf.held) == (False, 0)
     buf.append(b"again")  # drained: memory again
     assert buf.spilled == 100
     assert buf.pop() == b"again"
