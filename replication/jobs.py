@@ -178,6 +178,7 @@ def _plan(replica_of: ReplicaOf) -> _Plan:
         auto_full_sync=True,
         job_tag=f"{destination.pk}:{replica_of.generation}",
         on_event=events.put,
+        work_dir=str(workdir),  # the stream a dual-channel full sync buffers spills here
     )
     return _Plan(
         destination,

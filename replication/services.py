@@ -238,6 +238,8 @@ def replica_preflight(*, destination: Database, sources: Sequence[SourceInput]) 
                 endpoints.internal_source(destination),
                 source_tls=source_tls,
                 destination_tls=dest_tls,
+                # A compressed source goes through a gateway: the classic handshake there.
+                dual_channel=[not s.compression for s in sources],
             )
         )
 

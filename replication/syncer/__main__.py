@@ -61,6 +61,17 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_GATEWAY_PORT,
         help=f"the sources' sync gateway port (default {DEFAULT_GATEWAY_PORT})",
     )
+    p.add_argument(
+        "--no-dual-channel",
+        action="store_true",
+        help="full syncs always with the classic handshake, even from a Valkey source that "
+        "offers dual-channel replication",
+    )
+    p.add_argument(
+        "--work-dir",
+        help="where the command stream buffered during a dual-channel full sync spills to disk "
+        "(default: the system's temporary directory)",
+    )
     p.add_argument("--name", action="append", default=[], help="stable name per source (repeat)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
@@ -257,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         flush=args.flush,
         auto_full_sync=not args.no_auto_full_sync,
         on_status=printer,
+        dual_channel=not args.no_dual_channel,
+        work_dir=args.work_dir,
     )
 
     async def run() -> None:

@@ -23,6 +23,7 @@ from .status import LinkStatus
 from .writer import Writer
 
 if TYPE_CHECKING:  # fullsync.py uses LinkState: only the type goes the other way
+    from .dualchannel import DualChannelConfig
     from .fullsync import ExpiryGap
 
 __all__ = ["Identity", "LinkContext", "LinkState"]
@@ -64,6 +65,8 @@ class LinkContext:
     drops: dict[str, int] = field(default_factory=dict)
     events: EventLog = field(default_factory=EventLog)  # what happened, for logs and the console
     identity: Identity = field(default_factory=Identity)  # set by the engine at each round
+    # Full syncs over Valkey's dual channel where a source offers it (None: never asked).
+    dual_channel: DualChannelConfig | None = None
 
 
 @dataclass(slots=True, eq=False)

@@ -15,7 +15,8 @@ How one run goes (state machine of the engine):
    generation always starts clean, a re-queued job of the same generation resumes.
 3. Each link runs independently (its own source connection, its own destination connection):
    full sync (snapshot → RESTORE or decoded commands; fullsync.py, which also explains the
-   expiry gap) then the command stream, batch by batch in `MULTI … EXEC` with its checkpoint
+   expiry gap; over a second connection where a Valkey source offers dual channel,
+   dualchannel.py) then the command stream, batch by batch in `MULTI … EXEC` with its checkpoint
    (or, for a batch of blind writes when there is one link, pipelined and followed by its
    checkpoint: checkpoint.py, stream.py). A dropped link is retried with backoff and resumes from
    its checkpoint.
@@ -47,6 +48,7 @@ from .backoff import Backoff
 from .checkpoint import CHECKPOINT_KEY, JOB_TAG_FIELD, CheckpointState
 from .cluster import ClusterWriter
 from .context import Identity, LinkContext
+from .dualchannel import MEMORY_LIMIT, DualChannelConfig
 from .errors import (
     ErrorKind,
     FatalSyncError,
@@ -126,6 +128,9 @@ class SyncEngine:
         job_tag: str | None = None,
         on_event: Callable[[SyncEvent], None] | None = None,
         stuck_after: float | None = None,
+        dual_channel: bool = True,
+        work_dir: str | None = None,
+        stream_buffer_memory: int | None = None,
     ) -> None:
         if not 1 <= len(sources) <= 32:
             raise FatalSyncError("a destination has 1 to 32 sources", kind=ErrorKind.CONFIG)
@@ -162,6 +167,12 @@ class SyncEngine:
         self.stuck_after = STUCK_S if stuck_after is None else stuck_after
         self._identity = Identity(job_tag=job_tag.encode() if job_tag is not None else None)
         self._links: list[Link] = []  # once resolved: their meters say how old each lag is
+        # Dual-channel full syncs (dualchannel.py): where a source offers them, unless turned off;
+        # the command stream buffered meanwhile spills to files in `work_dir` (private to the
+        # job; None: the system's temporary directory) past `stream_buffer_memory` per link.
+        self.dual_channel = dual_channel
+        self.work_dir = work_dir
+        self.stream_buffer_memory = stream_buffer_memory
 
     # -- control (thread-safe) -------------------------------------------------------------------
 
@@ -356,6 +367,14 @@ class SyncEngine:
         # Unanswered bytes to the destination: 8 MiB for one link, 64 MiB shared by many (the
         # syncer's memory stays bounded with 32 sources), never under 1 MiB per link.
         self.in_flight_per_link = max(1 << 20, min(MAX_IN_FLIGHT, (64 << 20) // len(found)))
+        dual = None
+        if self.dual_channel:
+            # The same for the stream buffered during dual-channel full syncs: 32 MiB for one
+            # link, 64 MiB shared by many, never under 1 MiB per link; the rest spills to disk.
+            memory = self.stream_buffer_memory
+            if memory is None:
+                memory = max(1 << 20, min(MEMORY_LIMIT, (64 << 20) // len(found)))
+            dual = DualChannelConfig(memory_limit=memory, spill_dir=self.work_dir)
         ctx = LinkContext(
             lock=self._lock,
             make_writer=self.make_writer,
@@ -366,6 +385,7 @@ class SyncEngine:
             drops=self._drops,
             events=self._events,
             identity=self._identity,
+            dual_channel=dual,
         )
         return [
             Link(ctx, p, tls, link_id, ln, source=i, gateway=self.sources[i].gateway)

@@ -1,10 +1,11 @@
 """One replication link: a primary of a source → its own destination connection.
 
 A link connects to its primary (source.py) and to the destination (its own writer), then either
-continues from its checkpoint with `PSYNC replid offset+1` or loads a full sync (fullsync.py),
-and streams (stream.py). When the link drops it is retried with backoff and resumes from its
-checkpoint; what cannot be resumed ends the round with `FullSyncRequired` (engine.py). Beside
-it, a side connection samples the source's offset for the lag.
+continues from its checkpoint with `PSYNC replid offset+1` or loads a full sync (fullsync.py;
+over Valkey's dual channel where the source offers it, dualchannel.py), and streams (stream.py).
+When the link drops it is retried with backoff and resumes from its checkpoint; what cannot be
+resumed ends the round with `FullSyncRequired` (engine.py). Beside it, a side connection samples
+the source's offset for the lag.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .aio import cancel_all
 from .backoff import Backoff
 from .checkpoint import CHECKPOINT_KEY, Checkpoint, CheckpointState
 from .context import LinkContext, LinkState
+from .dualchannel import DualChannelRefused, StreamBuffer, open_dual_channel
 from .errors import (
     ErrorKind,
     FatalSyncError,
@@ -93,6 +95,9 @@ class Link:
             at_destination=Origin(Side.DESTINATION, ctx.destination, source),
         )
         self._offer: _Offer | None = None
+        # Why this round's full syncs use the classic handshake although dual channel is on
+        # (the source refused the rdb connection); None: dual channel is asked for.
+        self._dual_off: str | None = None
 
     @property
     def link_id(self) -> str:
@@ -104,6 +109,7 @@ class Link:
         state.ckpt = ckpt
         state.loaded_any = False
         state.gap = None
+        self._dual_off = None
         state.update(
             phase=Phase.CONNECTING,
             replid=ckpt.replid if ckpt else None,
@@ -169,6 +175,14 @@ class Link:
                         if writer.sent_after_error():
                             exc.args = (f"{exc}; {await self._forget_position()}",)
                         raise
+                except DualChannelRefused as exc:
+                    self._dual_off = f"the source refused the dual-channel sync: {exc}"
+                    events.emit(
+                        EventKind.RECONNECT,
+                        f"{exc}; connecting again for the classic handshake",
+                        source=state.source,
+                        link=state.link_id,
+                    )
                 except RetryableError as exc:
                     if isinstance(exc, GatewayUnreachable) and not self._gateway_seen:
                         raise FatalSyncError(
@@ -199,7 +213,13 @@ class Link:
             await cancel_all([sampler])
 
     def _source_link(self) -> SourceLink:
-        return SourceLink(self.url, self.tls, source=self.state.source, gateway=self.gateway)
+        return SourceLink(
+            self.url,
+            self.tls,
+            source=self.state.source,
+            gateway=self.gateway,
+            dual_channel=self.ctx.dual_channel is not None and self._dual_off is None,
+        )
 
     async def _forget_position(self) -> str:
         """A batch was refused while later ones were already sent: those may have committed with
@@ -275,22 +295,74 @@ class Link:
     ) -> None:
         state = self.state
         events = self.ctx.events
+        snapshot, buffered = link, None
+        if reply.dual and self.ctx.dual_channel is not None:
+            snapshot, reply, buffered = await open_dual_channel(
+                link, self.ctx.dual_channel, self._buffer_report
+            )
+            how = "dual channel: the snapshot on a second connection, the stream buffered here"
+        else:
+            how = f"classic handshake: {self._classic_why()}"
+        state.update(
+            full_sync_channel="dual-channel" if snapshot is not link else "classic",
+            stream_buffer_peak=0,
+            stream_spilled=0,
+        )
         events.emit(
             EventKind.FULL_SYNC_STARTED,
-            f"loading the source's snapshot at offset {reply.offset} of {reply.replid} ({why})",
+            f"loading the source's snapshot at offset {reply.offset} of {reply.replid} ({why}; "
+            f"{how})",
             source=state.source,
             link=state.link_id,
         )
         started = time.monotonic()
-        await SnapshotLoad(state).run(link, writer, reply)
+        try:
+            await SnapshotLoad(state).run(snapshot, writer, reply)
+        finally:
+            if snapshot is not link:
+                link.bytes_in += snapshot.bytes_in  # the stream's counters go on from both
+                snapshot.close()
         st = state.status
+        held = ""
+        if buffered is not None:
+            self._buffer_report(buffered.buffer)
+            held = (
+                " (the command stream since, buffered here meanwhile: up to "
+                f"{st.stream_buffer_peak} bytes held, {st.stream_spilled} of them on disk)"
+            )
         events.emit(
             EventKind.FULL_SYNC_DONE,
             f"snapshot loaded: {st.keys_loaded} keys, {st.rdb_transferred} bytes in "
-            f"{time.monotonic() - started:.1f} s; streaming from offset {reply.offset}",
+            f"{time.monotonic() - started:.1f} s; streaming from offset {reply.offset}{held}",
             source=state.source,
             link=state.link_id,
         )
+
+    def _classic_why(self) -> str:
+        if self.gateway is not None:
+            return "through the sync gateway (it relays one connection)"
+        if self.ctx.dual_channel is None:
+            return "dual channel is turned off"
+        if self._dual_off is not None:
+            return self._dual_off
+        return (
+            "the source does not offer dual-channel replication (Valkey 8 offers it with "
+            "dual-channel-replication-enabled yes and repl-diskless-sync yes)"
+        )
+
+    def _buffer_report(self, buffer: StreamBuffer) -> None:
+        state = self.state
+        first_stall = buffer.full and state.status.stream_spilled < buffer.spilled
+        state.update(stream_buffer_peak=buffer.peak, stream_spilled=buffer.spilled)
+        if first_stall:
+            self.ctx.events.emit(
+                EventKind.WATCHDOG,
+                f"the command stream buffered during the full sync reached its bound "
+                f"({buffer.spilled} bytes on disk): the source buffers the rest until the "
+                "snapshot is loaded",
+                source=state.source,
+                link=state.link_id,
+            )
 
     def _note_drop(self, exc: RetryableError, *, accepted: bool) -> None:
         """A source that keeps closing the link while we load, or while we stream far behind

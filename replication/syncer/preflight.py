@@ -9,7 +9,8 @@ The checks (issue 14):
   changes nothing) and PSYNC cannot be checked without starting a full sync (a warning);
 - the source's `client-output-buffer-limit replica` against the expected full-sync time times its
   current write rate (two samples of `master_repl_offset`, `sample_s` apart): the cause of
-  "Replica Of repeatedly fails" when too small, with the `CONFIG SET` to run;
+  "Replica Of repeatedly fails" when too small, with the `CONFIG SET` to run; a source that offers
+  dual-channel replication (dualchannel.py) passes, as the stream is buffered by the syncer then;
 - `repl-backlog-size` against the write rate: how long an outage can last and still resume by
   partial sync;
 - RDB versions (from the footer of a `DUMP`, or the server's version): RESTORE payloads apply as
@@ -290,6 +291,29 @@ def _buffer_check(server: _Server, sync_s: float, raw: Any) -> Check:
     )
 
 
+async def _offers_dual_channel(server: _Server) -> bool:
+    """Valkey 8 with `dual-channel-replication-enabled yes` and `repl-diskless-sync yes`."""
+    assert server.conn is not None
+    for name in (b"dual-channel-replication-enabled", b"repl-diskless-sync"):
+        raw = await server.conn.call_raw(b"CONFIG", b"GET", name)
+        if not isinstance(raw, list) or len(raw) < 2 or raw[1] != b"yes":
+            return False
+    return True
+
+
+def _dual_channel_check(server: _Server, sync_s: float) -> Check:
+    needed = server.rate * sync_s
+    return Check(
+        server.subject,
+        "output buffer",
+        Level.PASS,
+        "the source offers dual-channel replication: during a full sync of about "
+        f"{sync_s:.0f} s its command stream (about {_mb(needed)} at the current "
+        f"{_mb(server.rate)}/s) is buffered by the syncer, not in the source's replica "
+        "output buffer",
+    )
+
+
 def _backlog_check(server: _Server) -> Check:
     backlog = int(server.info.get("repl_backlog_size", 0))
     if server.rate <= 0:
@@ -321,8 +345,11 @@ async def preflight(
     destination_tls: TlsOptions | None = None,
     sample_s: float = 1.0,
     load_bytes_per_s: float = LOAD_BYTES_PER_S,
+    dual_channel: Sequence[bool] | None = None,
 ) -> PreflightReport:
-    """Run every check (module doc); never raises for a server's refusal, it becomes a line."""
+    """Run every check (module doc); never raises for a server's refusal, it becomes a line.
+    `dual_channel`: per source, whether the syncer would ask for a dual-channel full sync (not
+    through a gateway; default: yes)."""
     report = PreflightReport()
     out = report.checks
     tls = list(source_tls or [None] * len(sources))
@@ -344,10 +371,14 @@ async def preflight(
         await _write_rate(reachable, sample_s)
         dataset = sum(int(s.info.get("used_memory_dataset", 0)) for s in reachable)
         sync_s = 1.0 + dataset / load_bytes_per_s
+        wants_dual = dict(zip(map(id, srcs), dual_channel or [True] * len(srcs), strict=True))
         for s in reachable:
             assert s.conn is not None
             raw = await s.conn.call_raw(b"CONFIG", b"GET", b"client-output-buffer-limit")
-            out.append(_buffer_check(s, sync_s, raw))
+            if wants_dual[id(s)] and await _offers_dual_channel(s):
+                out.append(_dual_channel_check(s, sync_s))
+            else:
+                out.append(_buffer_check(s, sync_s, raw))
             out.append(_backlog_check(s))
             s.rdb = await _dump_version(s)
         if dest_ok:

@@ -9,6 +9,11 @@ Handshake, as `syncWithMaster()` in Redis's replication.c does it:
    bytes + the same 40 bytes (diskless); newlines before the `$` are keepalives;
    `+CONTINUE [<new replid>]` instead goes straight to the command stream.
 
+With `dual_channel`, step 2 also announces `capa dual-channel`: a Valkey 8 source that offers it
+answers a PSYNC it cannot continue with `+DUALCHANNELSYNC` instead of a snapshot, and the full
+sync goes on over a second connection (dualchannel.py); its buffered command stream is then
+read back through `read()` first (`replay`).
+
 After that the link carries the command stream; we answer `REPLCONF GETACK` and send
 `REPLCONF ACK <offset>` every second (the caller does, with the offset applied on the destination).
 
@@ -20,7 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import (
     AuthError,
@@ -37,7 +42,7 @@ from .gateway import GatewayOptions, InflatingReader, open_gateway
 from .resp import RespConnection, TlsOptions, auth_args, connection_error, open_stream, pack
 from .urls import RedisUrl
 
-__all__ = ["PsyncReply", "SourceLink", "discover_primaries"]
+__all__ = ["PsyncReply", "Replay", "SourceLink", "discover_primaries"]
 
 _CHUNK = 1 << 18
 # A read of the command stream takes everything buffered (the stream reader pauses the socket at
@@ -58,6 +63,18 @@ class PsyncReply:
     full: bool
     replid: str
     offset: int  # FULLRESYNC: the snapshot's offset. CONTINUE: the offset we continue after.
+    # +DUALCHANNELSYNC: a full sync over a second connection; replid and offset come with it.
+    dual: bool = False
+
+
+class Replay(Protocol):
+    """Command-stream bytes that arrived before the stream was applied (dualchannel.py)."""
+
+    async def next(self) -> bytes | None:
+        """The next buffered bytes, or None once everything was read back."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class SourceLink:
@@ -72,12 +89,16 @@ class SourceLink:
         read_timeout: float = READ_TIMEOUT_S,
         source: int | None = None,
         gateway: GatewayOptions | None = None,
+        dual_channel: bool = False,
     ) -> None:
         self.url = url
         self.tls = tls
         self.read_timeout = read_timeout
         self.origin = Origin(Side.SOURCE, url.address, source)
         self.gateway = gateway
+        # Never through a gateway: it relays one connection (dual-channel needs two).
+        self.dual_channel = dual_channel and gateway is None
+        self.replay: Replay | None = None  # read back before the socket (dualchannel.py)
         self.bytes_in = 0  # the replication stream's bytes (inflated, through a gateway)
         self.rdb_size: int | None = None
         self.rdb_transferred = 0
@@ -96,6 +117,17 @@ class SourceLink:
         return self.bytes_in
 
     async def connect(self) -> None:
+        await self._open()
+        period = await self._ping_period()
+        self.read_timeout = min(self.read_timeout, 2 * period + 1)
+        await self._expect_ok(b"REPLCONF", b"listening-port", self._local_port())
+        capa = [b"capa", b"eof", b"capa", b"psync2"]
+        if self.dual_channel:
+            capa += [b"capa", b"dual-channel"]  # a source that does not offer it ignores it
+        await self._expect_ok(b"REPLCONF", *capa)
+
+    async def _open(self) -> None:
+        """Connect and authenticate."""
         if self.gateway is not None:
             # The gateway authenticated us with the database already (gateway.py, step 2).
             self._reader, self._writer = await open_gateway(
@@ -111,12 +143,11 @@ class SourceLink:
                 raise AuthError(
                     f"{self.where}: authentication failed: {reply[1:]}", origin=self.origin
                 )
-        period = await self._ping_period()
-        self.read_timeout = min(self.read_timeout, 2 * period + 1)
+
+    def _local_port(self) -> int:
+        assert self._writer is not None
         sock_port = self._writer.get_extra_info("sockname")
-        port = sock_port[1] if isinstance(sock_port, tuple) else 0
-        await self._expect_ok(b"REPLCONF", b"listening-port", port)
-        await self._expect_ok(b"REPLCONF", b"capa", b"eof", b"capa", b"psync2")
+        return sock_port[1] if isinstance(sock_port, tuple) else 0
 
     async def _ping_period(self) -> float:
         """The source's `repl-ping-replica-period` (the default when it may not be read)."""
@@ -149,6 +180,8 @@ class SourceLink:
             if new_id is None or len(new_id) != 40:
                 raise ProtocolError(f"{self.where}: malformed {reply!r}", origin=self.origin)
             return PsyncReply(False, new_id, offset)
+        if reply == "+DUALCHANNELSYNC" and self.dual_channel:
+            return PsyncReply(True, "", -1, dual=True)
         if reply.startswith("-"):
             err = classify_reply_error(
                 reply[1:], where=self.where, command=b"PSYNC", origin=self.origin
@@ -209,8 +242,21 @@ class SourceLink:
 
     async def read(self) -> bytes:
         """The next bytes of the command stream, all that arrived (raises RetryableError when the
-        link ends)."""
+        link ends): what `replay` holds first, then the socket."""
+        if self.replay is not None:
+            data = await self.replay.next()
+            if data is not None:
+                return data
+            self.replay = None
         return await self._read(_STREAM_READ)
+
+    async def read_socket(self) -> bytes:
+        """The next bytes from the socket itself, past `replay` (dualchannel.py buffers them)."""
+        return await self._read(_STREAM_READ)
+
+    async def request(self, *args: bytes | int | str) -> str:
+        """Send one command and return its reply line (for handshakes)."""
+        return await self._simple(*args)
 
     def send(self, *args: bytes | int | str) -> None:
         if self._writer is not None and not self._writer.is_closing():
@@ -220,6 +266,9 @@ class SourceLink:
         self.send(b"REPLCONF", b"ACK", offset)
 
     def close(self) -> None:
+        if self.replay is not None:
+            self.replay.close()
+            self.replay = None
         if self._writer is not None and not self._writer.is_closing():
             self._writer.close()
 

@@ -62,6 +62,11 @@ class LinkStatus:
     full_syncs: int = 0
     partial_syncs: int = 0
     restore_mode: str | None = None  # "restore" (DUMP payloads) or "decode" (plain commands)
+    # The last full sync's handshake: "dual-channel" (dualchannel.py) or "classic".
+    full_sync_channel: str | None = None
+    # Dual channel: most bytes of command stream held here at once, and how many went to disk.
+    stream_buffer_peak: int = 0
+    stream_spilled: int = 0
 
     @property
     def progress(self) -> float | None:

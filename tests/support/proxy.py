@@ -12,7 +12,8 @@ subprocesses alike:
         proxy.resume()
 
 `make_socket` creates the socket of each connection to the target, for a target that only a
-socket made elsewhere can reach (tests/support/hosts.py: inside a network namespace).
+socket made elsewhere can reach (tests/support/hosts.py: inside a network namespace); `tls`
+serves clients over TLS in front of a plain target (a server built without TLS).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -37,9 +39,11 @@ class TcpProxy:
         port: int | None = None,
         *,
         make_socket: Callable[[], socket.socket] | None = None,
+        tls: ssl.SSLContext | None = None,
     ):
         self.target = (target_host, target_port)
         self.make_socket = make_socket
+        self.tls = tls  # served to clients (a TLS endpoint in front of a plain server)
         self.port = port or free_port()
         self.rate: float | None = None  # bytes/s server → client; None = unlimited
         self.refusing = False
@@ -104,7 +108,9 @@ class TcpProxy:
     async def _start(self) -> None:
         self._flowing = asyncio.Event()
         self._flowing.set()
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(
+            self._handle, "127.0.0.1", self.port, ssl=self.tls
+        )
 
     def _set_flowing(self, on: bool) -> Callable[[], Any]:
         async def flip() -> None:

@@ -94,6 +94,23 @@ def test_a_small_replica_output_buffer_under_writes_warns_with_the_command(
     assert "at the current" in backlog.message and "MB/s" in backlog.message
 
 
+def test_a_source_that_offers_dual_channel_passes_the_output_buffer_check(
+    servers: Callable[..., RedisServer], writes: Callable[[redis.Redis], None]
+) -> None:
+    """The same small limit under the same writes: a Valkey source offering dual channel keeps
+    no replica output buffer during the full sync (dualchannel.py); through a gateway (no dual
+    channel there) the warning stays."""
+    args = ["--client-output-buffer-limit", "replica 1mb 1mb 60"]
+    src = servers(binary=str(VALKEY), args=[*args, "--dual-channel-replication-enabled", "yes"])
+    dst = servers()
+    populate(src.client(), 5000)
+    writes(src.client())
+    check = line(run([src.url], dst.url, load_bytes_per_s=1 * MB), "output buffer")
+    assert check.level is Level.PASS and "offers dual-channel replication" in check.message
+    gateway = run([src.url], dst.url, load_bytes_per_s=1 * MB, dual_channel=[False])
+    assert line(gateway, "output buffer").level is Level.WARN, gateway.as_dict()
+
+
 def _split(command: str) -> list[str]:
     head, _, quoted = command.partition('"')
     return [*head.split(), quoted.rstrip('"')]
