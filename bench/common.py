@@ -240,6 +240,12 @@ class BackgroundThreads:
             t.join()
 
 
+def native_in_sync(c: redis.Redis) -> bool:
+    """A native replica has loaded its snapshot and streams (its link up, no sync running)."""
+    info = c.info("replication")
+    return info.get("master_link_status") == "up" and not info.get("master_sync_in_progress")
+
+
 def wait(cond: Any, what: str, timeout: float = 600.0, period: float = 0.01) -> None:
     deadline = time.monotonic() + timeout
     while not cond():

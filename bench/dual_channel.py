@@ -39,6 +39,7 @@ from bench.common import (
     checkpoint,
     loaded,
     machine_load,
+    native_in_sync,
     populate_workload,
     table,
     wait,
@@ -205,13 +206,7 @@ def native(src: RedisServer, rate: int, *, dual: bool) -> Run:
             t0 = time.monotonic()
             c.execute_command("REPLICAOF", "127.0.0.1", src.port)
 
-            def up() -> bool:
-                info = c.info("replication")
-                return info.get("master_link_status") == "up" and not info.get(
-                    "master_sync_in_progress"
-                )
-
-            wait(up, "native replica in sync", period=0.02)
+            wait(lambda: native_in_sync(c), "native replica in sync", period=0.02)
             run.load_s = time.monotonic() - t0
             target = source_offset(src)
             wait(

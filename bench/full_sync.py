@@ -28,6 +28,7 @@ from bench.common import (
     loaded,
     machine_load,
     min_median,
+    native_in_sync,
     pin_argument,
     populate_workload,
     process_cpu,
@@ -52,13 +53,7 @@ def native(pins: Pinning, src: RedisServer) -> dict[str, Any]:
         t0 = time.monotonic()
         c.execute_command("REPLICAOF", "127.0.0.1", src.port)
 
-        def done() -> bool:
-            info = c.info("replication")
-            return info.get("master_link_status") == "up" and not info.get(
-                "master_sync_in_progress"
-            )
-
-        wait(done, "native replica in sync")
+        wait(lambda: native_in_sync(c), "native replica in sync")
         return {
             "seconds": time.monotonic() - t0,
             "source_cpu_s": process_cpu(src.pid) - src_cpu0,

@@ -36,6 +36,7 @@ from bench.common import (
     Syncer,
     loaded,
     machine_load,
+    native_in_sync,
     pipe_commands,
     populate_workload,
     table,
@@ -118,13 +119,7 @@ class Run:
         c.config_set("masterauth", PASSWORD)
         c.execute_command("REPLICAOF", self.bed.east.address, SRC_PORT)
 
-        def done() -> bool:
-            info = c.info("replication")
-            return info.get("master_link_status") == "up" and not info.get(
-                "master_sync_in_progress"
-            )
-
-        wait(done, "the native replica in sync", timeout=3600, period=0.05)
+        wait(lambda: native_in_sync(c), "the native replica in sync", timeout=3600, period=0.05)
         seconds = time.monotonic() - t0
         row = {"seconds": seconds, "wire_bytes": self.crossed() - before, "keys": c.dbsize()}
         c.execute_command("REPLICAOF", "NO", "ONE")
